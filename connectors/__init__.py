@@ -1,0 +1,1 @@
+"""Connectors to outside systems (Salesforce, HubSpot), behind one small contract."""

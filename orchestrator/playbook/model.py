@@ -1,0 +1,237 @@
+"""The compiled playbook: immutable, validated, ready for the engine.
+
+The loader turns YAML into these objects; nothing downstream ever sees raw YAML.
+Expressions and templates arrive pre-parsed so the engine never parses at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Union
+
+from orchestrator.durations import Duration
+from orchestrator.expressions import Expression
+from orchestrator.templates import Template
+
+
+class Stage(StrEnum):
+    """The journey loop, in order; a renewal starts a new adopt phase."""
+
+    ACQUIRE = "acquire"
+    ONBOARD = "onboard"
+    ADOPT = "adopt"
+    EXPAND = "expand"
+    RENEW = "renew"
+
+
+class Oversight(StrEnum):
+    OUT_OF_LOOP = "out_of_loop"
+    ON_THE_LOOP = "on_the_loop"
+    IN_THE_LOOP = "in_the_loop"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a node stands in its source file (1-based)."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Risk:
+    error_cost: Literal["low", "high"]
+    correction: Literal["fast", "slow"]
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    """An action from the registry with its arguments; string arguments are templates."""
+
+    action: str
+    args: dict[str, Template | Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Who gets a task: a person reference, or a role pool, with a fallback.
+
+    `to` is a reference such as "account.owner", "deal.owner" or an email address;
+    `role` picks from active people with that role using `strategy`.
+    """
+
+    to: str | None = None
+    role: str | None = None
+    strategy: Literal["round_robin", "least_loaded"] = "round_robin"
+    fallback: Assignment | None = None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """One rung of an escalation chain: at `anchor` (+ `offset`), do one thing."""
+
+    anchor: Literal["ack", "due"]
+    offset: Duration | None
+    notify: str | None = None  # a person reference: "owner.manager", "account.owner", an email
+    reassign: Assignment | None = None
+    raise_priority: bool = False
+
+
+@dataclass(frozen=True)
+class Sla:
+    due: Duration
+    ack: Duration | None = None
+    calendar: str | None = None  # a calendar name from configuration; default: the owner's
+    escalate: tuple[Escalation, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskText:
+    title: Template
+    recommend: Template
+    brief: tuple[str, ...]  # brief sections, in order: trigger, account, contacts, ...
+
+
+@dataclass(frozen=True)
+class Jump:
+    """Where control goes: a step id, or the end of the journey."""
+
+    goto: str | None = None
+    exit: bool = False
+
+
+@dataclass(frozen=True)
+class StepBase:
+    id: str
+    position: Position
+    estimate_minutes: int | None  # human effort, for simulation; None for automated steps
+
+
+@dataclass(frozen=True)
+class AutomatedStep(StepBase):
+    call: ActionCall
+    oversight: Oversight
+    risk: Risk | None = None
+    # on_the_loop: how long the owner may override, and what undoes the action
+    override_window: Duration | None = None
+    compensate: ActionCall | None = None
+    # in_the_loop: who approves, by when, and where a rejection goes
+    approval: Assignment | None = None
+    approval_sla: Sla | None = None
+    on_reject: Jump | None = None
+    kind: Literal["automated"] = "automated"
+
+
+@dataclass(frozen=True)
+class HumanStep(StepBase):
+    assign: Assignment
+    task: TaskText
+    sla: Sla
+    kind: Literal["human"] = "human"
+
+
+@dataclass(frozen=True)
+class HybridStep(StepBase):
+    """The system drafts, a person reviews and publishes."""
+
+    draft: Template
+    publish: ActionCall | None  # what "publish" does once the reviewer approves
+    assign: Assignment
+    task: TaskText
+    sla: Sla
+    oversight: Oversight = Oversight.IN_THE_LOOP
+    kind: Literal["hybrid"] = "hybrid"
+
+
+@dataclass(frozen=True)
+class WaitStep(StepBase):
+    """Wait for a signal (optionally matching `until`) or a condition, up to `timeout`."""
+
+    signal: str | None
+    until: Expression | None
+    timeout: Duration
+    on_timeout: Jump
+    kind: Literal["wait"] = "wait"
+
+
+@dataclass(frozen=True)
+class BranchRule:
+    when: Expression
+    goto: Jump
+
+
+@dataclass(frozen=True)
+class BranchStep(StepBase):
+    """Ordered rules; the first match wins; no match sends the journey to the exception queue."""
+
+    rules: tuple[BranchRule, ...]
+    otherwise: Jump | None = None
+    kind: Literal["branch"] = "branch"
+
+
+@dataclass(frozen=True)
+class GotoStep(StepBase):
+    to: str
+    kind: Literal["goto"] = "goto"
+
+
+@dataclass(frozen=True)
+class ExitStep(StepBase):
+    reason: str = "completed"
+    kind: Literal["exit"] = "exit"
+
+
+@dataclass(frozen=True)
+class SetStageStep(StepBase):
+    """Move the account to another journey stage."""
+
+    stage: Stage
+    kind: Literal["set_stage"] = "set_stage"
+
+
+Step = Union[AutomatedStep, HumanStep, HybridStep, WaitStep, BranchStep, GotoStep, ExitStep, SetStageStep]
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    signal: str
+    when: Expression | None = None
+    once_per: Literal["account", "deal", "signal"] = "account"
+
+
+@dataclass(frozen=True)
+class TouchLimit:
+    """At most `count` automated customer-facing touches per account per `period`."""
+
+    count: int
+    period: Duration
+
+
+@dataclass(frozen=True)
+class Playbook:
+    id: str
+    name: str
+    stage: Stage
+    maintainer: str
+    review_every: Duration | None
+    enroll: Enrollment
+    steps: tuple[Step, ...]
+    exit_on: tuple[str, ...] = ()
+    touch_limit: TouchLimit | None = None
+    sensitive_signals: tuple[str, ...] = ()
+    description: str = ""
+    path: str = ""  # the file it came from, for messages
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id (KeyError if none)."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def next_step_id(self, step_id: str) -> str | None:
+        """The step after `step_id` in file order, or None at the end."""
+        ids = [s.id for s in self.steps]
+        index = ids.index(step_id)
+        return ids[index + 1] if index + 1 < len(ids) else None
