@@ -1,0 +1,76 @@
+"""The `handoff` command line. Commands are thin: parse, call a service, print."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from orchestrator import __version__, schema
+from orchestrator.cli._runtime import pass_runtime
+from orchestrator.errors import HandoffError
+from orchestrator.runtime import Runtime
+
+
+class HandoffGroup(click.Group):
+    """Turns errors meant for people into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HandoffError as exc:
+            click.echo(f"handoff: error: {exc}", err=True)
+            sys.exit(2)
+        except (OperationalError, ProgrammingError) as exc:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            click.echo(f"handoff: error: database: {first} (has `handoff db upgrade` been run?)",
+                       err=True)
+            sys.exit(2)
+
+
+@click.group(cls=HandoffGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Handoff: software does the routine of the customer journey, people own the judgment calls."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def version() -> None:
+    """Print the installed Handoff version."""
+    click.echo(f"handoff {__version__}")
+
+
+@main.group()
+def db() -> None:
+    """Create and migrate the database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to migrate to.")
+@pass_runtime
+def db_upgrade(runtime: Runtime, revision: str) -> None:
+    """Migrate the database schema up to the latest revision."""
+    schema.upgrade(runtime.engine, revision)
+    click.echo(f"database at revision {schema.current_revision(runtime.engine)}")
+
+
+@db.command("current")
+@pass_runtime
+def db_current(runtime: Runtime) -> None:
+    """Show the database's schema revision and the latest one available."""
+    current = schema.current_revision(runtime.engine)
+    click.echo(f"current: {current or '(empty)'}  head: {schema.head_revision(runtime.engine)}")
+
+
+def _register() -> None:
+    # Imported here so that `handoff version` does not load the engine and the playbook language.
+    from orchestrator.cli.lifecycle import init, status
+
+    for command in (init, status):
+        main.add_command(command)
+
+
+_register()

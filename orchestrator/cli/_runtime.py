@@ -1,0 +1,35 @@
+"""How CLI commands get a Runtime: built lazily so `--help` never touches the database."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator.config import load_settings
+from orchestrator.runtime import Runtime, build_runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_runtime(ctx: click.Context) -> Runtime:
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    runtime = root.obj.get("runtime")
+    if runtime is None:
+        runtime = build_runtime(load_settings())
+        root.obj["runtime"] = runtime
+        root.call_on_close(runtime.close)
+    return runtime
+
+
+def pass_runtime(command: F) -> F:
+    """Give the decorated command a `runtime` first argument."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return command(get_runtime(click.get_current_context()), *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,44 @@
+"""`handoff init` and `handoff status`: set up a database and say what is in it."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import func, select
+
+from orchestrator import models, schema
+from orchestrator.cli._runtime import pass_runtime
+from orchestrator.db import unit_of_work
+from orchestrator.runtime import Runtime
+
+_COUNTED = (
+    ("accounts", models.Account), ("owners", models.Owner), ("signals", models.Signal),
+    ("playbook versions", models.PlaybookVersion), ("journeys", models.Journey),
+    ("tasks", models.Task), ("outbox messages", models.OutboxMessage),
+    ("exception items", models.ExceptionItem),
+)
+
+
+@click.command()
+@pass_runtime
+def init(runtime: Runtime) -> None:
+    """Create the database, migrate it and load the shipped playbooks."""
+    schema.upgrade(runtime.engine)
+    click.echo(f"database ready at {runtime.settings.describe()['database']} "
+               f"(revision {schema.current_revision(runtime.engine)})")
+    _print_status(runtime)
+
+
+@click.command()
+@pass_runtime
+def status(runtime: Runtime) -> None:
+    """Show the configuration in use and how many of each record the database holds."""
+    for key, value in runtime.settings.describe().items():
+        click.echo(f"{key}: {value}")
+    _print_status(runtime)
+
+
+def _print_status(runtime: Runtime) -> None:
+    with unit_of_work(runtime.sessions) as session:
+        for label, model in _COUNTED:
+            count = session.scalar(select(func.count()).select_from(model))
+            click.echo(f"  {label:<18} {count}")

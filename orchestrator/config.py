@@ -1,0 +1,142 @@
+"""Settings: HANDOFF_* environment variables, plus an optional TOML file for what does not fit.
+
+Everything is validated at start; a wrong value raises ConfigError naming the setting,
+which the CLI prints as one line. Secrets are kept out of `repr` and messages.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy.engine import URL
+
+from orchestrator.db import parse_database_url
+from orchestrator.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///handoff.db"
+DEFAULT_CONFIG_FILE = "handoff.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class ExceptionCategory:
+    owner: str  # a named person (email), never a team alias
+    respond_within: str = "1 business day"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL
+    log_level: str = "INFO"
+    config_file: Path | None = None
+    # Calendars by name; "default" applies to owners without their own working hours.
+    calendars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    exception_owner: str = "revops@example.com"
+    exception_categories: Mapping[str, ExceptionCategory] = field(default_factory=dict)
+    # Across all playbooks: automated customer-facing touches per account, e.g. "3 per 7d".
+    customer_touch_cap: str | None = None
+    # No automated customer-facing action in this local window, e.g. "20:00-08:00".
+    quiet_hours: str | None = None
+    quiet_hours_timezone: str = "UTC"
+    connectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+
+    def exception_category(self, name: str) -> ExceptionCategory:
+        """The configured owner and window for a category, or the default owner."""
+        return self.exception_categories.get(name, ExceptionCategory(owner=self.exception_owner))
+
+    def describe(self) -> dict[str, str]:
+        """Settings safe to print: the database password is masked."""
+        return {
+            "database": self.database_url.render_as_string(hide_password=True),
+            "config_file": str(self.config_file or "(none)"),
+            "log_level": self.log_level,
+        }
+
+
+class _CategorySchema(Schema):
+    owner = fields.Email(required=True)
+    respond_within = fields.String(load_default="1 business day")
+
+
+class _ExceptionsSchema(Schema):
+    default_owner = fields.Email(load_default="revops@example.com")
+    categories = fields.Dict(keys=fields.String(), values=fields.Nested(_CategorySchema), load_default=dict)
+
+
+class _GovernanceSchema(Schema):
+    customer_touches = fields.String(load_default=None,
+                                     validate=validate.Regexp(r"^\d+ per \S+$", error="write e.g. \"3 per 7d\""))
+    quiet_hours = fields.String(load_default=None, validate=validate.Regexp(
+        r"^\d\d:\d\d-\d\d:\d\d$", error="write e.g. \"20:00-08:00\""))
+    timezone = fields.String(load_default="UTC")
+
+
+class _FileSchema(Schema):
+    calendars = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    exceptions = fields.Nested(_ExceptionsSchema, load_default=lambda: _ExceptionsSchema().load({}))
+    governance = fields.Nested(_GovernanceSchema, load_default=lambda: _GovernanceSchema().load({}))
+    connectors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings from the environment (default: os.environ) and the config file."""
+    env = os.environ if environ is None else environ
+    url = parse_database_url(env.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL)
+    log_level = (env.get("HANDOFF_LOG_LEVEL") or "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError("HANDOFF_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    config_file = _config_path(env)
+    data = _read_config_file(config_file) if config_file else _FileSchema().load({})
+    exceptions, governance = data["exceptions"], data["governance"]
+    return Settings(
+        database_url=url,
+        log_level=log_level,
+        config_file=config_file,
+        calendars=data["calendars"],
+        exception_owner=exceptions["default_owner"],
+        exception_categories={name: ExceptionCategory(**value)
+                              for name, value in exceptions["categories"].items()},
+        customer_touch_cap=governance["customer_touches"],
+        quiet_hours=governance["quiet_hours"],
+        quiet_hours_timezone=governance["timezone"],
+        connectors=data["connectors"],
+    )
+
+
+def _config_path(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get("HANDOFF_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("HANDOFF_CONFIG", f"no such file: {path}")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    try:
+        return _FileSchema().load(raw)
+    except ValidationError as exc:
+        setting, message = _first_message(exc.messages)
+        raise ConfigError(f"{path}: {setting}", message) from None
+
+
+def _first_message(messages: Any, prefix: str = "") -> tuple[str, str]:
+    # marshmallow nests messages by field; report the first leaf as "a.b.c: message".
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        return _first_message(value, f"{prefix}.{key}" if prefix else str(key))
+    if isinstance(messages, list) and messages:
+        return prefix, str(messages[0])
+    return prefix, str(messages)

@@ -1,0 +1,107 @@
+"""Database plumbing: engines, sessions and the unit of work. No domain logic here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from orchestrator.errors import ConfigError
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+# JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out on every backend.
+
+    SQLite has no timezone type, so values are stored as naive UTC there and the
+    zone is put back on the way out; PostgreSQL stores timestamptz.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; use UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_database_url(raw: str) -> URL:
+    """A validated SQLAlchemy URL; `postgresql://` is taken to mean psycopg 3."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError("HANDOFF_DATABASE_URL", f"{_redact(raw)!r} is not a database URL; "
+                          "expected e.g. sqlite:///handoff.db or postgresql://user@host/db") from None
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError("HANDOFF_DATABASE_URL",
+                          f"unsupported database {backend!r}; use sqlite or postgresql")
+    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _redact(raw: str) -> str:
+    # Never echo a password back, even from a URL we could not parse.
+    if "@" in raw and "://" in raw:
+        scheme, rest = raw.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return raw
+
+
+def make_engine(url: URL | str, **kwargs: Any) -> Engine:
+    """An engine with the per-backend settings Handoff relies on."""
+    url = parse_database_url(url) if isinstance(url, str) else url
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets readers and a writer overlap.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits if the block succeeds and rolls back if it raises."""
+    session = sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,19 @@
+"""All tables, importable from one place (Alembic and services import from here)."""
+
+from orchestrator.models.audit import AuditEvent
+from orchestrator.models.base import Base
+from orchestrator.models.crm import Account, Contact, Deal, ExternalId, JourneyStage, Owner, StageChange
+from orchestrator.models.exceptions import ExceptionItem
+from orchestrator.models.journeys import CustomerTouch, Journey, JourneyStatus, StepRun, StepStatus
+from orchestrator.models.ops import ApiKey, SyncCursor
+from orchestrator.models.outbox import OutboxMessage, OutboxStatus
+from orchestrator.models.playbooks import PlaybookVersion
+from orchestrator.models.signals import Signal
+from orchestrator.models.tasks import OPEN_STATUSES, Priority, SlaEvent, Task, TaskKind, TaskStatus
+
+__all__ = [
+    "OPEN_STATUSES", "Account", "ApiKey", "AuditEvent", "Base", "Contact", "CustomerTouch", "Deal",
+    "ExceptionItem", "ExternalId", "Journey", "JourneyStage", "JourneyStatus", "OutboxMessage",
+    "OutboxStatus", "Owner", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "StageChange",
+    "StepRun", "StepStatus", "SyncCursor", "Task", "TaskKind", "TaskStatus",
+]

@@ -1,0 +1,33 @@
+"""The exception queue: what fell off the normal path, each with a named owner and a window."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orchestrator.models.base import Base, IdMixin, utcnow
+
+
+class ExceptionItem(IdMixin, Base):
+    __tablename__ = "exception_items"
+    __table_args__ = (
+        Index(None, "category", "created_at"),
+        Index("ix_exception_items_open_respond_by", "respond_by",
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    )
+
+    category: Mapped[str] = mapped_column(String(60))  # unknown_account, unmatched_branch, no_assignee, ...
+    owner: Mapped[str] = mapped_column(String(320))  # a named person from configuration
+    message: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    signal_id: Mapped[int | None] = mapped_column(ForeignKey("signals.id"))
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    respond_by: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(320))

@@ -1,0 +1,94 @@
+"""Human tasks with their decision brief, and the SLA events that track them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from orchestrator.models.base import Base, IdMixin, utcnow
+from orchestrator.models.crm import Owner
+
+
+class TaskKind(StrEnum):
+    ACTION = "action"      # a human step: do the thing
+    APPROVAL = "approval"  # in_the_loop: approve or reject an automated action
+    REVIEW = "review"      # hybrid: review the system's draft, then publish
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    DONE = "done"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATUSES = (TaskStatus.OPEN, TaskStatus.ACKNOWLEDGED)
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Task(IdMixin, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # One task per step run: a replayed decision cannot create a second task.
+        UniqueConstraint("step_run_id", "kind"),
+        Index(None, "owner_id", "status"),  # capacity: open tasks per owner
+        # SLA sweeps: open tasks by their next deadline.
+        Index("ix_tasks_open_due", "due_at",
+              sqlite_where=text("status IN ('open', 'acknowledged')"),
+              postgresql_where=text("status IN ('open', 'acknowledged')")),
+        Index("ix_tasks_open_ack", "ack_by",
+              sqlite_where=text("status = 'open' AND ack_by IS NOT NULL"),
+              postgresql_where=text("status = 'open' AND ack_by IS NOT NULL")),
+        Index("ix_tasks_next_escalation", "next_escalation_at",
+              sqlite_where=text("next_escalation_at IS NOT NULL"),
+              postgresql_where=text("next_escalation_at IS NOT NULL")),
+    )
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    step_run_id: Mapped[int | None] = mapped_column(ForeignKey("step_runs.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id"))  # a person, never a team
+    kind: Mapped[str] = mapped_column(String(20), default=TaskKind.ACTION)
+    title: Mapped[str] = mapped_column(String(255))
+    recommendation: Mapped[str] = mapped_column(Text, default="")
+    brief: Mapped[dict[str, Any]] = mapped_column(default=dict)  # structured decision brief
+    brief_text: Mapped[str] = mapped_column(Text, default="")  # rendered for the CRM description
+    draft: Mapped[str | None] = mapped_column(Text)  # hybrid: what the system drafted
+    status: Mapped[str] = mapped_column(String(20), default=TaskStatus.OPEN)
+    priority: Mapped[str] = mapped_column(String(10), default=Priority.NORMAL)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ack_by: Mapped[datetime | None]
+    due_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    completed_by: Mapped[str | None] = mapped_column(String(320))
+    outcome: Mapped[str | None] = mapped_column(String(40))  # approved, rejected, done, published
+    escalation_level: Mapped[int] = mapped_column(default=0)  # rungs of the chain already taken
+    next_escalation_at: Mapped[datetime | None]
+    last_reminder_at: Mapped[datetime | None]
+    crm_source: Mapped[str | None] = mapped_column(String(40))
+    crm_id: Mapped[str | None] = mapped_column(String(255))
+
+    owner: Mapped[Owner] = relationship()
+
+
+class SlaEvent(IdMixin, Base):
+    __tablename__ = "sla_events"
+    __table_args__ = (Index(None, "task_id", "at"),)
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))  # ack_met, ack_breached, due_met, due_breached, escalated
+    level: Mapped[int] = mapped_column(default=0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,45 @@
+"""The runtime: settings, database, clock, wired together once per process (never at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.config import Settings
+from orchestrator.db import make_engine, make_session_factory
+from orchestrator.errors import DatabaseUnavailable
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock = field(default_factory=SystemClock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Connect to the configured database and check that it answers."""
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    return Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine),
+                   clock=clock or SystemClock())
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise DatabaseUnavailable, with one line a person can act on, if the database does not answer."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot connect to the database at {where}: {reason} "
+                                  "(check HANDOFF_DATABASE_URL)") from None

@@ -1,0 +1,61 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from orchestrator import models
+from tests.factories import AccountFactory, OwnerFactory
+
+
+def test_datetimes_come_back_timezone_aware_in_utc(session):
+    berlin = timezone(timedelta(hours=1))
+    owner = OwnerFactory(out_of_office_until=datetime(2026, 12, 1, 10, 0, tzinfo=berlin))
+    session.expire_all()
+    loaded = session.get(models.Owner, owner.id)
+    assert loaded.out_of_office_until == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert loaded.out_of_office_until.tzinfo == UTC
+
+
+def test_naive_datetimes_are_refused(session):
+    with pytest.raises(StatementError, match="naive datetime"):
+        OwnerFactory(out_of_office_until=datetime(2026, 12, 1, 10, 0))
+
+
+def test_a_dedupe_key_is_stored_once(session):
+    account = AccountFactory()
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    session.add(models.Signal(type="product.usage", dedupe_key="k1", account_id=account.id,
+                              source="webhook", occurred_at=at))
+    session.flush()
+    session.add(models.Signal(type="product.usage", dedupe_key="k1", account_id=account.id,
+                              source="webhook", occurred_at=at))
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_only_one_version_of_a_playbook_can_be_active(session):
+    common = dict(playbook_id="p", name="P", stage="adopt", checksum="x", source_text="",
+                  source_path="p.yaml")
+    session.add(models.PlaybookVersion(version=1, active=True, **common))
+    session.flush()
+    session.add(models.PlaybookVersion(version=2, active=False, **common))
+    session.flush()
+    session.add(models.PlaybookVersion(version=3, active=True, **common))
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_json_attributes_round_trip(session):
+    account = AccountFactory(attributes={"plan": "enterprise", "seats": 120, "tags": ["eu"]})
+    session.expire_all()
+    loaded = session.scalars(select(models.Account).where(models.Account.id == account.id)).one()
+    assert loaded.attributes == {"plan": "enterprise", "seats": 120, "tags": ["eu"]}
+
+
+def test_owner_availability_respects_out_of_office(session, clock):
+    owner = OwnerFactory(out_of_office_until=clock.now() + timedelta(days=2))
+    assert not owner.available(clock.now())
+    assert owner.available(clock.now() + timedelta(days=3))
+    owner.active = False
+    assert not owner.available(clock.now() + timedelta(days=3))
