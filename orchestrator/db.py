@@ -76,17 +76,26 @@ def make_engine(url: URL | str, **kwargs: Any) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own BEGIN handling defers the write lock until the first write, so two
+    # processes can read the same pending row and then fail to upgrade their lock; take
+    # the write lock at BEGIN instead (the SQLAlchemy-documented recipe).
+    dbapi_connection.isolation_level = None
     # Foreign keys are off by default in SQLite; WAL lets readers and a writer overlap.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
