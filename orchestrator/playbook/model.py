@@ -15,6 +15,24 @@ from orchestrator.expressions import Expression
 from orchestrator.templates import Template
 
 
+# What expressions and templates may read: the context the engine provides.
+CONTEXT_ROOTS: frozenset[str] = frozenset({"account", "deal", "signal", "journey", "owner", "now"})
+
+# The sections a decision brief can carry, in the order they are usually shown.
+BRIEF_SECTIONS: tuple[str, ...] = (
+    "trigger", "account", "contacts", "recent_signals", "journey", "automations", "deal",
+)
+
+# Person references an assignment (`to`) or an escalation (`notify`) may use besides a
+# person's email address; the engine resolves each to one named person.
+PERSON_REFERENCES: dict[str, str] = {
+    "account.owner": "the account's owner in the CRM",
+    "account.csm": "the account's customer success manager",
+    "deal.owner": "the owner of the deal that triggered the journey",
+    "owner.manager": "the manager of the task's current owner",
+}
+
+
 class Stage(StrEnum):
     """The journey loop, in order; a renewal starts a new adopt phase."""
 

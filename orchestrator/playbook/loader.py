@@ -1,0 +1,166 @@
+"""From file to compiled playbook: YAML, schema, references, compile, lint.
+
+Every stage runs even when an earlier one found problems (as far as the data allows),
+so one run reports all of a file's errors, not only the first.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from marshmallow import ValidationError
+
+from orchestrator.playbook.compile import build_playbook
+from orchestrator.playbook.findings import Finding, PlaybookInvalid, sort_findings
+from orchestrator.playbook.lint import lint_playbook
+from orchestrator.playbook.locate import findings_from_messages
+from orchestrator.playbook.model import Playbook
+from orchestrator.playbook.references import check_references
+from orchestrator.playbook.schema import PlaybookSchema
+from orchestrator.playbook.yamlsafe import YamlProblem, decode, load_document
+
+__all__ = [
+    "check_text",
+    "git_last_changed",
+    "load_playbook",
+    "load_playbook_text",
+    "playbook_files",
+    "validate_paths",
+]
+
+LastChanged = Callable[[Path], datetime | None]
+
+
+def check_text(
+    text: str,
+    path: str = "<string>",
+    *,
+    lint: bool = True,
+    now: datetime | None = None,
+    last_changed: datetime | None = None,
+) -> tuple[Playbook | None, list[Finding]]:
+    """The compiled playbook (None when it has errors) and every finding, sorted."""
+    try:
+        doc = load_document(text)
+    except YamlProblem as problem:
+        return None, [Finding(path, problem.line, problem.column, "error", "yaml", problem.message)]
+    if not isinstance(doc.value, dict):
+        return None, [Finding(path, 1, 1, "error", "schema",
+                              "a playbook must be a mapping of keys (id, name, stage, steps...)")]
+    findings = check_references(doc, path)
+    data = None
+    try:
+        data = PlaybookSchema().load(doc.value)
+    except ValidationError as error:
+        findings += findings_from_messages(error.messages, doc=doc, source=text, path=path)
+    if data is None or findings:
+        return None, sort_findings(_unique(findings))
+    playbook = build_playbook(data, doc, path)
+    if lint:
+        findings += lint_playbook(playbook, doc=doc, path=path, now=now, last_changed=last_changed)
+    errors = [f for f in findings if f.is_error]
+    return (None if errors else playbook), sort_findings(findings)
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    return list(dict.fromkeys(findings))
+
+
+def load_playbook_text(text: str, path: str = "<string>", *, lint: bool = True) -> Playbook:
+    """Compile a playbook from text; any error raises PlaybookInvalid with all findings."""
+    playbook, findings = check_text(text, path, lint=lint)
+    if playbook is None:
+        raise PlaybookInvalid(findings)
+    return playbook
+
+
+def load_playbook(path: str | os.PathLike[str]) -> Playbook:
+    """Compile the playbook in a file; any error raises PlaybookInvalid with all findings."""
+    name = str(path)
+    text, problem = read_text(Path(path))
+    if problem:
+        raise PlaybookInvalid([problem])
+    return load_playbook_text(text or "", name)
+
+
+def read_text(path: Path) -> tuple[str | None, Finding | None]:
+    """The file's text, or a finding saying why it cannot be read."""
+    try:
+        return decode(path.read_bytes()), None
+    except YamlProblem as problem:
+        return None, Finding(str(path), problem.line, problem.column, "error", "yaml", problem.message)
+    except OSError as error:
+        return None, Finding(str(path), 1, 1, "error", "file",
+                             f"cannot read the file ({error.strerror or error})")
+
+
+def playbook_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[Finding]]:
+    """YAML files under `paths` (folders are searched recursively), and missing paths."""
+    files: list[Path] = []
+    missing: list[Finding] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(Finding(str(path), 1, 1, "error", "file", "no such file or folder"))
+    return list(dict.fromkeys(files)), missing
+
+
+def git_last_changed(path: Path) -> datetime | None:
+    """When the file last changed: its last commit if committed and clean, else its mtime."""
+    try:
+        folder = str(path.resolve().parent)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", path.name], cwd=folder,
+            capture_output=True, text=True, timeout=10,
+        )
+        log = subprocess.run(
+            ["git", "log", "-1", "--format=%cI", "--", path.name], cwd=folder,
+            capture_output=True, text=True, timeout=10,
+        )
+        if status.returncode == 0 and not status.stdout.strip() and log.stdout.strip():
+            return datetime.fromisoformat(log.stdout.strip()).astimezone(UTC)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass  # no git, not a repository: fall back to the file's own time
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def validate_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    now: datetime | None = None,
+    last_changed: LastChanged | None = git_last_changed,
+) -> list[Finding]:
+    """Findings for every playbook file under `paths`, including cross-file ones."""
+    now = now or datetime.now(UTC)
+    files, findings = playbook_files(paths)
+    seen_ids: dict[str, Path] = {}
+    for path in files:
+        text, problem = read_text(path)
+        if problem:
+            findings.append(problem)
+            continue
+        changed = last_changed(path) if last_changed else None
+        playbook, found = check_text(text or "", str(path), now=now, last_changed=changed)
+        findings += found
+        if playbook is None:
+            continue
+        if playbook.id in seen_ids:
+            findings.append(Finding(
+                str(path), 1, 1, "error", "duplicate-playbook",
+                f'the playbook id "{playbook.id}" is also used by {seen_ids[playbook.id]}; '
+                "each playbook needs its own id", "id",
+            ))
+        else:
+            seen_ids[playbook.id] = path
+    return findings
