@@ -1,0 +1,163 @@
+"""The exception queue: what fell off the normal path, with a named owner and a business-time window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator import audit
+from orchestrator.calendars import BusinessCalendar, calendar_from_config
+from orchestrator.config import Settings
+from orchestrator.durations import parse_duration
+from orchestrator.errors import HandoffError
+from orchestrator.models import ExceptionItem
+
+__all__ = [
+    "Category", "CategoryCount", "ItemStatus", "UnknownExceptionItem", "WeekReport", "default_calendar",
+    "fallback_report", "list_items", "raise_item", "resolve_item", "weekly_fallback_report",
+]
+
+
+class Category(StrEnum):
+    UNKNOWN_ACCOUNT = "unknown_account"
+    UNKNOWN_DEAL = "unknown_deal"
+    INVALID_SIGNAL = "invalid_signal"
+    UNMATCHED_BRANCH = "unmatched_branch"
+    NO_ASSIGNEE = "no_assignee"
+    MISSING_FIELD = "missing_field"
+    ACTION_FAILED = "action_failed"
+    DELIVERY_FAILED = "delivery_failed"
+    LOOP_GUARD = "loop_guard"
+    WAIT_TIMEOUT = "wait_timeout"
+
+
+class ItemStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class UnknownExceptionItem(HandoffError):
+    """No exception item has this id."""
+
+
+@dataclass(frozen=True)
+class CategoryCount:
+    category: str
+    count: int
+    owner: str  # owner of the category's most recent item in the window
+    oldest_open: datetime | None  # created_at of the oldest still-open item in the window
+
+
+@dataclass(frozen=True)
+class WeekReport:
+    week: str  # ISO week, e.g. "2026-W48"
+    start: datetime  # Monday 00:00 UTC
+    categories: list[CategoryCount]
+
+
+def default_calendar(settings: Settings) -> BusinessCalendar:
+    """The configured "default" calendar, else Mon-Fri 09:00-17:00 UTC."""
+    config = settings.calendars.get("default")
+    return calendar_from_config(config) if config else BusinessCalendar()
+
+
+def raise_item(
+    session: Session,
+    *,
+    settings: Settings,
+    category: Category | str,
+    message: str,
+    at: datetime,
+    account_id: int | None = None,
+    signal_id: int | None = None,
+    journey_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> ExceptionItem:
+    """Queue an item for the category's configured owner, due within its window in business time."""
+    configured = settings.exception_category(str(category))
+    respond_by = default_calendar(settings).add(at, parse_duration(configured.respond_within))
+    item = ExceptionItem(
+        category=str(category), owner=configured.owner, message=message, detail=dict(detail or {}),
+        account_id=account_id, signal_id=signal_id, journey_id=journey_id,
+        status=ItemStatus.OPEN, created_at=at, respond_by=respond_by,
+    )
+    session.add(item)
+    session.flush()
+    audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{category}",
+                 reason=message, account_id=account_id, journey_id=journey_id,
+                 detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id})
+    return item
+
+
+def list_items(session: Session, *, status: str | None = ItemStatus.OPEN,
+               category: str | None = None) -> list[ExceptionItem]:
+    """Items by status (None: all), most urgent first."""
+    query = select(ExceptionItem).order_by(ExceptionItem.respond_by, ExceptionItem.id)
+    if status is not None:
+        query = query.where(ExceptionItem.status == str(status))
+    if category is not None:
+        query = query.where(ExceptionItem.category == str(category))
+    return list(session.scalars(query))
+
+
+def resolve_item(session: Session, *, item_id: int, by: str, at: datetime, note: str = "") -> ExceptionItem:
+    """Close an item; resolving an already resolved item changes nothing."""
+    item = session.get(ExceptionItem, item_id)
+    if item is None:
+        raise UnknownExceptionItem(f"no exception item {item_id}")
+    if item.status == ItemStatus.RESOLVED:
+        return item
+    item.status = ItemStatus.RESOLVED
+    item.resolved_at = at
+    item.resolved_by = by
+    session.flush()
+    audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RESOLVED, actor=by,
+                 rule=f"exception:{item.category}", reason=note or f"resolved exception {item.id}",
+                 account_id=item.account_id, journey_id=item.journey_id,
+                 detail={"exception_id": item.id})
+    return item
+
+
+def fallback_report(session: Session, *, since: datetime, until: datetime) -> list[CategoryCount]:
+    """Categories raised in [since, until), most frequent first."""
+    in_window = (ExceptionItem.created_at >= since) & (ExceptionItem.created_at < until)
+    counts = session.execute(
+        select(ExceptionItem.category, func.count(), func.max(ExceptionItem.id))
+        .where(in_window).group_by(ExceptionItem.category)
+    ).all()
+    if not counts:
+        return []
+    latest_ids = [latest for _, _, latest in counts]
+    owners = dict(session.execute(
+        select(ExceptionItem.category, ExceptionItem.owner).where(ExceptionItem.id.in_(latest_ids))
+    ).tuples().all())
+    oldest = dict(session.execute(
+        select(ExceptionItem.category, func.min(ExceptionItem.created_at))
+        .where(in_window, ExceptionItem.status == ItemStatus.OPEN).group_by(ExceptionItem.category)
+    ).tuples().all())
+    rows = [CategoryCount(category=category, count=count, owner=owners[category],
+                          oldest_open=oldest.get(category))
+            for category, count, _ in counts]
+    return sorted(rows, key=lambda row: (-row.count, row.category))
+
+
+def weekly_fallback_report(session: Session, *, now: datetime, weeks: int = 4) -> list[WeekReport]:
+    """The fallback report per ISO week (UTC), the current week last."""
+    if weeks < 1:
+        raise ValueError("weeks must be at least 1")
+    today = now.astimezone(UTC).date()
+    this_monday = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=today.weekday())
+    reports = []
+    for back in range(weeks - 1, -1, -1):
+        start = this_monday - timedelta(weeks=back)
+        year, week, _ = start.isocalendar()
+        reports.append(WeekReport(week=f"{year}-W{week:02d}", start=start,
+                                  categories=fallback_report(session, since=start,
+                                                             until=start + timedelta(weeks=1))))
+    return reports
+
