@@ -1,0 +1,179 @@
+"""Governance for automated customer-facing actions: touch caps and quiet hours.
+
+Caps count `CustomerTouch` rows, one per automated customer-facing action, so the
+limit holds across every playbook that talks to the same account. The engine asks
+`touch_block_reason` before such an action and calls `record_touch` after it, in
+the same transaction; on PostgreSQL the check locks the account row so two workers
+cannot both take the last free touch.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator.config import Settings
+from orchestrator.durations import Duration, DurationError, parse_duration
+from orchestrator.models import Account, CustomerTouch, Journey
+
+__all__ = [
+    "GovernanceError",
+    "in_quiet_hours",
+    "parse_quiet_hours",
+    "parse_touch_cap",
+    "quiet_hours_end",
+    "record_touch",
+    "touch_block_reason",
+]
+
+_CAP = re.compile(r"^\s*(\d+)\s+per\s+(.+?)\s*$")
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class GovernanceError(ValueError):
+    """A cap or quiet-hours setting that cannot be understood."""
+
+
+class TouchLimitLike(Protocol):
+    """What the playbook's `limits.customer_touches` compiles to (`TouchLimit`)."""
+
+    count: int
+    period: Duration
+
+
+def parse_touch_cap(text: str) -> tuple[int, Duration]:
+    """ "3 per 7d" -> (3, 7 days). The period must be wall-clock time."""
+    match = _CAP.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise GovernanceError(f'customer-touch cap "{text}" is not a cap; write e.g. "3 per 7d"')
+    try:
+        period = parse_duration(match.group(2))
+    except DurationError as exc:
+        raise GovernanceError(f'customer-touch cap "{text}": {exc}') from None
+    if period.is_business:
+        # "Per 2 business days" would let a weekend burst through; caps protect the customer's week.
+        raise GovernanceError(f'customer-touch cap "{text}": use calendar time, e.g. "3 per 7d"')
+    return int(match.group(1)), period
+
+
+def touch_block_reason(
+    session: Session,
+    *,
+    account_id: int,
+    now: datetime,
+    settings: Settings,
+    playbook_limit: TouchLimitLike | str | tuple[int, Duration] | tuple[int, Duration, str] | None = None,
+    playbook_id: str | None = None,
+) -> str | None:
+    """Why an automated customer touch must not happen now, or None when it may.
+
+    The global cap (`settings.customer_touch_cap`) counts the account's touches from
+    every playbook. A playbook's own limit (a `TouchLimit`, "2 per 7d", or a tuple
+    `(count, period[, playbook_id])`) counts the touches that playbook's journeys made
+    to this account, or all of them when no playbook id is given.
+    """
+    # Serialise cap checks per account: the count below and the caller's
+    # record_touch must not interleave with another worker's (no-op on SQLite,
+    # which has a single writer anyway).
+    session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+
+    if settings.customer_touch_cap:
+        count, period = parse_touch_cap(settings.customer_touch_cap)
+        used = _touches_since(session, account_id=account_id, since=now - period.calendar, until=now)
+        if used >= count:
+            return (
+                f"customer-touch cap reached: {used} automated touches in the last {period} "
+                f"(limit {count} per {period}, all playbooks)"
+            )
+    if playbook_limit is not None:
+        count, period, limit_playbook = _playbook_limit(playbook_limit)
+        playbook_id = playbook_id or limit_playbook
+        used = _touches_since(session, account_id=account_id, since=now - period.calendar, until=now,
+                              playbook_id=playbook_id)
+        if used >= count:
+            scope = f"playbook {playbook_id}" if playbook_id else "playbook limit"
+            return (
+                f"customer-touch cap reached: {used} automated touches in the last {period} "
+                f"(limit {count} per {period}, {scope})"
+            )
+    return None
+
+
+def record_touch(
+    session: Session, *, account_id: int, journey_id: int | None, step_id: str, action: str, at: datetime
+) -> CustomerTouch:
+    """Count one automated customer-facing action against the account's caps."""
+    touch = CustomerTouch(account_id=account_id, journey_id=journey_id, step_id=step_id, action=action, at=at)
+    session.add(touch)
+    session.flush()
+    return touch
+
+
+def _playbook_limit(limit: object) -> tuple[int, Duration, str | None]:
+    if isinstance(limit, str):
+        count, period = parse_touch_cap(limit)
+        return count, period, None
+    if isinstance(limit, tuple):
+        if len(limit) == 3:
+            return limit[0], limit[1], limit[2]
+        return limit[0], limit[1], None
+    return limit.count, limit.period, None  # type: ignore[attr-defined]
+
+
+def _touches_since(
+    session: Session, *, account_id: int, since: datetime, until: datetime, playbook_id: str | None = None
+) -> int:
+    query = select(func.count(CustomerTouch.id)).where(
+        CustomerTouch.account_id == account_id, CustomerTouch.at > since, CustomerTouch.at <= until
+    )
+    if playbook_id is not None:
+        query = query.join(Journey, Journey.id == CustomerTouch.journey_id).where(
+            Journey.playbook_id == playbook_id
+        )
+    return session.scalar(query) or 0
+
+
+# -- quiet hours ------------------------------------------------------------------
+
+
+def parse_quiet_hours(text: str) -> tuple[time, time]:
+    """ "20:00-08:00" -> (20:00, 08:00). The window may wrap midnight."""
+    match = _WINDOW.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise GovernanceError(f'quiet hours "{text}" is not a time range; write e.g. "20:00-08:00"')
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise GovernanceError(f'quiet hours "{text}" has an impossible time; write e.g. "20:00-08:00"')
+    start, end = time(h1, m1), time(h2, m2)
+    if start == end:
+        raise GovernanceError(f'quiet hours "{text}" starts and ends at the same time')
+    return start, end
+
+
+def in_quiet_hours(at: datetime, settings: Settings) -> bool:
+    """True when `at` falls inside the configured quiet hours (local to `quiet_hours_timezone`)."""
+    if not settings.quiet_hours:
+        return False
+    start, end = parse_quiet_hours(settings.quiet_hours)
+    local = at.astimezone(ZoneInfo(settings.quiet_hours_timezone)).time().replace(tzinfo=None)
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end  # wraps midnight
+
+
+def quiet_hours_end(at: datetime, settings: Settings) -> datetime:
+    """When the quiet hours around `at` end (in UTC); `at` itself when it is not quiet."""
+    if not in_quiet_hours(at, settings):
+        return at
+    _, end = parse_quiet_hours(settings.quiet_hours or "")
+    zone = ZoneInfo(settings.quiet_hours_timezone)
+    local = at.astimezone(zone)
+    candidate = datetime.combine(local.date(), end, tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=zone)
+    return candidate.astimezone(UTC)

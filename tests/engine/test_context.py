@@ -1,0 +1,107 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from orchestrator import models
+from orchestrator.context import build_context
+from orchestrator.templates import Template
+from tests.factories import AccountFactory, DealFactory, OwnerFactory
+
+
+def _journey(session, account, *, playbook_id="adopt-usage", enrolled_at, context=None, deal=None):
+    version = models.PlaybookVersion(playbook_id=playbook_id, version=1, name=playbook_id, stage="adopt",
+                                     checksum="x", source_text="", source_path=f"{playbook_id}.yaml")
+    session.add(version)
+    session.flush()
+    journey = models.Journey(account_id=account.id, playbook_id=playbook_id, playbook_version_id=version.id,
+                             enrollment_key=f"{playbook_id}:{account.id}", current_step_id="kickoff-call",
+                             enrolled_at=enrolled_at, context=context or {},
+                             deal_id=deal.id if deal is not None else None)
+    session.add(journey)
+    session.flush()
+    return journey
+
+
+def _signal(session, account, *, type="product.usage", payload=None, at, deal=None):
+    signal = models.Signal(type=type, dedupe_key=f"{type}:{at.isoformat()}:{account.id}", account_id=account.id,
+                           deal_id=deal.id if deal is not None else None, source="webhook",
+                           payload=payload or {}, occurred_at=at)
+    session.add(signal)
+    session.flush()
+    return signal
+
+
+def test_account_fields_show_arr_as_a_float_and_days_in_stage_and_to_renewal(session, clock):
+    owner = OwnerFactory(name="Ana Ruiz", email="ana@acme.example", role="csm")
+    account = AccountFactory(name="Globex", arr=Decimal("120000.50"), owner=owner, stage="onboard",
+                             stage_entered_at=clock.now() - timedelta(days=12),
+                             renewal_date=datetime(2027, 1, 15, tzinfo=UTC))
+
+    context = build_context(session, account=account, now=clock.now())
+
+    assert context["account"]["name"] == "Globex"
+    assert context["account"]["arr"] == 120000.5
+    assert isinstance(context["account"]["arr"], float)
+    assert context["account"]["days_in_stage"] == 12
+    assert context["account"]["days_to_renewal"] == 53
+    assert context["account"]["owner"] == {"name": "Ana Ruiz", "email": "ana@acme.example", "role": "csm"}
+    assert context["owner"]["email"] == "ana@acme.example"
+    assert context["now"] == clock.now()
+    assert context["deal"] is None and context["signal"] is None and context["journey"] is None
+
+
+def test_custom_attributes_are_merged_without_overriding_named_fields(session, clock):
+    account = AccountFactory(name="Initech", attributes={"plan": "enterprise", "name": "WRONG", "arr": 1})
+
+    view = build_context(session, account=account, now=clock.now())["account"]
+
+    assert view["plan"] == "enterprise"
+    assert view["name"] == "Initech"
+    assert view["arr"] == 48000.0
+
+
+def test_signal_payload_keys_are_readable_at_the_top_level(session, clock):
+    account = AccountFactory()
+    signal = _signal(session, account, payload={"active_users": 7, "type": "not-the-type"}, at=clock.now())
+
+    view = build_context(session, account=account, now=clock.now(), signal=signal)["signal"]
+
+    assert view["active_users"] == 7
+    assert view["type"] == "product.usage"
+    assert view["occurred_at"] == clock.now()
+    assert view["source"] == "webhook"
+
+
+def test_journey_context_values_and_days_enrolled_are_exposed(session, clock):
+    account = AccountFactory()
+    journey = _journey(session, account, enrolled_at=clock.now() - timedelta(days=3),
+                       context={"kickoff_booked": True})
+
+    view = build_context(session, account=account, now=clock.now(), journey=journey)["journey"]
+
+    assert view["playbook_id"] == "adopt-usage"
+    assert view["days_enrolled"] == 3
+    assert view["current_step"] == "kickoff-call"
+    assert view["kickoff_booked"] is True
+
+
+def test_the_deal_defaults_to_the_signal_deal_with_its_owner(session, clock):
+    rep = OwnerFactory(name="Bo Chen", role="ae")
+    account = AccountFactory()
+    deal = DealFactory(account=account, name="Globex expansion", amount=Decimal("30000"), owner=rep)
+    signal = _signal(session, account, type="deal.closed_won", at=clock.now(), deal=deal)
+
+    view = build_context(session, account=account, now=clock.now(), signal=signal)["deal"]
+
+    assert view["name"] == "Globex expansion"
+    assert view["amount"] == 30000.0
+    assert view["owner"]["name"] == "Bo Chen"
+
+
+def test_templates_render_against_the_context(session, clock):
+    account = AccountFactory(name="Umbrella")
+    signal = _signal(session, account, payload={"active_users": 3}, at=clock.now())
+    context = build_context(session, account=account, now=clock.now(), signal=signal)
+
+    text = Template("{{ account.name }}: {{ signal.active_users }} users, ARR {{ account.arr | money }}").render(context)
+
+    assert text == "Umbrella: 3 users, ARR $48,000"
