@@ -44,6 +44,9 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     # -- checked while loading -------------------------------------------------------
+    Rule("file", "error", "The file exists and can be read",
+         "Paths given to validate, apply or diff exist; folders are searched for *.yaml and *.yml.",
+         "load"),
     Rule("yaml", "error", "The file is valid, safe YAML",
          "One YAML document, UTF-8, at most 256 KiB, no duplicate keys, keys are names, no custom "
          "tags (!!python/...), at most 100 aliases. true/false are the only booleans: on, off, yes "

@@ -355,13 +355,13 @@ def _exactly_one(data: Any, keys: tuple[str, ...], what: str) -> str | None:
         return None
     if not present:
         return f"{what} needs one of {_one_of(keys)}"
-    return f"{what} has {_one_of(present)}; keep only one"
+    return f"{what} has {_all_of(present)}; keep only one"
 
 
 def _check_action_args(action: Any, args: Any, errors: dict[str, Any], args_key: str) -> None:
     """Required and unknown arguments of an action call, located under `args_key`."""
     spec = REGISTRY.get(action) if isinstance(action, str) else None
-    if spec is None:
+    if spec is None or (args is not None and not isinstance(args, Mapping)):
         return
     given = args if isinstance(args, Mapping) else {}
     for name in given:

@@ -1,0 +1,135 @@
+"""`handoff playbooks ...`: validate, schema, apply, diff, list, rules. Thin: call a service, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from orchestrator.cli._runtime import pass_runtime
+from orchestrator.db import unit_of_work
+from orchestrator.runtime import Runtime
+
+_PATHS = click.argument("paths", nargs=-1, required=True, type=click.Path())
+
+
+@click.group()
+def playbooks() -> None:
+    """Write, check and apply playbooks (YAML)."""
+
+
+def _summary(findings: list) -> str:
+    errors = sum(1 for f in findings if f.is_error)
+    warnings = len(findings) - errors
+    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+
+
+@playbooks.command()
+@_PATHS
+def validate(paths: tuple[str, ...]) -> None:
+    """Check playbook files or folders; one line per finding, exit 1 on any error."""
+    from orchestrator.playbook import validate_paths
+    from orchestrator.playbook.loader import playbook_files
+
+    findings = validate_paths(paths)
+    for finding in findings:
+        click.echo(str(finding))
+    count = len(playbook_files(paths)[0])
+    click.echo(f"{count} playbook file{'s' * (count != 1)} checked: {_summary(findings)}", err=True)
+    if any(f.is_error for f in findings):
+        sys.exit(1)
+
+
+@playbooks.command()
+def schema() -> None:
+    """Print the JSON Schema of the playbook format (for editor completion)."""
+    from orchestrator.playbook.json_schema import playbook_json_schema
+
+    click.echo(json.dumps(playbook_json_schema(), indent=2))
+
+
+@playbooks.command()
+@_PATHS
+@click.option("--actor", default=None, help="Who applies (default: $USER).")
+@click.option("--show-diff/--no-show-diff", default=True, show_default=True,
+              help="Print the text diff of changed playbooks.")
+@pass_runtime
+def apply(runtime: Runtime, paths: tuple[str, ...], actor: str | None, show_diff: bool) -> None:
+    """Store a new version of each playbook whose file changed; nothing if any file is invalid."""
+    import getpass
+
+    from orchestrator.playbook.store import apply_playbooks
+
+    who = actor or getpass.getuser()
+    with unit_of_work(runtime.sessions) as session:
+        report = apply_playbooks(session=session, paths=paths, now=runtime.clock.now(), actor=who)
+    for finding in report.findings:
+        click.echo(str(finding))
+    if not report.applied:
+        click.echo(f"nothing applied: {_summary(report.findings)}", err=True)
+        sys.exit(1)
+    for change in report.changes:
+        if change.kind == "new":
+            click.echo(f"{change.playbook_id}: applied as version {change.new_version} (new)")
+        elif change.kind == "changed":
+            click.echo(f"{change.playbook_id}: applied as version {change.new_version} "
+                       f"(was {change.old_version}): {'; '.join(change.summary) or 'text changed'}")
+            if show_diff:
+                click.echo(change.diff, nl=False)
+        else:
+            click.echo(f"{change.playbook_id}: unchanged (version {change.old_version})")
+    click.echo(f"{len(report.stored)} of {len(report.changes)} playbooks stored a new version", err=True)
+
+
+@playbooks.command()
+@_PATHS
+@click.option("--show-diff/--no-show-diff", default=False, show_default=True,
+              help="Also print the text diff of changed playbooks.")
+@pass_runtime
+def diff(runtime: Runtime, paths: tuple[str, ...], show_diff: bool) -> None:
+    """Compare files with the active versions; exit 2 when they differ."""
+    from orchestrator.playbook.store import diff_playbooks
+
+    with unit_of_work(runtime.sessions) as session:
+        report = diff_playbooks(session=session, paths=paths)
+    for finding in report.findings:
+        click.echo(str(finding))
+    for change in report.drifted:
+        click.echo(change.headline())
+        if show_diff and change.diff:
+            click.echo(change.diff, nl=False)
+    if report.findings:
+        sys.exit(1)
+    if report.drifted:
+        click.echo(f"{len(report.drifted)} playbook(s) differ from the active versions", err=True)
+        sys.exit(2)
+    click.echo("no drift: the files match the active versions", err=True)
+
+
+@playbooks.command("list")
+@pass_runtime
+def list_(runtime: Runtime) -> None:
+    """List the active playbook versions."""
+    from orchestrator.playbook.store import list_playbooks
+
+    with unit_of_work(runtime.sessions) as session:
+        versions = list_playbooks(session=session)
+        rows = [(v.playbook_id, f"v{v.version}", v.stage, v.applied_at.strftime("%Y-%m-%d %H:%M"),
+                 v.applied_by, v.name) for v in versions]
+    if not rows:
+        click.echo("no playbooks applied yet; run `handoff playbooks apply playbooks/`", err=True)
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+
+
+@playbooks.command()
+def rules() -> None:
+    """List every rule the validator and lint check, with its explanation."""
+    from orchestrator.playbook.lint import RULES
+
+    for rule in RULES:
+        click.echo(f"{rule.id}  ({rule.severity}, checked at {rule.checked})  {rule.title}")
+        click.echo(f"    {rule.explanation}")
