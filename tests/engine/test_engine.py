@@ -1,0 +1,422 @@
+"""The engine's behaviour, one playbook feature at a time, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator import engine
+from orchestrator.models import (
+    AuditEvent, CustomerTouch, ExceptionItem, Journey, OutboxMessage, StageChange, StepRun, Task,
+)
+from tests.engine.conftest import install_playbook
+from tests.factories import AccountFactory, DealFactory, OwnerFactory
+
+HEADER = """
+    maintainer: revops@acme.example
+    review_every: 365d
+"""
+
+AUTOMATIONS = """
+    id: automations
+    name: Automations
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: product.usage, when: "signal.usage_change_pct <= -30"}
+    steps:
+      - id: flag
+        kind: automated
+        oversight: out_of_loop
+        risk: {error_cost: low, correction: fast}
+        do: crm.update_field
+        with: {field: health, value: "at risk ({{ signal.usage_change_pct }}%)"}
+      - id: nudge
+        kind: automated
+        oversight: on_the_loop
+        risk: {error_cost: low, correction: fast}
+        do: customer.in_app_message
+        with: {body: "Try saved views, {{ account.name }}."}
+        override:
+          window: 4h
+          compensate: {do: crm.create_note, with: {body: "Nudge withdrawn."}}
+      - id: discount
+        kind: automated
+        oversight: in_the_loop
+        risk: {error_cost: high, correction: slow}
+        do: customer.email
+        with: {to: "buyer@customer.example", subject: "An offer", body: "10% off your renewal."}
+        approval:
+          assign: {to: account.owner}
+          sla: {due: 4 business hours}
+        on_reject: {goto: rejected}
+      - id: approved
+        kind: exit
+        reason: offer sent
+      - id: rejected
+        kind: exit
+        reason: offer declined by owner
+"""
+
+
+def _count(session, model, *where):
+    return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def _journey(session, account):
+    return session.scalars(select(Journey).where(Journey.account_id == account.id)).one()
+
+
+def test_out_of_loop_step_runs_and_writes_an_outbox_row_with_rendered_arguments(session, feed):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory(name="Globex")
+    feed("product.usage", account, {"usage_change_pct": -42})
+    row = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "crm.update_field")).one()
+    assert row.payload["args"] == {"field": "health", "value": "at risk (-42%)"}
+    assert row.account_id == account.id and row.status == "pending"
+
+
+def test_enrollment_condition_false_records_the_decision_and_enrolls_nobody(session, feed):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -5})
+    assert _count(session, Journey) == 0
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "not_enrolled")).one()
+    assert "signal.usage_change_pct <= -30" in event.rule
+
+
+def test_on_the_loop_step_runs_at_once_and_the_owner_can_override_inside_the_window(
+        session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory(name="Initech")
+    feed("product.usage", account, {"usage_change_pct": -40})
+    nudge = session.scalars(select(StepRun).where(StepRun.step_id == "nudge")).one()
+    assert nudge.status == "done"
+    assert nudge.override_until == clock.now() + timedelta(hours=4)
+    notice = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "notify.email")).one()
+    assert notice.payload["to"] == account.owner.email and "override" in notice.payload["body"]
+
+    clock.advance(timedelta(hours=1))
+    engine.override_step(session=session, settings=settings, step_run_id=nudge.id,
+                         actor=account.owner.email, now=clock.now(), reason="they churned")
+    assert nudge.status == "overridden"
+    compensation = session.scalars(select(OutboxMessage).where(
+        OutboxMessage.kind == "crm.create_note")).one()
+    assert compensation.payload["args"]["body"] == "Nudge withdrawn."
+    assert _count(session, AuditEvent, AuditEvent.action == "overridden") == 1
+
+
+def test_override_after_the_window_is_refused(session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    nudge = session.scalars(select(StepRun).where(StepRun.step_id == "nudge")).one()
+    clock.advance(timedelta(hours=5))
+    with pytest.raises(engine.EngineError, match="no open override window"):
+        engine.override_step(session=session, settings=settings, step_run_id=nudge.id,
+                             actor="x@acme.example", now=clock.now())
+
+
+def test_in_the_loop_step_waits_for_approval_then_runs(session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory(name="Umbrella")
+    feed("product.usage", account, {"usage_change_pct": -40})
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 0
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    assert approval.owner_id == account.owner_id
+    assert "Approve" in approval.title and "10% off your renewal" in approval.recommendation
+    assert _journey(session, account).status == "waiting"
+
+    engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="approved",
+                       actor=account.owner.email, now=clock.now())
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 1
+    journey = _journey(session, account)
+    assert journey.status == "completed" and "offer sent" in journey.end_reason
+
+
+def test_rejecting_an_approval_takes_the_declared_path_and_runs_nothing(session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="rejected",
+                       actor=account.owner.email, now=clock.now())
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 0
+    journey = _journey(session, account)
+    assert journey.status == "completed" and "declined by owner" in journey.end_reason
+    assert session.scalars(select(StepRun).where(StepRun.step_id == "discount")).one().status == "rejected"
+
+
+def test_a_closed_task_cannot_be_decided_twice(session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="approved",
+                       actor="a@acme.example", now=clock.now())
+    with pytest.raises(engine.EngineError, match="already"):
+        engine.decide_task(session=session, settings=settings, task_id=approval.id,
+                           outcome="rejected", actor="a@acme.example", now=clock.now())
+
+
+def test_an_approval_takes_only_approved_or_rejected(session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    with pytest.raises(engine.EngineError, match="approved or rejected"):
+        engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="done",
+                           actor="a@acme.example", now=clock.now())
+
+
+CAPPED = """
+    id: capped
+    name: Capped
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: product.usage}
+    limits: {customer_touches: 1 per 7d}
+    steps:
+      - id: nudge
+        kind: automated
+        oversight: out_of_loop
+        risk: {error_cost: low, correction: fast}
+        do: customer.in_app_message
+        with: {body: "Hello"}
+"""
+
+
+def test_customer_touch_cap_skips_the_step_and_records_why(session, feed, clock):
+    install_playbook(session, CAPPED)
+    account = AccountFactory()
+    feed("product.usage", account, {"n": 1})
+    clock.advance(timedelta(days=1))
+    feed("product.usage", account, {"n": 2})
+    assert _count(session, CustomerTouch) == 1
+    skipped = session.scalars(select(StepRun).where(StepRun.status == "skipped")).one()
+    assert "cap" in skipped.reason
+    assert _count(session, AuditEvent, AuditEvent.action == "step_skipped") == 1
+    clock.advance(timedelta(days=7))
+    feed("product.usage", account, {"n": 3})
+    assert _count(session, CustomerTouch) == 2
+
+
+def test_a_recent_sensitive_signal_keeps_automation_away_from_the_customer(session, feed, clock):
+    install_playbook(session, CAPPED.replace("limits: {customer_touches: 1 per 7d}",
+                                             "sensitive_signals: [sentiment.negative]"))
+    account = AccountFactory()
+    feed("sentiment.negative", account, {"score": -0.8})
+    feed("product.usage", account, {"n": 1})
+    assert _count(session, CustomerTouch) == 0
+    skipped = session.scalars(select(StepRun).where(StepRun.status == "skipped")).one()
+    assert "protected human zone" in skipped.reason and "sentiment.negative" in skipped.reason
+
+
+def test_quiet_hours_defer_a_customer_facing_step_until_they_end(session, settings, clock):
+    from dataclasses import replace
+
+    from tests.engine.conftest import Feeder
+
+    quiet = replace(settings, quiet_hours="20:00-08:00", quiet_hours_timezone="UTC")
+    install_playbook(session, CAPPED)
+    account = AccountFactory()
+    clock.set(clock.now().replace(hour=22))
+    feed = Feeder(session, quiet, clock)
+    feed("product.usage", account, {"n": 1})
+    assert _count(session, CustomerTouch) == 0
+    journey = _journey(session, account)
+    assert journey.status == "waiting" and journey.wait_until.hour == 8
+    clock.advance(timedelta(hours=10))
+    assert feed.sweep() == 1
+    assert _count(session, CustomerTouch) == 1
+    assert _journey(session, account).status == "completed"
+
+
+FLOW = """
+    id: flow
+    name: Flow
+    stage: onboard
+""" + HEADER + """
+    enroll: {on: deal.closed_won, once_per: account}
+    exit_on: [account.churned]
+    steps:
+      - id: kickoff
+        kind: human
+        assign: {to: account.owner, fallback: {role: csm}}
+        task:
+          title: "Kickoff with {{ account.name }}"
+          recommend: "Book a kickoff for the {{ deal.name }} rollout."
+          brief: [trigger, account, contacts, deal]
+        sla: {ack: 4 business hours, due: 2 business days}
+      - id: to-adopt
+        kind: set_stage
+        stage: adopt
+      - id: wait-usage
+        kind: wait
+        for: product.usage
+        until: signal.active_users >= 5
+        timeout: 14d
+        on_timeout: {goto: route}
+      - id: activated
+        kind: exit
+        reason: activated
+      - id: route
+        kind: branch
+        rules:
+          - {when: "account.segment == 'enterprise'", goto: rescue}
+          - {when: "account.segment == 'mid'", goto: stalled}
+      - id: rescue
+        kind: hybrid
+        draft: "Hi {{ account.name }}, shall we book 20 minutes to get your team going?"
+        publish: {do: customer.email, with: {to: "team@customer.example", subject: "Getting started", body: "Getting started, {{ account.name }}"}}
+        assign: {to: account.owner}
+        task:
+          title: "Review the rescue email for {{ account.name }}"
+          recommend: "Edit the draft if needed, then publish."
+          brief: [trigger, account, journey]
+        sla: {due: 1 business day}
+      - id: stalled
+        kind: exit
+        reason: stalled
+"""
+
+
+def _start_flow(session, feed, **account_fields):
+    install_playbook(session, FLOW)
+    account = AccountFactory(stage="onboard", **account_fields)
+    deal = DealFactory(account=account, name="Platform", amount=30000)
+    feed("deal.closed_won", account, {"amount": 30000}, deal=deal)
+    return account
+
+
+def test_human_step_creates_one_task_for_the_account_owner_with_a_brief(session, feed):
+    account = _start_flow(session, feed, name="Hooli")
+    task = session.scalars(select(Task)).one()
+    assert task.owner_id == account.owner_id and task.kind == "action"
+    assert task.title == "Kickoff with Hooli"
+    assert task.recommendation == "Book a kickoff for the Platform rollout."
+    assert "deal.closed_won" in task.brief_text and "Book a kickoff" in task.brief_text
+    assert task.ack_by is not None and task.due_at > task.ack_by
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "crm.create_task") == 1
+
+
+def test_completing_the_task_advances_through_the_stage_change_to_the_wait(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    task = session.scalars(select(Task)).one()
+    clock.advance(timedelta(hours=2))
+    engine.decide_task(session=session, settings=settings, task_id=task.id, outcome="done",
+                       actor=account.owner.email, now=clock.now())
+    assert account.stage == "adopt"
+    change = session.scalars(select(StageChange)).one()
+    assert (change.from_stage, change.to_stage) == ("onboard", "adopt")
+    journey = _journey(session, account)
+    assert journey.status == "waiting" and journey.wait_signal == "product.usage"
+    assert journey.wait_until == clock.now() + timedelta(days=14)
+
+
+def test_a_signal_that_meets_the_wait_condition_moves_the_journey_on(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    task = session.scalars(select(Task)).one()
+    engine.decide_task(session=session, settings=settings, task_id=task.id, outcome="done",
+                       actor="x@acme.example", now=clock.now())
+    clock.advance(timedelta(days=2))
+    feed("product.usage", account, {"active_users": 2})
+    assert _journey(session, account).status == "waiting"
+    clock.advance(timedelta(days=1))
+    feed("product.usage", account, {"active_users": 7})
+    journey = _journey(session, account)
+    assert journey.status == "completed" and "activated" in journey.end_reason
+
+
+def _time_out_flow(session, feed, settings, clock, segment):
+    account = _start_flow(session, feed, segment=segment)
+    task = session.scalars(select(Task)).one()
+    engine.decide_task(session=session, settings=settings, task_id=task.id, outcome="done",
+                       actor="x@acme.example", now=clock.now())
+    clock.advance(timedelta(days=13))
+    assert feed.sweep() == 0
+    clock.advance(timedelta(days=1, minutes=1))
+    assert feed.sweep() == 1
+    return account
+
+
+def test_a_wait_timeout_takes_on_timeout_and_a_hybrid_draft_goes_to_review(session, feed, settings, clock):
+    account = _time_out_flow(session, feed, settings, clock, "enterprise")
+    wait = session.scalars(select(StepRun).where(StepRun.step_id == "wait-usage")).one()
+    assert wait.status == "timed_out"
+    review = session.scalars(select(Task).where(Task.kind == "review")).one()
+    assert review.draft.startswith(f"Hi {account.name}, shall we book 20 minutes")
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 0
+
+    engine.decide_task(session=session, settings=settings, task_id=review.id, outcome="published",
+                       actor=account.owner.email, now=clock.now())
+    sent = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "customer.email")).one()
+    assert sent.payload["args"]["body"] == f"Getting started, {account.name}"
+    assert _journey(session, account).status == "completed"
+
+
+def test_a_branch_no_rule_matches_parks_the_journey_in_the_exception_queue(session, feed, settings, clock):
+    account = _time_out_flow(session, feed, settings, clock, "smb")
+    journey = _journey(session, account)
+    assert journey.status == "stalled"
+    item = session.scalars(select(ExceptionItem).where(ExceptionItem.category == "unmatched_branch")).one()
+    assert item.journey_id == journey.id and item.owner == settings.exception_owner
+    assert "route" in item.message
+
+
+def test_an_exit_on_signal_ends_the_journey_and_cancels_its_open_task(session, feed):
+    account = _start_flow(session, feed)
+    feed("account.churned", account)
+    journey = _journey(session, account)
+    assert journey.status == "exited" and "account.churned" in journey.end_reason
+    assert session.scalars(select(Task)).one().status == "cancelled"
+
+
+def test_once_per_account_enrolls_a_second_trigger_only_after_the_first_journey_ends(session, feed, clock):
+    account = _start_flow(session, feed)
+    deal = DealFactory(account=account)
+    feed("deal.closed_won", account, {"amount": 5}, deal=deal)
+    assert _count(session, Journey) == 1
+    assert _count(session, AuditEvent, AuditEvent.action == "not_enrolled") == 1
+    feed("account.churned", account)
+    clock.advance(timedelta(days=1))
+    feed("deal.closed_won", account, {"amount": 6}, deal=deal)
+    assert _count(session, Journey) == 2
+
+
+def test_a_task_nobody_can_take_goes_to_the_exception_queue_not_to_a_team(session, feed):
+    install_playbook(session, FLOW)
+    away = OwnerFactory(active=False)
+    account = AccountFactory(owner=away)
+    feed("deal.closed_won", account, deal=DealFactory(account=account))
+    assert _count(session, Task) == 0
+    item = session.scalars(select(ExceptionItem).where(ExceptionItem.category == "no_assignee")).one()
+    assert "kickoff" in item.message and item.owner
+    assert _journey(session, account).status == "stalled"
+
+
+def test_a_crm_task_completed_signal_completes_the_task_and_advances(session, feed):
+    account = _start_flow(session, feed)
+    task = session.scalars(select(Task)).one()
+    feed("task.completed", account, {"task_id": task.id, "actor": "rep@acme.example"})
+    assert task.status == "done" and task.completed_by == "rep@acme.example"
+    assert _journey(session, account).current_step_id == "wait-usage"
+
+
+def test_a_template_field_missing_from_the_data_parks_the_journey_with_the_field_named(session, feed):
+    install_playbook(session, FLOW)
+    account = AccountFactory()
+    feed("deal.closed_won", account)  # no deal: the task title needs deal.name
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "missing_field" and "deal.name" in item.message
+    assert _journey(session, account).status == "stalled"
+
+
+def test_every_decision_names_the_playbook_version_and_the_rule(session, feed):
+    account = _start_flow(session, feed)
+    events = session.scalars(select(AuditEvent).where(AuditEvent.journey_id.is_not(None))).all()
+    assert {e.action for e in events} >= {"enrolled", "step_waiting", "task_created"}
+    for event in events:
+        assert event.playbook_id == "flow" and event.playbook_version == 1
+        assert event.rule and event.reason
