@@ -122,7 +122,10 @@ class Whole(_Field):
 class Flag(_Field):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
         if not isinstance(value, bool):
-            raise ValidationError(f"must be true or false, got {_shown(value)}")
+            hint = ""
+            if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n"):
+                hint = f' (in playbooks "{value}" is text; write true or false)'
+            raise ValidationError(f"must be true or false, got {_shown(value)}{hint}")
         return value
 
 
