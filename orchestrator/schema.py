@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-_PACKAGE = Path(__file__).resolve().parent
-
-
-def migrations_dir() -> Path:
-    """The Alembic scripts: shipped inside the wheel, or the repository's own folder."""
-    for candidate in (_PACKAGE / "_shipped" / "migrations", _PACKAGE.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise FileNotFoundError("Alembic migrations not found; is Handoff installed correctly?")
+from orchestrator.resources import migrations_dir
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -65,12 +65,12 @@ def db_current(runtime: Runtime) -> None:
     click.echo(f"current: {current or '(empty)'}  head: {schema.head_revision(runtime.engine)}")
 
 
-def _register() -> None:
-    # Imported here so that `handoff version` does not load the engine and the playbook language.
-    from orchestrator.cli.lifecycle import init, status
+# Sub-commands live one module per idea; they import this module's nothing, so no cycle.
+from orchestrator.cli.audit import audit  # noqa: E402
+from orchestrator.cli.exceptions import exceptions  # noqa: E402
+from orchestrator.cli.lifecycle import init, status  # noqa: E402
+from orchestrator.cli.playbooks import playbooks  # noqa: E402
+from orchestrator.cli.signals import signals  # noqa: E402
 
-    for command in (init, status):
-        main.add_command(command)
-
-
-_register()
+for _command in (init, status, playbooks, signals, audit, exceptions):
+    main.add_command(_command)

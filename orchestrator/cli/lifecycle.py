@@ -8,6 +8,9 @@ from sqlalchemy import func, select
 from orchestrator import models, schema
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
+from orchestrator.errors import HandoffError
+from orchestrator.playbook.store import apply_playbooks
+from orchestrator.resources import shipped_playbooks_dir
 from orchestrator.runtime import Runtime
 
 _COUNTED = (
@@ -25,6 +28,14 @@ def init(runtime: Runtime) -> None:
     schema.upgrade(runtime.engine)
     click.echo(f"database ready at {runtime.settings.describe()['database']} "
                f"(revision {schema.current_revision(runtime.engine)})")
+    with unit_of_work(runtime.sessions) as session:
+        report = apply_playbooks(session=session, paths=[shipped_playbooks_dir()],
+                                 now=runtime.clock.now(), actor="handoff init")
+    if not report.applied:  # a shipped playbook that does not validate is our bug, said plainly
+        raise HandoffError("shipped playbooks are invalid: "
+                           + "; ".join(str(f) for f in report.findings if f.is_error))
+    for change in report.changes:
+        click.echo(f"playbook {change.headline()}")
     _print_status(runtime)
 
 
