@@ -34,6 +34,8 @@ class Category(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     LOOP_GUARD = "loop_guard"
     WAIT_TIMEOUT = "wait_timeout"
+    EXPRESSION_ERROR = "expression_error"
+    ENGINE_ERROR = "engine_error"
 
 
 class ItemStatus(StrEnum):

@@ -1,0 +1,321 @@
+"""Signal intake: validate, resolve the account, store once per dedupe key. Used by the CLI, the API and connectors.
+
+Malformed input is the caller's problem and is answered, not stored. A well-formed
+signal is always stored, even when its account is unknown: then it also becomes an
+exception item, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator import audit, exception_queue
+from orchestrator.config import Settings
+from orchestrator.models import Account, Deal, ExternalId, Signal
+from orchestrator.outbox import dialect_insert, skip_locked
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "AccountRef", "DealRef", "IntakeResult", "IntakeStatus",
+    "SignalSchema", "default_dedupe_key", "find_account", "ingest", "mark_processed", "parse_account_ref",
+    "pending_signals",
+]
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+# Room for the payload plus the envelope; anything larger is refused before it is parsed.
+MAX_RAW_BYTES = MAX_PAYLOAD_BYTES + 16 * 1024
+_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+
+
+class IntakeStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    status: IntakeStatus
+    signal_id: int | None = None  # the stored signal; for a duplicate, the one stored first
+    reason: str = ""
+    field: str | None = None  # dotted path of the field at fault, when rejected
+    exception_id: int | None = None  # the exception item a stored-but-unresolved signal raised
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """One way to name an account: by id, by (source, external id), or by domain."""
+
+    id: int | None = None
+    source: str | None = None
+    external_id: str | None = None
+    domain: str | None = None
+
+    def canonical(self) -> str:
+        if self.id is not None:
+            return f"id:{self.id}"
+        if self.source is not None:
+            return f"ext:{self.source}:{self.external_id}"
+        return f"domain:{self.domain}"
+
+
+@dataclass(frozen=True)
+class DealRef:
+    id: int | None = None
+    source: str | None = None
+    external_id: str | None = None
+
+    def canonical(self) -> str:
+        return f"id:{self.id}" if self.id is not None else f"ext:{self.source}:{self.external_id}"
+
+
+# -- validation -------------------------------------------------------------------------------
+
+def _normalize_domain(value: str) -> str:
+    return value.strip().rstrip(".").lower()
+
+
+class _AccountRefSchema(Schema):
+    id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    source = fields.String(validate=validate.Length(min=1, max=40))
+    external_id = fields.String(validate=validate.Length(min=1, max=255))
+    domain = fields.String(validate=validate.Length(min=1, max=253))
+
+    @validates_schema
+    def _one_way(self, data: dict[str, Any], **_: Any) -> None:
+        ways = [name for name, present in (
+            ("id", "id" in data),
+            ("source + external_id", "source" in data or "external_id" in data),
+            ("domain", "domain" in data),
+        ) if present]
+        if len(ways) != 1:
+            raise ValidationError('give exactly one of {"id"}, {"source", "external_id"} or {"domain"}'
+                                  + (f"; got {' and '.join(ways)}" if ways else ""))
+        if ways[0] == "source + external_id":
+            for name in ("source", "external_id"):
+                if name not in data:
+                    raise ValidationError(f"{name} is required with "
+                                          f"{'external_id' if name == 'source' else 'source'}", name)
+
+
+class _DealRefSchema(Schema):
+    id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    source = fields.String(validate=validate.Length(min=1, max=40))
+    external_id = fields.String(validate=validate.Length(min=1, max=255))
+
+    @validates_schema
+    def _one_way(self, data: dict[str, Any], **_: Any) -> None:
+        by_external = "source" in data or "external_id" in data
+        if ("id" in data) == by_external:
+            raise ValidationError('give exactly one of {"id"} or {"source", "external_id"}')
+        if by_external and not ("source" in data and "external_id" in data):
+            missing = "source" if "source" not in data else "external_id"
+            raise ValidationError(f"{missing} is required with the other", missing)
+
+
+def _payload_fits(payload: dict[str, Any]) -> None:
+    size = len(_canonical_json(payload).encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValidationError(f"is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+
+
+class SignalSchema(Schema):
+    """An incoming signal as a caller sends it; unknown keys are refused (they are usually typos)."""
+
+    type = fields.String(required=True, validate=[
+        validate.Length(max=100),
+        validate.Regexp(_TYPE_PATTERN, error='must be dotted lowercase words, e.g. "product.usage"'),
+    ])
+    account = fields.Nested(_AccountRefSchema, required=True)
+    deal = fields.Nested(_DealRefSchema, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True, format="iso", error_messages={
+        "invalid": 'is not an ISO 8601 date and time, e.g. "2026-11-23T14:00:00Z"',
+        "invalid_awareness": 'has no timezone; add one, e.g. "2026-11-23T14:00:00Z" or "+01:00"',
+    })
+    payload = fields.Dict(keys=fields.String(), load_default=dict, validate=_payload_fits,
+                          error_messages={"invalid": "must be a JSON object"})
+    dedupe_key = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def default_dedupe_key(*, type: str, account: AccountRef, occurred_at: datetime,
+                       payload: Mapping[str, Any], deal: DealRef | None = None) -> str:
+    """sha256 over type, account ref, occurred_at (UTC) and canonical payload; the source is left out
+    so the same fact arriving by webhook and by sync is stored once."""
+    parts = [type, account.canonical(), occurred_at.astimezone(UTC).isoformat(), _canonical_json(payload)]
+    if deal is not None:
+        # Two deals of one account can close at the same instant with the same payload.
+        parts.append(deal.canonical())
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, str]:
+    # marshmallow nests messages by field; "_schema" is a whole-object error, not a field name.
+    if isinstance(messages, Mapping) and messages:
+        key, value = next(iter(messages.items()))
+        return _first_error(value, path if key == "_schema" else (*path, str(key)))
+    if isinstance(messages, list) and messages:
+        return _first_error(messages[0], path)
+    return (".".join(path) or None), str(messages)
+
+
+def _rejected(field: str | None, reason: str) -> IntakeResult:
+    return IntakeResult(status=IntakeStatus.REJECTED, field=field, reason=reason)
+
+
+def _parse(raw: Any) -> dict[str, Any] | IntakeResult:
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _rejected(None, "is not UTF-8 text")
+    if isinstance(raw, str):
+        if len(raw.encode("utf-8")) > MAX_RAW_BYTES:
+            return _rejected(None, f"the signal is larger than {MAX_RAW_BYTES} bytes")
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return _rejected(None, f"not valid JSON: {exc.msg} (column {exc.colno})")
+    if not isinstance(raw, Mapping):
+        return _rejected(None, f"expected a JSON object, got {type(raw).__name__}")
+    try:
+        return SignalSchema().load(dict(raw))
+    except ValidationError as exc:
+        field, message = _first_error(exc.messages)
+        return _rejected(field, message)
+
+
+# -- resolution -------------------------------------------------------------------------------
+
+def parse_account_ref(text: str) -> AccountRef:
+    """`17` → id, `salesforce:001xx` → source + external id, anything else → domain."""
+    text = text.strip()
+    if text.isdigit():
+        return AccountRef(id=int(text))
+    if ":" in text:
+        source, external_id = text.split(":", 1)
+        return AccountRef(source=source, external_id=external_id)
+    return AccountRef(domain=_normalize_domain(text))
+
+
+def find_account(session: Session, *, ref: AccountRef) -> Account | None:
+    """The account a reference names, or None."""
+    if ref.id is not None:
+        return session.get(Account, ref.id)
+    if ref.source is not None:
+        return session.scalars(
+            select(Account).join(ExternalId, ExternalId.local_id == Account.id)
+            .where(ExternalId.kind == "account", ExternalId.source == ref.source,
+                   ExternalId.external_id == ref.external_id)
+        ).one_or_none()
+    domain = _normalize_domain(ref.domain or "")
+    # The exact match uses the unique index; the case-insensitive one catches CRM spellings like "Acme.COM".
+    exact = session.scalars(select(Account).where(Account.domain == domain)).one_or_none()
+    if exact is not None:
+        return exact
+    return session.scalars(select(Account).where(func.lower(Account.domain) == domain).limit(1)).first()
+
+
+def _find_deal(session: Session, ref: DealRef) -> Deal | None:
+    if ref.id is not None:
+        return session.get(Deal, ref.id)
+    return session.scalars(
+        select(Deal).join(ExternalId, ExternalId.local_id == Deal.id)
+        .where(ExternalId.kind == "deal", ExternalId.source == ref.source,
+               ExternalId.external_id == ref.external_id)
+    ).one_or_none()
+
+
+# -- intake -----------------------------------------------------------------------------------
+
+def ingest(*, session: Session, raw: Any, source: str, now: datetime, settings: Settings) -> IntakeResult:
+    """Validate and store one signal (a mapping, or JSON text/bytes) in the caller's transaction."""
+    data = _parse(raw)
+    if isinstance(data, IntakeResult):
+        return data
+
+    account_ref = AccountRef(**data["account"])
+    if account_ref.domain is not None:
+        account_ref = AccountRef(domain=_normalize_domain(account_ref.domain))
+    deal_ref = DealRef(**data["deal"]) if data["deal"] is not None else None
+    dedupe_key = data["dedupe_key"] or default_dedupe_key(
+        type=data["type"], account=account_ref, occurred_at=data["occurred_at"],
+        payload=data["payload"], deal=deal_ref)
+
+    account = find_account(session, ref=account_ref)
+    deal = _find_deal(session, deal_ref) if deal_ref is not None else None
+    deal_problem = _deal_problem(deal_ref, deal, account)
+    if deal_problem:
+        deal = None
+
+    statement = (
+        dialect_insert(session, Signal)
+        .values(type=data["type"], dedupe_key=dedupe_key, source=source, payload=data["payload"],
+                account_id=account.id if account else None, deal_id=deal.id if deal else None,
+                occurred_at=data["occurred_at"], received_at=now)
+        # Two processes receiving the same signal at once: exactly one insert wins, the
+        # other gets no row back and reports a duplicate, with no IntegrityError to recover from.
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(Signal.id)
+    )
+    signal_id = session.execute(statement).scalar()
+    if signal_id is None:
+        existing = session.scalar(select(Signal.id).where(Signal.dedupe_key == dedupe_key))
+        return IntakeResult(status=IntakeStatus.DUPLICATE, signal_id=existing,
+                            reason=f"duplicate of signal {existing}")
+
+    audit.record(session, at=now, action=audit.AuditAction.SIGNAL_RECEIVED, rule="intake",
+                 reason=f"{data['type']} from {source}", account_id=account.id if account else None,
+                 detail={"signal_id": signal_id, "type": data["type"], "dedupe_key": dedupe_key})
+    exception = None
+    if account is None:
+        exception = exception_queue.raise_item(
+            session, settings=settings, category=exception_queue.Category.UNKNOWN_ACCOUNT, at=now,
+            message=f"{data['type']} signal for an unknown account ({account_ref.canonical()})",
+            signal_id=signal_id, detail={"account": data["account"], "source": source})
+    elif deal_problem:
+        exception = exception_queue.raise_item(
+            session, settings=settings, category=exception_queue.Category.UNKNOWN_DEAL, at=now,
+            message=f"{data['type']} signal: {deal_problem}", account_id=account.id,
+            signal_id=signal_id, detail={"deal": data["deal"], "source": source})
+    return IntakeResult(status=IntakeStatus.ACCEPTED, signal_id=signal_id,
+                        reason=exception.message if exception else "",
+                        exception_id=exception.id if exception else None)
+
+
+def _deal_problem(ref: DealRef | None, deal: Deal | None, account: Account | None) -> str:
+    if ref is None:
+        return ""
+    if deal is None:
+        return f"unknown deal ({ref.canonical()})"
+    if account is not None and deal.account_id != account.id:
+        return f"deal {deal.id} belongs to account {deal.account_id}, not {account.id}"
+    return ""
+
+
+# -- the engine's work queue ------------------------------------------------------------------
+
+def pending_signals(session: Session, *, limit: int) -> list[Signal]:
+    """Claim up to `limit` unprocessed signals, oldest first; on PostgreSQL rows other workers hold are skipped."""
+    query = (select(Signal).where(Signal.processed_at.is_(None))
+             .order_by(Signal.received_at, Signal.id).limit(limit))
+    if skip_locked(session):
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def mark_processed(signal: Signal, at: datetime) -> None:
+    """The engine has evaluated this signal; it leaves the work queue."""
+    signal.processed_at = at
