@@ -1,0 +1,212 @@
+"""Who gets a task: one named person, never "the team".
+
+A playbook's `assign:` names a person reference (`account.owner`, `deal.owner`,
+`owner.manager`, an email) or a role pool picked by round robin or least load, with
+an optional fallback. A person is eligible when active, not out of office and under
+their open-task cap. `resolve_assignee` returns None when nobody qualifies; the
+caller then raises a `no_assignee` exception item.
+
+Concurrency: on PostgreSQL a pool pick locks the chosen person's row with
+`FOR UPDATE SKIP LOCKED`, so two workers assigning at the same moment take
+different people and each sees the other's `last_assigned_at` after commit. When
+every eligible person is held by another transaction we wait for the first of them
+rather than report nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import Session
+
+from orchestrator.models import OPEN_STATUSES, Account, Deal, Owner, Task
+from orchestrator.tasks import open_task_count
+
+if TYPE_CHECKING:
+    from orchestrator.playbook.model import Assignment
+
+__all__ = ["Assignee", "UnknownReference", "eligibility_problem", "resolve_assignee", "resolve_person"]
+
+_STRATEGY_WORDS = {"round_robin": "round robin", "least_loaded": "least loaded"}
+_REFERENCE_WORDS = {
+    "account.owner": "account owner",
+    "account.csm": "account CSM",
+    "deal.owner": "deal owner",
+    "owner.manager": "account owner's manager",
+}
+# Fallback chains are written by hand; a cycle would be a playbook bug, not a reason to spin.
+_MAX_FALLBACK_DEPTH = 10
+
+
+class UnknownReference(ValueError):
+    """An `assign.to` that is neither a known reference nor an email address."""
+
+
+@dataclass(frozen=True)
+class Assignee:
+    """The person chosen and, in words, how: shown in the brief and the audit trail."""
+
+    owner: Owner
+    how: str
+
+
+def resolve_assignee(
+    session: Session, *, assignment: Assignment, account: Account, deal: Deal | None = None, now: datetime
+) -> Assignee | None:
+    """The eligible person for `assignment`, following fallbacks; None when there is nobody."""
+    skipped: list[str] = []
+    current: Assignment | None = assignment
+    depth = 0
+    while current is not None and depth <= _MAX_FALLBACK_DEPTH:
+        chosen = _try(session, current, account=account, deal=deal, now=now, skipped=skipped)
+        if chosen is not None:
+            if depth == 0:
+                return chosen
+            why = f" ({'; '.join(skipped)})" if skipped else ""
+            return Assignee(owner=chosen.owner, how=f"fallback: {chosen.how}{why}")
+        current = current.fallback
+        depth += 1
+    return None
+
+
+def resolve_person(session: Session, *, reference: str, account: Account, deal: Deal | None = None) -> Owner | None:
+    """The person a reference names, whether or not they are available; None if there is none.
+
+    Raises UnknownReference for text that is neither a reference nor an email.
+    """
+    if reference == "account.owner":
+        return account.owner
+    if reference == "deal.owner":
+        return deal.owner if deal is not None else None
+    if reference == "owner.manager":
+        return account.owner.manager if account.owner is not None else None
+    if reference == "account.csm":
+        # No CSM column: the CRM's CSM field arrives as a custom attribute (an email);
+        # an account owned by a CSM needs none.
+        email = (account.attributes or {}).get("csm") or (account.attributes or {}).get("csm_email")
+        if isinstance(email, str) and "@" in email:
+            return _by_email(session, email)
+        owner = account.owner
+        return owner if owner is not None and owner.role == "csm" else None
+    if "@" in reference and " " not in reference.strip():
+        return _by_email(session, reference.strip())
+    raise UnknownReference(
+        f'"{reference}" is not a person: use account.owner, deal.owner, owner.manager, '
+        "account.csm or an email address"
+    )
+
+
+def eligibility_problem(session: Session, *, owner: Owner, now: datetime) -> str | None:
+    """Why `owner` cannot take a task now (inactive, out of office, at capacity), or None."""
+    if not owner.active:
+        return f"{owner.name} is inactive"
+    if not owner.available(now):
+        until = owner.out_of_office_until
+        return f"{owner.name} is out of office until {until:%Y-%m-%d %H:%M} UTC" if until else \
+            f"{owner.name} is unavailable"
+    if owner.max_open_tasks is not None:
+        count = open_task_count(session, owner.id)
+        if count >= owner.max_open_tasks:
+            return f"{owner.name} has {count} open tasks (cap {owner.max_open_tasks})"
+    return None
+
+
+# -- internals --------------------------------------------------------------------
+
+
+def _try(
+    session: Session, assignment: Assignment, *, account: Account, deal: Deal | None, now: datetime,
+    skipped: list[str],
+) -> Assignee | None:
+    if assignment.to:
+        label = _REFERENCE_WORDS.get(assignment.to, assignment.to)
+        person = resolve_person(session, reference=assignment.to, account=account, deal=deal)
+        if person is None:
+            skipped.append(f"no {label}")
+        else:
+            if person.max_open_tasks is not None:
+                # Hold the row so a concurrent assignment cannot also take the last free slot.
+                _lock(session, [person.id], skip_locked=False)
+            problem = eligibility_problem(session, owner=person, now=now)
+            if problem is None:
+                return Assignee(owner=person, how=label)
+            skipped.append(f"{label} {problem}")
+    if assignment.role:
+        person = _pick_from_pool(session, role=assignment.role, strategy=assignment.strategy, now=now)
+        words = _STRATEGY_WORDS.get(assignment.strategy, assignment.strategy)
+        if person is not None:
+            return Assignee(owner=person, how=f"{words} among {assignment.role}")
+        skipped.append(f"nobody available with role {assignment.role}")
+    return None
+
+
+def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime) -> Owner | None:
+    candidates = _ranked_candidates(session, role=role, strategy=strategy, now=now)
+    if not candidates:
+        return None
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for owner in candidates:
+        if postgres and not _lock(session, [owner.id], skip_locked=True):
+            continue  # another worker is assigning this person right now
+        if eligibility_problem(session, owner=owner, now=now) is None:
+            owner.last_assigned_at = now
+            session.flush()
+            return owner
+    if postgres:
+        # Everyone eligible was busy in other transactions: wait for the first,
+        # then look again with their committed state.
+        for owner in candidates:
+            _lock(session, [owner.id], skip_locked=False)
+            if eligibility_problem(session, owner=owner, now=now) is None:
+                owner.last_assigned_at = now
+                session.flush()
+                return owner
+    return None
+
+
+def _ranked_candidates(session: Session, *, role: str, strategy: str, now: datetime) -> Sequence[Owner]:
+    """Available people with `role`, best first; capacity is checked per person afterwards."""
+    never_assigned_first = case((Owner.last_assigned_at.is_(None), 0), else_=1)
+    query = select(Owner).where(
+        Owner.role == role,
+        Owner.active.is_(True),
+        or_(Owner.out_of_office_until.is_(None), Owner.out_of_office_until <= now),
+    )
+    if strategy == "least_loaded":
+        load = (
+            select(func.count(Task.id))
+            .where(Task.owner_id == Owner.id, Task.status.in_([str(s) for s in OPEN_STATUSES]))
+            .correlate(Owner)
+            .scalar_subquery()
+        )
+        query = query.order_by(load, never_assigned_first, Owner.last_assigned_at, Owner.id)
+    elif strategy == "round_robin":
+        query = query.order_by(never_assigned_first, Owner.last_assigned_at, Owner.id)
+    else:
+        raise ValueError(f'unknown assignment strategy "{strategy}"; use round_robin or least_loaded')
+    return session.scalars(query).all()
+
+
+def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:
+    """Lock owner rows for this transaction; False if SKIP LOCKED found one held elsewhere.
+
+    `populate_existing` refreshes the objects already in the session, so decisions
+    after the lock use the committed `last_assigned_at` and `active` values.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite: one writer at a time already serialises assignment
+    query = (
+        select(Owner)
+        .where(Owner.id.in_(owner_ids))
+        .with_for_update(skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
+    )
+    return len(session.scalars(query).all()) == len(owner_ids)
+
+
+def _by_email(session: Session, email: str) -> Owner | None:
+    return session.scalars(select(Owner).where(func.lower(Owner.email) == email.lower())).first()

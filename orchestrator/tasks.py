@@ -1,0 +1,372 @@
+"""Human tasks: deadlines on the owner's business calendar, a priority, and the CRM task via the outbox.
+
+These services record a task's life (created, acknowledged, completed) with its
+outbox message and audit event in the caller's transaction; they never commit and
+never advance a journey: the engine calls them and decides what happens next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator import audit, outbox
+from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
+from orchestrator.config import Settings
+from orchestrator.errors import HandoffError
+from orchestrator.models import (
+    OPEN_STATUSES, Account, Journey, Owner, PlaybookVersion, Priority, Signal, StepRun, Task, TaskKind,
+    TaskStatus,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.briefs import Brief
+    from orchestrator.playbook.model import Escalation, Sla
+
+__all__ = [
+    "OUTCOMES", "TaskStateError", "acknowledge_task", "calendar_for", "complete_task", "create_task",
+    "deadlines", "escalation_time", "open_task_count", "priority_for", "priority_score",
+]
+
+# What a person can say when closing a task, and the status each leaves it in.
+OUTCOMES: dict[str, TaskStatus] = {
+    "done": TaskStatus.DONE,
+    "approved": TaskStatus.DONE,
+    "published": TaskStatus.DONE,
+    "rejected": TaskStatus.REJECTED,
+    "cancelled": TaskStatus.CANCELLED,  # the journey ended first; nobody has to act any more
+}
+_COMPLETION_ACTIONS = {
+    "done": audit.AuditAction.TASK_COMPLETED,
+    "published": audit.AuditAction.TASK_COMPLETED,
+    "approved": audit.AuditAction.APPROVED,
+    "rejected": audit.AuditAction.REJECTED,
+    "cancelled": "task_cancelled",
+}
+
+
+class TaskStateError(HandoffError):
+    """A task change that its current state does not allow (e.g. completing it twice differently)."""
+
+
+# -- priority ---------------------------------------------------------------------
+
+# Severity words found in signal payloads (`severity`, `priority`), scored 0..3.
+_SEVERITY_WORDS = {"critical": 3, "urgent": 3, "blocker": 3, "high": 2, "major": 2, "medium": 1,
+                   "moderate": 1, "low": 0, "minor": 0}
+# Signal types that are bad news on their own, whatever the payload says.
+_SEVERE_TYPES = {"support.escalation": 2, "sentiment.negative": 2, "account.churn_risk": 3,
+                 "churn.risk": 3, "renewal.at_risk": 3}
+
+
+@dataclass(frozen=True)
+class PriorityScore:
+    score: int
+    reasons: tuple[str, ...]
+
+    @property
+    def priority(self) -> Priority:
+        if self.score >= 4:
+            return Priority.URGENT
+        if self.score >= 2:
+            return Priority.HIGH
+        if self.score >= 0:
+            return Priority.NORMAL
+        return Priority.LOW
+
+
+def priority_score(*, account: Account, signal: Signal | None, due_in: timedelta) -> PriorityScore:
+    """The points behind a task's priority, with a reason for each.
+
+    account ARR: under $10k -1; $100k+ +1; $500k+ +2 (no ARR: 0)
+    signal severity (the strongest of): payload `severity`/`priority` critical|urgent +3,
+        high|major +2, medium +1; negative `sentiment` (the word or a score below 0) +2;
+        a bad-news type (support.escalation, sentiment.negative +2; churn/renewal risk +3)
+    SLA urgency: due within 4 hours +2; within 24 hours +1
+    Total: 4+ urgent, 2-3 high, 0-1 normal, below 0 low.
+    """
+    points = 0
+    reasons: list[str] = []
+
+    arr = account.arr
+    if arr is not None:
+        value = Decimal(arr)
+        if value >= 500_000:
+            points += 2
+            reasons.append(f"ARR {value:,.0f} is $500k+ (+2)")
+        elif value >= 100_000:
+            points += 1
+            reasons.append(f"ARR {value:,.0f} is $100k+ (+1)")
+        elif value < 10_000:
+            points -= 1
+            reasons.append(f"ARR {value:,.0f} is under $10k (-1)")
+
+    severity, why = _signal_severity(signal)
+    if severity:
+        points += severity
+        reasons.append(f"{why} (+{severity})")
+
+    if due_in <= timedelta(hours=4):
+        points += 2
+        reasons.append("due within 4 hours (+2)")
+    elif due_in <= timedelta(hours=24):
+        points += 1
+        reasons.append("due within 24 hours (+1)")
+    return PriorityScore(points, tuple(reasons))
+
+
+def priority_for(*, account: Account, signal: Signal | None, due_in: timedelta) -> Priority:
+    """The task priority from account value, signal severity and SLA urgency (see `priority_score`)."""
+    return priority_score(account=account, signal=signal, due_in=due_in).priority
+
+
+def _signal_severity(signal: Signal | None) -> tuple[int, str]:
+    if signal is None:
+        return 0, ""
+    payload = signal.payload or {}
+    found: list[tuple[int, str]] = [(_SEVERE_TYPES.get(signal.type, 0), f"signal {signal.type}")]
+    for key in ("severity", "priority"):
+        word = payload.get(key)
+        if isinstance(word, str) and word.strip().lower() in _SEVERITY_WORDS:
+            found.append((_SEVERITY_WORDS[word.strip().lower()], f"{key} {word}"))
+    sentiment = payload.get("sentiment")
+    if (isinstance(sentiment, str) and sentiment.strip().lower() == "negative") or (
+        isinstance(sentiment, (int, float)) and not isinstance(sentiment, bool) and sentiment < 0
+    ):
+        found.append((2, f"sentiment {sentiment}"))
+    return max(found, key=lambda item: item[0])
+
+
+# -- calendars and deadlines ------------------------------------------------------
+
+
+def calendar_for(owner: Owner, settings: Settings, name: str | None = None) -> BusinessCalendar:
+    """The business calendar for the owner's deadlines.
+
+    A calendar named by the playbook (`sla.calendar`) wins. Otherwise the configured
+    "default" calendar, overlaid with the owner's own working hours, on the owner's
+    time zone: people work their hours on their own clock.
+    """
+    if name:
+        if name not in settings.calendars:
+            known = ", ".join(sorted(settings.calendars)) or "none configured"
+            raise CalendarError(f'no calendar named "{name}" (known: {known})')
+        return calendar_from_config(settings.calendars[name])
+    config: dict[str, Any] = dict(settings.calendars.get("default") or {})
+    config.update(owner.working_hours or {})
+    if owner.timezone:
+        config["timezone"] = owner.timezone
+    return calendar_from_config(config)
+
+
+def deadlines(*, sla: Sla, calendar: BusinessCalendar, start: datetime) -> tuple[datetime | None, datetime]:
+    """(ack_by, due_at) for a task started at `start`; ack_by is None without an ack SLA."""
+    ack_by = calendar.add(start, sla.ack) if sla.ack is not None else None
+    return ack_by, calendar.add(start, sla.due)
+
+
+def escalation_time(
+    *, rung: Escalation, ack_by: datetime | None, due_at: datetime, calendar: BusinessCalendar
+) -> datetime:
+    """When an escalation rung fires: its anchor (ack, else due) plus its offset, in business time if so written."""
+    anchor = ack_by if rung.anchor == "ack" and ack_by is not None else due_at
+    return calendar.add(anchor, rung.offset) if rung.offset is not None else anchor
+
+
+# -- the task's life --------------------------------------------------------------
+
+
+def open_task_count(session: Session, owner_id: int) -> int:
+    """Tasks the person still has to work (open or acknowledged)."""
+    query = select(func.count(Task.id)).where(
+        Task.owner_id == owner_id, Task.status.in_([str(s) for s in OPEN_STATUSES])
+    )
+    return session.scalar(query) or 0
+
+
+def create_task(
+    session: Session,
+    *,
+    settings: Settings,
+    account: Account,
+    owner: Owner,
+    kind: TaskKind | str,
+    title: str,
+    recommendation: str,
+    brief: Brief,
+    sla: Sla,
+    now: datetime,
+    journey: Journey | None = None,
+    step_run: StepRun | None = None,
+    signal: Signal | None = None,
+    draft: str | None = None,
+    calendar_name: str | None = None,
+) -> Task:
+    """Store a task with its deadlines and priority, its CRM outbox message and its audit event.
+
+    All three join the caller's transaction; nothing is committed here.
+    """
+    calendar = calendar_for(owner, settings, calendar_name or sla.calendar)
+    ack_by, due_at = deadlines(sla=sla, calendar=calendar, start=now)
+    score = priority_score(account=account, signal=signal, due_in=due_at - now)
+    next_escalation_at = (
+        escalation_time(rung=sla.escalate[0], ack_by=ack_by, due_at=due_at, calendar=calendar)
+        if sla.escalate else None
+    )
+    task = Task(
+        account_id=account.id,
+        journey_id=journey.id if journey is not None else None,
+        step_run_id=step_run.id if step_run is not None else None,
+        owner_id=owner.id,
+        kind=str(TaskKind(kind)),
+        title=_clip(title, 255),
+        recommendation=recommendation,
+        brief=brief.data,
+        brief_text=brief.text,
+        draft=draft,
+        status=TaskStatus.OPEN,
+        priority=score.priority,
+        created_at=now,
+        ack_by=ack_by,
+        due_at=due_at,
+        next_escalation_at=next_escalation_at,
+    )
+    session.add(task)
+    session.flush()  # the id names the outbox message
+
+    local_due = due_at.astimezone(calendar.zone)
+    outbox.enqueue(
+        session,
+        kind="crm.create_task",
+        target="crm",
+        idempotency_key=f"task:{task.id}:create",
+        at=now,
+        account_id=account.id,
+        task_id=task.id,
+        payload={
+            "task_id": task.id,
+            "account_id": account.id,
+            "account_name": account.name,
+            "kind": task.kind,
+            "subject": task.title,
+            "description": brief.text,
+            "owner_email": owner.email,
+            "owner_name": owner.name,
+            # CRMs want a date (Salesforce ActivityDate): the owner's local date of the deadline.
+            "due_date": local_due.date().isoformat(),
+            "due_at": due_at.isoformat(),
+            "ack_by": ack_by.isoformat() if ack_by is not None else None,
+            "priority": str(task.priority),
+            "status": str(task.status),
+        },
+    )
+    playbook_id, version, step_id = _provenance(session, journey, step_run)
+    audit.record(
+        session,
+        at=now,
+        action=audit.AuditAction.TASK_CREATED,
+        reason=(f"{task.kind} task for {owner.name} <{owner.email}>, due {due_at:%Y-%m-%d %H:%M} UTC, "
+                f"priority {task.priority}"),
+        rule=f"{playbook_id}/{step_id}" if playbook_id and step_id else "task",
+        account_id=account.id,
+        journey_id=task.journey_id,
+        playbook_id=playbook_id,
+        playbook_version=version,
+        step_id=step_id,
+        detail={
+            "task_id": task.id,
+            "owner": owner.email,
+            "assigned_how": brief.data.get("assigned", ""),
+            "priority": str(task.priority),
+            "priority_reasons": list(score.reasons),
+            "ack_by": ack_by.isoformat() if ack_by is not None else None,
+            "due_at": due_at.isoformat(),
+            "calendar": calendar_name or sla.calendar or f"owner ({calendar.timezone})",
+        },
+    )
+    return task
+
+
+def acknowledge_task(session: Session, *, task: Task, actor: str, now: datetime) -> Task:
+    """Mark an open task acknowledged (stops the ack clock); a repeat changes nothing."""
+    if task.status != TaskStatus.OPEN:
+        if task.status == TaskStatus.ACKNOWLEDGED:
+            return task
+        raise TaskStateError(f"task {task.id} is {task.status}; only an open task can be acknowledged")
+    task.status = TaskStatus.ACKNOWLEDGED
+    task.acknowledged_at = now
+    session.flush()
+    playbook_id, version, step_id = _provenance(session, _journey(session, task), _step_run(session, task))
+    audit.record(session, at=now, action="task_acknowledged", actor=actor, rule="task",
+                 reason=f"{actor} acknowledged task {task.id}", account_id=task.account_id,
+                 journey_id=task.journey_id, playbook_id=playbook_id, playbook_version=version,
+                 step_id=step_id, detail={"task_id": task.id})
+    return task
+
+
+def complete_task(
+    session: Session, *, task: Task, actor: str, outcome: str, now: datetime, sync_crm: bool = True
+) -> Task:
+    """Close a task with an outcome: done, approved, rejected, published or cancelled.
+
+    Writes `crm.complete_task` to the outbox unless the completion came from the CRM
+    itself (`sync_crm=False`). Repeating the same outcome is a no-op, so a replayed
+    CRM sync is harmless; a different outcome on a closed task is refused.
+    """
+    if outcome not in OUTCOMES:
+        raise TaskStateError(f'"{outcome}" is not a task outcome; use one of {", ".join(OUTCOMES)}')
+    if task.status not in OPEN_STATUSES:
+        if task.outcome == outcome:
+            return task
+        raise TaskStateError(f"task {task.id} is already {task.status} ({task.outcome}); cannot mark it {outcome}")
+    task.status = OUTCOMES[outcome]
+    task.outcome = outcome
+    task.completed_at = now
+    task.completed_by = actor
+    task.next_escalation_at = None  # nothing left to escalate
+    session.flush()
+    if sync_crm:
+        outbox.enqueue(
+            session, kind="crm.complete_task", target="crm", idempotency_key=f"task:{task.id}:complete",
+            at=now, account_id=task.account_id, task_id=task.id,
+            payload={"task_id": task.id, "crm_source": task.crm_source, "crm_id": task.crm_id,
+                     "status": str(task.status), "outcome": outcome, "completed_by": actor,
+                     "completed_at": now.isoformat()},
+        )
+    playbook_id, version, step_id = _provenance(session, _journey(session, task), _step_run(session, task))
+    audit.record(session, at=now, action=_COMPLETION_ACTIONS[outcome], actor=actor, rule="task",
+                 reason=f"{actor} closed task {task.id} as {outcome}", account_id=task.account_id,
+                 journey_id=task.journey_id, playbook_id=playbook_id, playbook_version=version,
+                 step_id=step_id, detail={"task_id": task.id, "outcome": outcome})
+    return task
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _provenance(
+    session: Session, journey: Journey | None, step_run: StepRun | None
+) -> tuple[str | None, int | None, str | None]:
+    """(playbook id, version number, step id) for the audit trail."""
+    if journey is None:
+        return None, None, step_run.step_id if step_run is not None else None
+    version = session.get(PlaybookVersion, journey.playbook_version_id)
+    step_id = step_run.step_id if step_run is not None else journey.current_step_id
+    return journey.playbook_id, version.version if version is not None else None, step_id
+
+
+def _journey(session: Session, task: Task) -> Journey | None:
+    return session.get(Journey, task.journey_id) if task.journey_id is not None else None
+
+
+def _step_run(session: Session, task: Task) -> StepRun | None:
+    return session.get(StepRun, task.step_run_id) if task.step_run_id is not None else None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,208 @@
+import itertools
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from orchestrator import models, schema
+from orchestrator.assignment import UnknownReference, resolve_assignee
+from orchestrator.db import make_engine
+from orchestrator.playbook.model import Assignment
+from tests.factories import AccountFactory, DealFactory, OwnerFactory
+
+_roles = itertools.count()
+
+
+def _role() -> str:
+    # A role of its own per test: pools never see people made by other tests.
+    return f"csm-{next(_roles)}"
+
+
+def _open_tasks(session, owner, account, count, now):
+    for n in range(count):
+        session.add(models.Task(account_id=account.id, owner_id=owner.id, title=f"t{n}", due_at=now))
+    session.flush()
+
+
+def test_the_account_owner_gets_the_task_when_available(session, clock):
+    account = AccountFactory()
+
+    chosen = resolve_assignee(session, assignment=Assignment(to="account.owner"), account=account, now=clock.now())
+
+    assert chosen.owner == account.owner
+    assert chosen.how == "account owner"
+
+
+def test_round_robin_skips_inactive_and_out_of_office_people_and_rotates(session, clock):
+    role = _role()
+    now = clock.now()
+    ann = OwnerFactory(name="Ann", role=role)
+    OwnerFactory(name="Ina", role=role, active=False)
+    OwnerFactory(name="Oscar", role=role, out_of_office_until=now + timedelta(days=3))
+    bob = OwnerFactory(name="Bob", role=role)
+    back = OwnerFactory(name="Back", role=role, out_of_office_until=now - timedelta(hours=1))
+    account = AccountFactory()
+    pool = Assignment(role=role, strategy="round_robin")
+
+    picks = []
+    for minute in range(6):
+        chosen = resolve_assignee(session, assignment=pool, account=account, now=now + timedelta(minutes=minute))
+        picks.append(chosen.owner.name)
+
+    assert picks == ["Ann", "Bob", "Back", "Ann", "Bob", "Back"]
+    assert chosen.how == f"round robin among {role}"
+    assert back.last_assigned_at == now + timedelta(minutes=5)
+    assert ann.last_assigned_at == now + timedelta(minutes=3)
+
+
+def test_round_robin_starts_with_the_least_recently_assigned(session, clock):
+    role = _role()
+    now = clock.now()
+    OwnerFactory(name="Recent", role=role, last_assigned_at=now - timedelta(minutes=5))
+    OwnerFactory(name="Long ago", role=role, last_assigned_at=now - timedelta(days=5))
+
+    chosen = resolve_assignee(session, assignment=Assignment(role=role), account=AccountFactory(), now=now)
+
+    assert chosen.owner.name == "Long ago"
+
+
+def test_the_per_owner_cap_sends_the_task_to_the_next_person(session, clock):
+    role = _role()
+    now = clock.now()
+    account = AccountFactory()
+    full = OwnerFactory(name="Full", role=role, max_open_tasks=2)
+    roomy = OwnerFactory(name="Roomy", role=role, max_open_tasks=2, last_assigned_at=now - timedelta(minutes=1))
+    _open_tasks(session, full, account, 2, now)
+    _open_tasks(session, roomy, account, 1, now)
+
+    chosen = resolve_assignee(session, assignment=Assignment(role=role), account=account, now=now)
+
+    assert chosen.owner == roomy
+
+
+def test_done_tasks_do_not_count_against_the_cap(session, clock):
+    account = AccountFactory()
+    account.owner.max_open_tasks = 1
+    session.add(models.Task(account_id=account.id, owner_id=account.owner.id, title="old", due_at=clock.now(),
+                            status=models.TaskStatus.DONE))
+    session.flush()
+
+    chosen = resolve_assignee(session, assignment=Assignment(to="account.owner"), account=account, now=clock.now())
+
+    assert chosen.owner == account.owner
+
+
+def test_an_out_of_office_account_owner_falls_back_to_a_role(session, clock):
+    role = _role()
+    now = clock.now()
+    owner = OwnerFactory(name="Away", out_of_office_until=now + timedelta(days=2))
+    lead = OwnerFactory(name="Lead", role=role)
+    account = AccountFactory(owner=owner)
+    assignment = Assignment(to="account.owner", fallback=Assignment(role=role))
+
+    chosen = resolve_assignee(session, assignment=assignment, account=account, now=now)
+
+    assert chosen.owner == lead
+    assert chosen.how.startswith(f"fallback: round robin among {role}")
+    assert "Away is out of office" in chosen.how
+
+
+def test_an_owner_at_capacity_falls_back_through_two_levels(session, clock):
+    now = clock.now()
+    manager = OwnerFactory(name="Boss", active=False)
+    owner = OwnerFactory(name="Busy", max_open_tasks=0, manager=manager)
+    account = AccountFactory(owner=owner)
+    reserve = OwnerFactory(name="Reserve", email="reserve@acme.example")
+    assignment = Assignment(to="account.owner", fallback=Assignment(
+        to="owner.manager", fallback=Assignment(to="reserve@acme.example")))
+
+    chosen = resolve_assignee(session, assignment=assignment, account=account, now=now)
+
+    assert chosen.owner == reserve
+    assert "Busy has 0 open tasks (cap 0)" in chosen.how
+    assert "Boss is inactive" in chosen.how
+
+
+def test_the_managers_and_deal_owners_references_resolve_to_people(session, clock):
+    manager = OwnerFactory(name="Manager")
+    account = AccountFactory(owner=OwnerFactory(manager=manager))
+    rep = OwnerFactory(name="Rep", role="ae")
+    deal = DealFactory(account=account, owner=rep)
+
+    by_manager = resolve_assignee(session, assignment=Assignment(to="owner.manager"), account=account,
+                                  now=clock.now())
+    by_deal = resolve_assignee(session, assignment=Assignment(to="deal.owner"), account=account, deal=deal,
+                               now=clock.now())
+
+    assert by_manager.owner == manager
+    assert by_deal.owner == rep
+    assert by_deal.how == "deal owner"
+
+
+def test_least_loaded_picks_the_person_with_fewest_open_tasks(session, clock):
+    role = _role()
+    now = clock.now()
+    account = AccountFactory()
+    heavy = OwnerFactory(name="Heavy", role=role)
+    light = OwnerFactory(name="Light", role=role, last_assigned_at=now)
+    _open_tasks(session, heavy, account, 3, now)
+    _open_tasks(session, light, account, 1, now)
+
+    chosen = resolve_assignee(session, assignment=Assignment(role=role, strategy="least_loaded"),
+                              account=account, now=now)
+
+    assert chosen.owner == light
+    assert chosen.how == f"least loaded among {role}"
+
+
+def test_no_assignable_person_gives_none_never_a_team(session, clock):
+    role = _role()
+    now = clock.now()
+    OwnerFactory(role=role, active=False)
+    OwnerFactory(role=role, out_of_office_until=now + timedelta(days=1))
+    account = AccountFactory(owner=OwnerFactory(active=False))
+    assignment = Assignment(to="account.owner", fallback=Assignment(role=role))
+
+    assert resolve_assignee(session, assignment=assignment, account=account, now=now) is None
+    assert resolve_assignee(session, assignment=Assignment(to="nobody@acme.example"), account=account,
+                            now=now) is None
+    assert resolve_assignee(session, assignment=Assignment(to="deal.owner"), account=account, now=now) is None
+
+
+def test_a_reference_that_is_not_a_person_is_refused(session, clock):
+    with pytest.raises(UnknownReference, match="the team"):
+        resolve_assignee(session, assignment=Assignment(to="the team"), account=AccountFactory(), now=clock.now())
+
+
+@pytest.mark.postgres
+def test_two_concurrent_round_robin_picks_take_different_people_on_postgres(backend, fresh_database, clock):
+    if backend != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers)")
+    engine = make_engine(fresh_database)
+    schema.upgrade(engine)
+    try:
+        with Session(engine) as setup:
+            account = models.Account(name="Acme", domain="acme.example")
+            setup.add_all([account, models.Owner(email="a@acme.example", name="A", role="pool"),
+                           models.Owner(email="b@acme.example", name="B", role="pool")])
+            setup.commit()
+            account_id = account.id
+        first, second = Session(engine), Session(engine)
+        try:
+            # Fail fast instead of hanging should the pick ever wait on the other worker's lock.
+            second.execute(text("SET lock_timeout = '2s'"))
+            pool = Assignment(role="pool")
+            one = resolve_assignee(first, assignment=pool, account=first.get(models.Account, account_id),
+                                   now=clock.now())
+            # `first` still holds its lock: the second worker must skip that person, not wait or repeat.
+            two = resolve_assignee(second, assignment=pool, account=second.get(models.Account, account_id),
+                                   now=clock.now())
+            assert {one.owner.email, two.owner.email} == {"a@acme.example", "b@acme.example"}
+            first.commit()
+            second.commit()
+        finally:
+            first.close()
+            second.close()
+    finally:
+        engine.dispose()
