@@ -1,0 +1,88 @@
+"""`handoff playbooks ...` end to end with click's runner, on a migrated database of its own."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import schema
+from orchestrator.cli.playbooks import playbooks
+from orchestrator.db import make_engine, make_session_factory
+from orchestrator.runtime import Runtime
+
+SHIPPED = Path(__file__).resolve().parents[2] / "playbooks"
+BROKEN = Path(__file__).resolve().parent / "broken"
+
+
+@pytest.fixture
+def runtime(fresh_database, settings, clock):
+    engine = make_engine(fresh_database)
+    schema.upgrade(engine)
+    yield Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine), clock=clock)
+    engine.dispose()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    shutil.copytree(SHIPPED, tmp_path / "playbooks")
+    return tmp_path / "playbooks"
+
+
+def run(args, runtime=None):
+    return CliRunner().invoke(playbooks, args, obj={"runtime": runtime} if runtime else None)
+
+
+def test_validate_prints_one_line_per_finding_and_exits_1_on_errors():
+    result = run(["validate", str(BROKEN / "goto-unknown-step.yaml")])
+    assert result.exit_code == 1
+    assert result.stdout.strip().endswith('there is no step "cal" in this playbook (did you mean "call"?)')
+    assert "1 playbook file checked: 1 error, 0 warnings" in result.stderr
+
+
+def test_validate_of_the_shipped_folder_is_clean():
+    result = run(["validate", str(SHIPPED)])
+    assert result.exit_code == 0 and result.stdout == ""
+
+
+def test_schema_prints_json():
+    assert json.loads(run(["schema"]).stdout)["title"] == "Handoff playbook"
+
+
+def test_rules_lists_every_rule_with_its_explanation():
+    output = run(["rules"]).stdout
+    assert "protected-human-zone" in output and "review-overdue  (warning" in output
+
+
+def test_apply_then_diff_shows_no_drift(runtime, folder):
+    applied = run(["apply", str(folder), "--actor", "ana@acme.example"], runtime)
+    assert applied.exit_code == 0, applied.output
+    assert "onboard-kickoff: applied as version 1 (new)" in applied.stdout
+    diff = run(["diff", str(folder)], runtime)
+    assert diff.exit_code == 0 and "no drift" in diff.stderr
+
+
+def test_editing_a_file_makes_diff_exit_2_and_name_the_change(runtime, folder):
+    run(["apply", str(folder)], runtime)
+    path = folder / "expand" / "expansion-handoff.yaml"
+    path.write_text(path.read_text().replace("estimate_minutes: 30", "estimate_minutes: 45"))
+    diff = run(["diff", str(folder)], runtime)
+    assert diff.exit_code == 2
+    assert 'expansion-handoff: changed since version 1' in diff.stdout
+    assert 'step "ae-handoff" changed' in diff.stdout
+
+
+def test_apply_twice_is_idempotent_and_list_shows_version_one(runtime, folder):
+    run(["apply", str(folder)], runtime)
+    again = run(["apply", str(folder)], runtime)
+    assert again.exit_code == 0 and "0 of 5 playbooks stored a new version" in again.stderr
+    listed = run(["list"], runtime).stdout.splitlines()
+    assert len(listed) == 5 and all(" v1 " in line for line in listed)
+
+
+def test_apply_with_an_invalid_file_stores_nothing(runtime, folder):
+    shutil.copy(BROKEN / "human-step-without-sla.yaml", folder / "onboard" / "draft.yaml")
+    result = run(["apply", str(folder)], runtime)
+    assert result.exit_code == 1 and "nothing applied" in result.stderr
+    assert run(["list"], runtime).stdout == ""
