@@ -166,9 +166,11 @@ def _complete_from_signal(run: _Run, signal: Signal) -> None:
         task = run.session.scalar(select(Task).where(Task.crm_id == str(payload["crm_id"])))
     if task is None or task.status not in OPEN_STATUSES:
         return
-    default = {TaskKind.ACTION: "done", TaskKind.APPROVAL: "approved", TaskKind.REVIEW: "published"}
-    outcome = str(payload.get("outcome") or default[TaskKind(task.kind)])
-    _decide(run, task, outcome, str(payload.get("actor") or "crm"))
+    # A CRM knows "completed", not our outcomes; a rep's own word (e.g. "renewing") stays
+    # in the payload for wait conditions to read.
+    allowed = _OUTCOMES[TaskKind(task.kind)]
+    outcome = payload.get("outcome")
+    _decide(run, task, outcome if outcome in allowed else allowed[0], str(payload.get("actor") or "crm"))
 
 
 def _open_journeys(run: _Run, account: Account) -> list[Journey]:
