@@ -637,7 +637,7 @@ class StepField(_Field):
         if not isinstance(value, Mapping):
             raise ValidationError('a step must be a mapping with at least "id" and "kind"')
         kind = value.get("kind")
-        if kind not in STEP_SCHEMAS:
+        if not isinstance(kind, str) or kind not in STEP_SCHEMAS:
             errors: dict[str, Any] = {}
             if "kind" not in value:
                 errors["_schema"] = [f'this step has no "kind"; use {_one_of(STEP_KINDS)}']
