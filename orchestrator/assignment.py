@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
+from orchestrator.db import skip_locked as row_locks_skip
 from orchestrator.models import OPEN_STATUSES, Account, Deal, Owner, Task
 from orchestrator.tasks import open_task_count
 
@@ -148,7 +149,7 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
     candidates = _ranked_candidates(session, role=role, strategy=strategy, now=now)
     if not candidates:
         return None
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = row_locks_skip(session)
     for owner in candidates:
         if postgres and not _lock(session, [owner.id], skip_locked=True):
             continue  # another worker is assigning this person right now
@@ -197,7 +198,7 @@ def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:
     `populate_existing` refreshes the objects already in the session, so decisions
     after the lock use the committed `last_assigned_at` and `active` values.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if not row_locks_skip(session):
         return True  # SQLite: one writer at a time already serialises assignment
     query = (
         select(Owner)

@@ -27,6 +27,7 @@ from orchestrator.briefs import build_brief
 from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
 from orchestrator.context import build_context
+from orchestrator.db import skip_locked
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import HandoffError
 from orchestrator.expressions import ExpressionError
@@ -583,7 +584,7 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
     due = select(Journey).where(Journey.status == JourneyStatus.WAITING,
                                 Journey.wait_until.is_not(None), Journey.wait_until <= now) \
         .order_by(Journey.wait_until).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
+    if skip_locked(session):
         due = due.with_for_update(skip_locked=True)
     moved = 0
     for journey in session.scalars(due).all():

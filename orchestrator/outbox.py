@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator import exception_queue
 from orchestrator.config import Settings
+from orchestrator.db import dialect_insert, skip_locked
 from orchestrator.models import OutboxMessage, OutboxStatus
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "backoff_delay", "enqueue", "mark_delivered", "mark_failed", "pending"]
@@ -22,21 +22,6 @@ __all__ = ["DEFAULT_MAX_ATTEMPTS", "backoff_delay", "enqueue", "mark_delivered",
 DEFAULT_MAX_ATTEMPTS = 10
 _BASE_DELAY = timedelta(seconds=30)
 _MAX_DELAY = timedelta(hours=6)
-
-
-def dialect_insert(session: Session, table: Any) -> Insert:
-    """The backend's own INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL spell it alike)."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"unsupported database {name!r}")
-
-
-def skip_locked(session: Session) -> bool:
-    """True when row claims can use FOR UPDATE SKIP LOCKED (SQLite has a single writer instead)."""
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def enqueue(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
 from orchestrator.models import Account, Deal, ExternalId, Signal
-from orchestrator.outbox import dialect_insert, skip_locked
+from orchestrator.db import dialect_insert, skip_locked
 
 __all__ = [
     "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "AccountRef", "DealRef", "IntakeResult", "IntakeStatus",
