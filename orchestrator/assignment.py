@@ -86,11 +86,9 @@ def resolve_person(session: Session, *, reference: str, account: Account, deal: 
     if reference == "owner.manager":
         return account.owner.manager if account.owner is not None else None
     if reference == "account.csm":
-        # No CSM column: the CRM's CSM field arrives as a custom attribute (an email);
-        # an account owned by a CSM needs none.
-        email = (account.attributes or {}).get("csm") or (account.attributes or {}).get("csm_email")
-        if isinstance(email, str) and "@" in email:
-            return _by_email(session, email)
+        # An account owned by a CSM needs no separate CSM.
+        if account.csm is not None:
+            return account.csm
         owner = account.owner
         return owner if owner is not None and owner.role == "csm" else None
     if "@" in reference and " " not in reference.strip():

@@ -75,6 +75,7 @@ def account_view(account: Account, *, now: datetime) -> dict[str, Any]:
         days_to_renewal=_days_between(now, account.renewal_date),
         churned_at=account.churned_at,
         owner=owner_view(account.owner),
+        csm=owner_view(account.csm),
     )
     return view
 

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, exception_queue
@@ -220,12 +220,9 @@ def find_account(session: Session, *, ref: AccountRef) -> Account | None:
             .where(ExternalId.kind == "account", ExternalId.source == ref.source,
                    ExternalId.external_id == ref.external_id)
         ).one_or_none()
+    # Account.domain is stored lowercase, so the normalized value hits the unique index.
     domain = _normalize_domain(ref.domain or "")
-    # The exact match uses the unique index; the case-insensitive one catches CRM spellings like "Acme.COM".
-    exact = session.scalars(select(Account).where(Account.domain == domain)).one_or_none()
-    if exact is not None:
-        return exact
-    return session.scalars(select(Account).where(func.lower(Account.domain) == domain).limit(1)).first()
+    return session.scalars(select(Account).where(Account.domain == domain)).one_or_none()
 
 
 def _find_deal(session: Session, ref: DealRef) -> Deal | None:

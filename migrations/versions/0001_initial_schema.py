@@ -100,6 +100,7 @@ def upgrade() -> None:
     sa.Column('health', sa.Integer(), nullable=True),
     sa.Column('renewal_date', orchestrator.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('owner_id', sa.Integer(), nullable=True),
+    sa.Column('csm_id', sa.Integer(), nullable=True),
     sa.Column('stage', sa.String(length=20), nullable=False),
     sa.Column('stage_entered_at', orchestrator.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('churned_at', orchestrator.db.UTCDateTime(timezone=True), nullable=True),
@@ -108,6 +109,7 @@ def upgrade() -> None:
     sa.Column('updated_at', orchestrator.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('id', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['owner_id'], ['owners.id'], name=op.f('fk_accounts_owner_id_owners')),
+    sa.ForeignKeyConstraint(['csm_id'], ['owners.id'], name=op.f('fk_accounts_csm_id_owners')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts')),
     sa.UniqueConstraint('domain', name=op.f('uq_accounts_domain'))
     )

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from orchestrator.models.base import Base, IdMixin, utcnow
 
@@ -51,13 +51,14 @@ class Account(IdMixin, Base):
     __tablename__ = "accounts"
 
     name: Mapped[str] = mapped_column(String(300))
-    domain: Mapped[str | None] = mapped_column(String(253), unique=True)
+    domain: Mapped[str | None] = mapped_column(String(253), unique=True)  # lowercase, see validator
     segment: Mapped[str | None] = mapped_column(String(60))
     industry: Mapped[str | None] = mapped_column(String(120))
     arr: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # annual recurring revenue
     health: Mapped[int | None]  # 0..100 health score from CS tooling
     renewal_date: Mapped[datetime | None]
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"), index=True)
+    csm_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))  # customer success manager
     stage: Mapped[str] = mapped_column(String(20), default=JourneyStage.ACQUIRE)
     stage_entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     churned_at: Mapped[datetime | None]
@@ -65,7 +66,13 @@ class Account(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    owner: Mapped[Owner | None] = relationship()
+    @validates("domain")
+    def _lowercase_domain(self, _key: str, value: str | None) -> str | None:
+        # Domains are case-insensitive; storing them lowercase keeps the lookup on the index.
+        return value.strip().lower() if value else value
+
+    owner: Mapped[Owner | None] = relationship(foreign_keys=[owner_id])
+    csm: Mapped[Owner | None] = relationship(foreign_keys=[csm_id])
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
     deals: Mapped[list[Deal]] = relationship(back_populates="account")
 

@@ -156,7 +156,7 @@ def test_onboarding_kickoff_brief_carries_trigger_recommendation_and_evidence(se
 
 def test_onboarding_runs_on_the_loop_email_moves_to_adopt_then_times_out_into_a_review(
         session, feed, settings, clock, team):
-    account = _closed_won(session, feed, team, attributes={"csm": "cleo@acme.example"})
+    account = _closed_won(session, feed, team, csm=team["csm"])
     _decide(session, settings, clock, _tasks(session, account)[0], "done")
 
     welcome = session.scalars(select(StepRun).where(StepRun.step_id == "welcome-email")).one()
@@ -210,7 +210,7 @@ def test_usage_drop_monitors_alerts_then_nudges_and_recovers_after_a_quiet_fortn
 
 
 def test_a_steep_drop_goes_to_the_csm_and_zero_users_to_the_owner(session, feed, team):
-    steep = AccountFactory(owner=team["ae"], attributes={"csm": "cleo@acme.example"})
+    steep = AccountFactory(owner=team["ae"], csm=team["csm"])
     feed("product.usage", steep, {"usage_change_pct": -70, "active_users": 3})
     assert _tasks(session, steep)[0].owner_id == team["csm"].id
     dead = AccountFactory(owner=team["ae"])
