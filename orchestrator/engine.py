@@ -152,6 +152,8 @@ def _process_signal(run: _Run, signal: Signal) -> None:
     assert account is not None
     if signal.type == "task.completed":
         _complete_from_signal(run, signal)
+    elif signal.type == "account.churned" and account.churned_at is None:
+        account.churned_at = signal.occurred_at
     _exit_journeys(run, account, signal)
     _wake_journeys(run, account, signal)
     _enroll(run, account, signal)

@@ -371,6 +371,7 @@ def test_an_exit_on_signal_ends_the_journey_and_cancels_its_open_task(session, f
     journey = _journey(session, account)
     assert journey.status == "exited" and "account.churned" in journey.end_reason
     assert session.scalars(select(Task)).one().status == "cancelled"
+    assert account.churned_at is not None
 
 
 def test_once_per_account_enrolls_a_second_trigger_only_after_the_first_journey_ends(session, feed, clock):
