@@ -28,7 +28,7 @@ from orchestrator.resources import shipped_playbooks_dir
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.samples import load_sample_data, sample_signals, sample_signals_text
 from orchestrator.simulation import (
-    SimulationError, caps_hit, human_minutes, simulate, steps_per_stage, tasks_per_owner_week,
+    SimulationError, SimulationReport, caps_hit, human_minutes, simulate, steps_per_stage, tasks_per_owner_week,
 )
 from tests.conftest import BACKENDS, POSTGRES_URL
 
@@ -110,8 +110,8 @@ def test_simulation_with_people_working_their_tasks_runs_the_later_steps(setting
     worked = simulate(playbook_paths=[shipped_playbooks_dir()], signals=sample_signals(), settings=settings,
                       sample=True, work_tasks=True)
 
-    def total(report: object) -> int:
-        return sum(sum(w.values()) for w in report.human_minutes.values())  # type: ignore[attr-defined]
+    def total(report: SimulationReport) -> int:
+        return sum(sum(weeks.values()) for weeks in report.human_minutes.values())
 
     assert total(worked) > total(left_open)
     assert worked.steps_per_stage["acquire"]["approvals"] == 2  # nurture emails reach their approval step
