@@ -11,7 +11,12 @@ format for editors.
 """
 
 from orchestrator.playbook.findings import Finding, PlaybookInvalid
-from orchestrator.playbook.loader import check_text, load_playbook, load_playbook_text, validate_paths
+from orchestrator.playbook.loader import (
+    check_text,
+    load_playbook,
+    load_playbook_text,
+    validate_paths,
+)
 from orchestrator.playbook.model import Playbook
 
 __all__ = [

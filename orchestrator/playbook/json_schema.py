@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.actions import REGISTRY
-from orchestrator.playbook.model import BRIEF_SECTIONS, PERSON_REFERENCES, Oversight, Stage
+from orchestrator.playbook.model import (
+    BRIEF_SECTIONS,
+    PERSON_REFERENCES,
+    Oversight,
+    Stage,
+)
 from orchestrator.playbook.schema import SIGNAL_TYPE, SLUG
 
 __all__ = ["playbook_json_schema"]
@@ -33,7 +38,7 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None, descript
     return out
 
 
-def _text(description: str) -> dict[str, str]:
+def _text(description: str) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "description": description}
 
 

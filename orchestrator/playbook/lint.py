@@ -8,7 +8,6 @@ compiled playbook.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -248,5 +247,3 @@ def _approximate(every: Duration) -> timedelta:
     extra_days = every.business_days * 7 / 5
     return every.calendar + timedelta(days=extra_days, minutes=every.business_minutes)
 
-
-LastChanged = Callable[[str], datetime | None]

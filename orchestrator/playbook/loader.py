@@ -118,11 +118,11 @@ def git_last_changed(path: Path) -> datetime | None:
     try:
         folder = str(path.resolve().parent)
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--", path.name], cwd=folder,
+            ["git", "status", "--porcelain", "--", path.name], cwd=folder, check=False,
             capture_output=True, text=True, timeout=10,
         )
         log = subprocess.run(
-            ["git", "log", "-1", "--format=%cI", "--", path.name], cwd=folder,
+            ["git", "log", "-1", "--format=%cI", "--", path.name], cwd=folder, check=False,
             capture_output=True, text=True, timeout=10,
         )
         if status.returncode == 0 and not status.stdout.strip() and log.stdout.strip():

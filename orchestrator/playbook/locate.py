@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.playbook.findings import Finding
-from orchestrator.playbook.schema import NOT_A_LIST, NOT_A_MAPPING, NULL, REQUIRED, Problem
+from orchestrator.playbook.schema import (
+    NOT_A_LIST,
+    NOT_A_MAPPING,
+    NULL,
+    REQUIRED,
+    Problem,
+)
 from orchestrator.playbook.yamlsafe import DocPath, Document, render_doc_path
 
 __all__ = ["findings_from_messages", "value_at"]
@@ -14,9 +20,9 @@ __all__ = ["findings_from_messages", "value_at"]
 def value_at(value: Any, path: DocPath) -> Any:
     """The raw value at `path`, or None when the path does not exist."""
     for part in path:
-        if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
+        if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
             value = value[part]
-        elif isinstance(part, str) and isinstance(value, dict) and part in value:
+        elif isinstance(value, dict) and isinstance(part, str) and part in value:
             value = value[part]
         else:
             return None

@@ -14,7 +14,6 @@ from orchestrator.durations import Duration
 from orchestrator.expressions import Expression
 from orchestrator.templates import Template
 
-
 # What expressions and templates may read: the context the engine provides.
 CONTEXT_ROOTS: frozenset[str] = frozenset({"account", "deal", "signal", "journey", "owner", "now"})
 

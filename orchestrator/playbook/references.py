@@ -42,7 +42,7 @@ def check_references(doc: Document, path: str) -> list[Finding]:
         if not isinstance(step_id, str):
             continue
         if step_id in first_seen:
-            where = ("steps", index, "id")
+            where: DocPath = ("steps", index, "id")
             line, column = doc.position(where)
             first_line = doc.position(("steps", first_seen[step_id], "id"))[0]
             findings.append(Finding(

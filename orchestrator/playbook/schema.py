@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
 
@@ -41,8 +41,7 @@ ESCALATE_AT = re.compile(r"^\s*(ack|due)\s*(?:\+\s*(.+?))?\s*$")
 TOUCHES = re.compile(r"^\s*(\d+)\s+per\s+(.+?)\s*$")
 # Local parts of shared inboxes: a task sent there belongs to nobody in particular.
 SHARED_INBOXES = frozenset(
-    "team all sales support success cs help info hello contact ops revops admin group "
-    "inbox noreply no-reply marketing".split()
+    ["team", "all", "sales", "support", "success", "cs", "help", "info", "hello", "contact", "ops", "revops", "admin", "group", "inbox", "noreply", "no-reply", "marketing"]
 )
 
 
@@ -56,7 +55,7 @@ class Problem(str):
     def __new__(
         cls, message: str, rule: str = "schema", *, inner: tuple[int, int | None] | None = None,
         at_key: bool = False,
-    ) -> Problem:
+    ) -> Self:
         made = super().__new__(cls, message)
         made.rule = rule
         made.inner = inner
@@ -79,7 +78,7 @@ def _one_of(words: Iterable[str]) -> str:
 
 
 class _Field(fields.Field):
-    default_error_messages = {"required": REQUIRED, "null": NULL}
+    default_error_messages = {"required": REQUIRED, "null": NULL}  # noqa: RUF012 - marshmallow's own attribute
 
 
 class Text(_Field):
@@ -280,7 +279,7 @@ class TouchLimitField(_Field):
 
 
 class ListOf(fields.List):
-    default_error_messages = {"invalid": NOT_A_LIST, "required": REQUIRED, "null": NULL}
+    default_error_messages = {"invalid": NOT_A_LIST, "required": REQUIRED, "null": NULL}  # noqa: RUF012 - marshmallow's own attribute
 
     def __init__(self, inner: fields.Field, *, non_empty: bool = False, **kwargs: Any) -> None:
         super().__init__(inner, **kwargs)
@@ -294,7 +293,7 @@ class ListOf(fields.List):
 
 
 class Nested(fields.Nested):
-    default_error_messages = {"type": NOT_A_MAPPING, "required": REQUIRED, "null": NULL}
+    default_error_messages = {"type": NOT_A_MAPPING, "required": REQUIRED, "null": NULL}  # noqa: RUF012 - marshmallow's own attribute
 
 
 def _all_of(words: Iterable[str]) -> str:
@@ -324,13 +323,13 @@ class Strict(Schema):
     """Unknown keys are errors with a hint; they are checked here rather than by
     marshmallow's RAISE so that all other errors of the same mapping are reported too."""
 
-    error_messages = {"type": NOT_A_MAPPING, "unknown": "@unknown"}
+    error_messages = {"type": NOT_A_MAPPING, "unknown": "@unknown"}  # noqa: RUF012 - marshmallow's own attribute
 
     class Meta:
         unknown = EXCLUDE
 
     # Keys valid elsewhere in a step, so that an unknown key can say "not on this kind".
-    where_else: Mapping[str, str] = {}
+    where_else: ClassVar[dict[str, str]] = {}
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _no_unknown_keys(self, data: Any, original_data: Any, **kwargs: Any) -> None:

@@ -22,7 +22,12 @@ from sqlalchemy.orm import Session
 
 from orchestrator.models import PlaybookVersion
 from orchestrator.playbook.findings import Finding, PlaybookInvalid
-from orchestrator.playbook.loader import check_text, load_playbook_text, playbook_files, read_text
+from orchestrator.playbook.loader import (
+    check_text,
+    load_playbook_text,
+    playbook_files,
+    read_text,
+)
 from orchestrator.playbook.model import Playbook, Position
 from orchestrator.playbook.yamlsafe import YamlProblem, load_document
 
@@ -136,10 +141,10 @@ def step_summary(old_text: str, new_text: str) -> list[str]:
             lines.append(f"{name} changed")
     old_steps = {s.id: s for s in old.steps}
     new_steps = {s.id: s for s in new.steps}
-    for step_id in new_steps:
+    for step_id, step in new_steps.items():
         if step_id not in old_steps:
             lines.append(f'step "{step_id}" added')
-        elif _comparable(old_steps[step_id]) != _comparable(new_steps[step_id]):
+        elif _comparable(old_steps[step_id]) != _comparable(step):
             lines.append(f'step "{step_id}" changed')
     lines += [f'step "{step_id}" removed' for step_id in old_steps if step_id not in new_steps]
     if not lines and [s.id for s in old.steps] != [s.id for s in new.steps]:

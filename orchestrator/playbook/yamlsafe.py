@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
-from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+import yaml  # type: ignore[import-untyped]
+from yaml.events import AliasEvent  # type: ignore[import-untyped]
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
 __all__ = ["DocPath", "Document", "YamlProblem", "load_document", "render_doc_path"]
 
@@ -99,7 +99,7 @@ def render_doc_path(path: DocPath) -> str:
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema scalars and an alias budget."""
 
-    yaml_implicit_resolvers: dict = {}
+    yaml_implicit_resolvers: ClassVar[dict] = {}
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -119,7 +119,7 @@ class _Loader(yaml.SafeLoader):
 
 
 def _core(tag: str, pattern: str, first: str) -> None:
-    _Loader.add_implicit_resolver(tag, re.compile(pattern, re.X), list(first))
+    _Loader.add_implicit_resolver(tag, re.compile(pattern, re.VERBOSE), list(first))
 
 
 _core(_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF")
@@ -151,10 +151,8 @@ def _scalar(node: ScalarNode) -> Any:
         return text.lower() == "true"
     if tag == _INT:
         try:
-            if text.startswith("0o"):
-                return int(text[2:], 8)
-            if text.startswith("0x"):
-                return int(text[2:], 16)
+            if text.startswith(("0o", "0x")):
+                return int(text, 0)
             return int(text)
         except ValueError:
             raise YamlProblem(f'"{text}" is not a whole number', *_mark(node)) from None

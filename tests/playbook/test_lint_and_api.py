@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.playbook import Finding, PlaybookInvalid, load_playbook, load_playbook_text, validate_paths
-from orchestrator.playbook import flow
+from orchestrator.playbook import (
+    Finding,
+    PlaybookInvalid,
+    flow,
+    load_playbook,
+    load_playbook_text,
+    validate_paths,
+)
 from orchestrator.playbook.lint import RULES
 from orchestrator.playbook.loader import git_last_changed
 

@@ -9,7 +9,13 @@ import pytest
 from orchestrator.actions import REGISTRY
 from orchestrator.playbook import load_playbook, validate_paths
 from orchestrator.playbook.json_schema import playbook_json_schema
-from orchestrator.playbook.model import AutomatedStep, BranchStep, Oversight, SetStageStep, WaitStep
+from orchestrator.playbook.model import (
+    AutomatedStep,
+    BranchStep,
+    Oversight,
+    SetStageStep,
+    WaitStep,
+)
 from orchestrator.playbook.yamlsafe import load_document
 
 ROOT = Path(__file__).resolve().parents[2] / "playbooks"

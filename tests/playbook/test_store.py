@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.playbook.store import active_playbooks, apply_playbooks, diff_playbooks, list_playbooks
+from orchestrator.playbook.store import (
+    active_playbooks,
+    apply_playbooks,
+    diff_playbooks,
+    list_playbooks,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "playbooks"
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)

@@ -4,7 +4,12 @@ import time
 
 import pytest
 
-from orchestrator.playbook.yamlsafe import MAX_BYTES, YamlProblem, load_document, render_doc_path
+from orchestrator.playbook.yamlsafe import (
+    MAX_BYTES,
+    YamlProblem,
+    load_document,
+    render_doc_path,
+)
 
 
 def problem(text: str) -> YamlProblem:
