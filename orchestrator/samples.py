@@ -125,12 +125,15 @@ def load_sample_data(*, session: Session) -> SampleReport:
                 name=record["name"], domain=record["domain"], segment=record.get("segment"),
                 industry=record.get("industry"), arr=_money(record.get("arr")), health=record.get("health"),
                 renewal_date=_when_or_none(record.get("renewal_date")),
-                owner_id=_owner_id(by_email, record.get("owner")), stage=record.get("stage", "acquire"),
+                owner_id=_owner_id(by_email, record.get("owner")), csm_id=_owner_id(by_email, record.get("csm")),
+                stage=record.get("stage", "acquire"),
                 stage_entered_at=_when(record["stage_entered_at"]),
                 attributes=dict(record.get("attributes", {})))
             _add(session, account, "account", report)
         else:
             report.existing["account"] += 1
+            if account.csm_id is None and record.get("csm"):
+                account.csm_id = _owner_id(by_email, record["csm"])  # loaded before accounts had a CSM
         _link(session, "account", account.id, record, report)
 
         for item in record.get("contacts", []):

@@ -23,6 +23,7 @@ def test_sample_data_loads_every_record_with_its_crm_ids(session: Session) -> No
     assert report.created["account"] == len(sample_accounts())
     acme = session.scalars(select(Account).where(Account.domain == "acme-robotics.example")).one()
     assert acme.owner is not None and acme.owner.email == "priya.natarajan@acme.example"
+    assert acme.csm is not None and acme.csm.email == "lena.fischer@acme.example"
     assert {c.name for c in acme.contacts} == {"Grace Park", "Luis Ortega"}
     assert acme.deals[0].attributes["champion_email"] == "grace@acme-robotics.example"
     sources = set(session.scalars(select(ExternalId.source).where(
