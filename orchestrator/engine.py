@@ -35,11 +35,11 @@ from orchestrator.models import (
     OPEN_STATUSES, Account, Deal, Journey, JourneyStatus, PlaybookVersion, Signal, StepRun,
     StepStatus, Task, TaskKind,
 )
-from orchestrator.playbook import load_playbook_text
 from orchestrator.playbook.model import (
     ActionCall, Assignment, AutomatedStep, BranchStep, ExitStep, GotoStep, HumanStep, HybridStep,
     Jump, Oversight, Playbook, SetStageStep, Sla, Step, WaitStep,
 )
+from orchestrator.playbook.store import active_playbooks, compiled
 from orchestrator.stages import change_stage
 from orchestrator.tasks import complete_task, create_task
 from orchestrator.templates import Template, TemplateError
@@ -97,30 +97,11 @@ class _Next:
 
 # --- playbooks -------------------------------------------------------------------------------
 
-_COMPILED: dict[str, Playbook] = {}
-
-
-def _compile(version: PlaybookVersion) -> Playbook:
-    # Compiled playbooks are immutable, so one per checksum serves every session and thread.
-    playbook = _COMPILED.get(version.checksum)
-    if playbook is None:
-        playbook = load_playbook_text(version.source_text, version.source_path)
-        _COMPILED[version.checksum] = playbook
-    return playbook
-
-
-def active_playbooks(session: Session) -> list[tuple[PlaybookVersion, Playbook]]:
-    """Every active playbook version with its compiled form."""
-    versions = session.scalars(select(PlaybookVersion).where(PlaybookVersion.active)
-                               .order_by(PlaybookVersion.playbook_id))
-    return [(version, _compile(version)) for version in versions]
-
-
 def _playbook_of(run: _Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
     # A journey keeps the version it enrolled under, even after a newer one is applied.
     version = run.session.get(PlaybookVersion, journey.playbook_version_id)
     assert version is not None
-    return version, _compile(version)
+    return version, compiled(version)
 
 
 # --- signals ---------------------------------------------------------------------------------
@@ -213,7 +194,7 @@ def _wake_journeys(run: _Run, account: Account, signal: Signal) -> None:
 
 
 def _enroll(run: _Run, account: Account, signal: Signal) -> None:
-    for version, playbook in active_playbooks(run.session):
+    for version, playbook in active_playbooks(session=run.session):
         if playbook.enroll.signal != signal.type:
             continue
         rule = f"enroll.on: {signal.type}"

@@ -179,7 +179,7 @@ class TemplateField(_Field):
         return parse_template(value)
 
 
-def parse_template(value: Any) -> Any:
+def parse_template(value: Any, roots: frozenset[str] = CONTEXT_ROOTS) -> Any:
     """A compiled template, or ValidationError with a `template` Problem."""
     if not isinstance(value, str):
         raise ValidationError(Problem(f"must be text, got {_shown(value)}", "template"))
@@ -188,7 +188,7 @@ def parse_template(value: Any) -> Any:
     except TemplateError as error:
         inner = (error.line, error.column) if error.line else None
         raise ValidationError(Problem(error.message, "template", inner=inner)) from None
-    problems = check_variables(template, CONTEXT_ROOTS)
+    problems = check_variables(template, roots)
     if problems:
         raise ValidationError([Problem(message, "template") for message in problems])
     return template
@@ -233,6 +233,8 @@ class ActionName(_Field):
 class Args(_Field):
     """An action's arguments; text arguments are templates."""
 
+    roots = CONTEXT_ROOTS
+
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise ValidationError(NOT_A_MAPPING)
@@ -240,7 +242,7 @@ class Args(_Field):
         errors: dict[str, Any] = {}
         for name, arg in value.items():
             try:
-                out[name] = parse_template(arg) if isinstance(arg, str) else arg
+                out[name] = parse_template(arg, self.roots) if isinstance(arg, str) else arg
             except ValidationError as error:
                 errors[name] = error.messages
         if errors:
@@ -541,13 +543,23 @@ class AutomatedSchema(StepSchema):
             raise ValidationError(errors)
 
 
+class PublishArgs(Args):
+    """Publishing a hybrid step's draft: its arguments may also read the reviewed `draft`."""
+
+    roots = CONTEXT_ROOTS | {"draft"}
+
+
+class PublishCallSchema(ActionCallSchema):
+    with_ = PublishArgs(data_key="with")
+
+
 class HumanSchema(_HumanWork):
     task = Nested(TaskSchema, required=True)
 
 
 class HybridSchema(_HumanWork):
     draft = TemplateField(required=True)
-    publish = Nested(ActionCallSchema)
+    publish = Nested(PublishCallSchema)
     task = Nested(TaskSchema)
     oversight = Choice((Oversight.IN_THE_LOOP.value,), "oversight level for a hybrid step "
                        "(a person always reviews the draft before it is published)")

@@ -265,11 +265,23 @@ def list_playbooks(*, session: Session) -> list[PlaybookVersion]:
     ))
 
 
-def active_playbooks(*, session: Session) -> list[tuple[PlaybookVersion, Playbook]]:
-    """Active versions compiled from their stored text.
+_COMPILED: dict[str, Playbook] = {}
 
+
+def compiled(version: PlaybookVersion) -> Playbook:
+    """A stored version compiled from its text, cached by checksum.
+
+    Compiled playbooks are immutable, so one object per checksum serves every session.
     Lint is not re-run: a version that passed lint when applied keeps running even if a
     later release adds a rule; `validate` and `apply` are where new rules bite.
     """
-    return [(version, load_playbook_text(version.source_text, version.source_path, lint=False))
-            for version in list_playbooks(session=session)]
+    playbook = _COMPILED.get(version.checksum)
+    if playbook is None:
+        playbook = load_playbook_text(version.source_text, version.source_path, lint=False)
+        _COMPILED[version.checksum] = playbook
+    return playbook
+
+
+def active_playbooks(*, session: Session) -> list[tuple[PlaybookVersion, Playbook]]:
+    """Active versions with their compiled form."""
+    return [(version, compiled(version)) for version in list_playbooks(session=session)]

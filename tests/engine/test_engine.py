@@ -269,7 +269,7 @@ FLOW = """
       - id: rescue
         kind: hybrid
         draft: "Hi {{ account.name }}, shall we book 20 minutes to get your team going?"
-        publish: {do: customer.email, with: {to: "team@customer.example", subject: "Getting started", body: "Getting started, {{ account.name }}"}}
+        publish: {do: customer.email, with: {to: "team@customer.example", subject: "Getting started", body: "{{ draft }}"}}
         assign: {to: account.owner}
         task:
           title: "Review the rescue email for {{ account.name }}"
@@ -352,7 +352,7 @@ def test_a_wait_timeout_takes_on_timeout_and_a_hybrid_draft_goes_to_review(sessi
     engine.decide_task(session=session, settings=settings, task_id=review.id, outcome="published",
                        actor=account.owner.email, now=clock.now())
     sent = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "customer.email")).one()
-    assert sent.payload["args"]["body"] == f"Getting started, {account.name}"
+    assert sent.payload["args"]["body"] == review.draft  # what the person reviewed is what goes out
     assert _journey(session, account).status == "completed"
 
 
