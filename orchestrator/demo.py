@@ -27,8 +27,16 @@ from orchestrator.clock import FrozenClock, ensure_utc
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
-    OPEN_STATUSES, Account, ExceptionItem, Journey, JourneyStatus, OutboxMessage, OutboxStatus, Owner,
-    StepRun, Task,
+    OPEN_STATUSES,
+    Account,
+    ExceptionItem,
+    Journey,
+    JourneyStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Owner,
+    StepRun,
+    Task,
 )
 from orchestrator.playbook.store import ApplyReport, apply_playbooks
 from orchestrator.resources import shipped_playbooks_dir

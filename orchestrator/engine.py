@@ -32,12 +32,34 @@ from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import HandoffError
 from orchestrator.expressions import ExpressionError
 from orchestrator.models import (
-    OPEN_STATUSES, Account, Deal, Journey, JourneyStatus, PlaybookVersion, Signal, StepRun,
-    StepStatus, Task, TaskKind,
+    OPEN_STATUSES,
+    Account,
+    Deal,
+    Journey,
+    JourneyStatus,
+    PlaybookVersion,
+    Signal,
+    StepRun,
+    StepStatus,
+    Task,
+    TaskKind,
 )
 from orchestrator.playbook.model import (
-    ActionCall, Assignment, AutomatedStep, BranchStep, ExitStep, GotoStep, HumanStep, HybridStep,
-    Jump, Oversight, Playbook, SetStageStep, Sla, Step, WaitStep,
+    ActionCall,
+    Assignment,
+    AutomatedStep,
+    BranchStep,
+    ExitStep,
+    GotoStep,
+    HumanStep,
+    HybridStep,
+    Jump,
+    Oversight,
+    Playbook,
+    SetStageStep,
+    Sla,
+    Step,
+    WaitStep,
 )
 from orchestrator.playbook.store import active_playbooks, compiled
 from orchestrator.stages import change_stage

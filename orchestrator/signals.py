@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
-from orchestrator.models import Account, Deal, ExternalId, Signal
 from orchestrator.db import dialect_insert, skip_locked
+from orchestrator.models import Account, Deal, ExternalId, Signal
 
 __all__ = [
     "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "AccountRef", "DealRef", "IntakeResult", "IntakeStatus",

@@ -34,8 +34,21 @@ from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory, unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
-    OPEN_STATUSES, Account, Base, Contact, Deal, ExceptionItem, ExternalId, Journey, JourneyStatus, Owner,
-    PlaybookVersion, StepRun, StepStatus, Task, TaskKind,
+    OPEN_STATUSES,
+    Account,
+    Base,
+    Contact,
+    Deal,
+    ExceptionItem,
+    ExternalId,
+    Journey,
+    JourneyStatus,
+    Owner,
+    PlaybookVersion,
+    StepRun,
+    StepStatus,
+    Task,
+    TaskKind,
 )
 from orchestrator.playbook.store import apply_playbooks
 from orchestrator.samples import load_sample_data

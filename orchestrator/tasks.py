@@ -20,7 +20,16 @@ from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_fro
 from orchestrator.config import Settings
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
-    OPEN_STATUSES, Account, Journey, Owner, PlaybookVersion, Priority, Signal, StepRun, Task, TaskKind,
+    OPEN_STATUSES,
+    Account,
+    Journey,
+    Owner,
+    PlaybookVersion,
+    Priority,
+    Signal,
+    StepRun,
+    Task,
+    TaskKind,
     TaskStatus,
 )
 

@@ -122,7 +122,7 @@ def list_(runtime: Runtime) -> None:
         return
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
 
 
 @playbooks.command()

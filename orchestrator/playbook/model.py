@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from orchestrator.durations import Duration
 from orchestrator.expressions import Expression
@@ -207,7 +207,7 @@ class SetStageStep(StepBase):
     kind: Literal["set_stage"] = "set_stage"
 
 
-Step = Union[AutomatedStep, HumanStep, HybridStep, WaitStep, BranchStep, GotoStep, ExitStep, SetStageStep]
+Step = AutomatedStep | HumanStep | HybridStep | WaitStep | BranchStep | GotoStep | ExitStep | SetStageStep
 
 
 @dataclass(frozen=True)

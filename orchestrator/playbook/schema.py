@@ -40,9 +40,10 @@ SIGNAL_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 ESCALATE_AT = re.compile(r"^\s*(ack|due)\s*(?:\+\s*(.+?))?\s*$")
 TOUCHES = re.compile(r"^\s*(\d+)\s+per\s+(.+?)\s*$")
 # Local parts of shared inboxes: a task sent there belongs to nobody in particular.
-SHARED_INBOXES = frozenset(
-    ["team", "all", "sales", "support", "success", "cs", "help", "info", "hello", "contact", "ops", "revops", "admin", "group", "inbox", "noreply", "no-reply", "marketing"]
-)
+SHARED_INBOXES = frozenset([
+    "team", "all", "sales", "support", "success", "cs", "help", "info", "hello", "contact", "ops",
+    "revops", "admin", "group", "inbox", "noreply", "no-reply", "marketing",
+])
 
 
 class Problem(str):

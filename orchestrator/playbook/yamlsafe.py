@@ -167,7 +167,8 @@ def _scalar(node: ScalarNode) -> Any:
 
 def _bad_tag(node: Node) -> YamlProblem:
     return YamlProblem(
-        f"the tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in a playbook; remove it and write a plain value",
+        f"the tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in a playbook; "
+        "remove it and write a plain value",
         *_mark(node),
     )
 

@@ -40,7 +40,7 @@ def test_round_robin_skips_inactive_and_out_of_office_people_and_rotates(session
     ann = OwnerFactory(name="Ann", role=role)
     OwnerFactory(name="Ina", role=role, active=False)
     OwnerFactory(name="Oscar", role=role, out_of_office_until=now + timedelta(days=3))
-    bob = OwnerFactory(name="Bob", role=role)
+    OwnerFactory(name="Bob", role=role)
     back = OwnerFactory(name="Back", role=role, out_of_office_until=now - timedelta(hours=1))
     account = AccountFactory()
     pool = Assignment(role=role, strategy="round_robin")

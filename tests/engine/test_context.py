@@ -102,6 +102,7 @@ def test_templates_render_against_the_context(session, clock):
     signal = _signal(session, account, payload={"active_users": 3}, at=clock.now())
     context = build_context(session, account=account, now=clock.now(), signal=signal)
 
-    text = Template("{{ account.name }}: {{ signal.active_users }} users, ARR {{ account.arr | money }}").render(context)
+    template = Template("{{ account.name }}: {{ signal.active_users }} users, ARR {{ account.arr | money }}")
+    text = template.render(context)
 
     assert text == "Umbrella: 3 users, ARR $48,000"

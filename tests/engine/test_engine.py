@@ -9,7 +9,14 @@ from sqlalchemy import func, select
 
 from orchestrator import engine
 from orchestrator.models import (
-    AuditEvent, CustomerTouch, ExceptionItem, Journey, OutboxMessage, StageChange, StepRun, Task,
+    AuditEvent,
+    CustomerTouch,
+    ExceptionItem,
+    Journey,
+    OutboxMessage,
+    StageChange,
+    StepRun,
+    Task,
 )
 from tests.engine.conftest import install_playbook
 from tests.factories import AccountFactory, DealFactory, OwnerFactory
@@ -269,7 +276,9 @@ FLOW = """
       - id: rescue
         kind: hybrid
         draft: "Hi {{ account.name }}, shall we book 20 minutes to get your team going?"
-        publish: {do: customer.email, with: {to: "team@customer.example", subject: "Getting started", body: "{{ draft }}"}}
+        publish:
+          do: customer.email
+          with: {to: "team@customer.example", subject: "Getting started", body: "{{ draft }}"}
         assign: {to: account.owner}
         task:
           title: "Review the rescue email for {{ account.name }}"
@@ -415,7 +424,7 @@ def test_a_template_field_missing_from_the_data_parks_the_journey_with_the_field
 
 
 def test_every_decision_names_the_playbook_version_and_the_rule(session, feed):
-    account = _start_flow(session, feed)
+    _start_flow(session, feed)
     events = session.scalars(select(AuditEvent).where(AuditEvent.journey_id.is_not(None))).all()
     assert {e.action for e in events} >= {"enrolled", "step_waiting", "task_created"}
     for event in events:

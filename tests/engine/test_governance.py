@@ -6,7 +6,12 @@ import pytest
 from orchestrator import models
 from orchestrator.durations import parse_duration
 from orchestrator.governance import (
-    GovernanceError, in_quiet_hours, parse_touch_cap, quiet_hours_end, record_touch, touch_block_reason,
+    GovernanceError,
+    in_quiet_hours,
+    parse_touch_cap,
+    quiet_hours_end,
+    record_touch,
+    touch_block_reason,
 )
 from orchestrator.playbook.model import TouchLimit
 from tests.factories import AccountFactory

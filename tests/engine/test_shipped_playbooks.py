@@ -15,7 +15,12 @@ from sqlalchemy import func, select
 
 from orchestrator import engine
 from orchestrator.models import (
-    CustomerTouch, ExceptionItem, Journey, OutboxMessage, StepRun, Task,
+    CustomerTouch,
+    ExceptionItem,
+    Journey,
+    OutboxMessage,
+    StepRun,
+    Task,
 )
 from orchestrator.playbook.store import apply_playbooks
 from orchestrator.resources import shipped_playbooks_dir

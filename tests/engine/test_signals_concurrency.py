@@ -1,10 +1,9 @@
 """Two processes receiving the same signal at the same moment store it once."""
 
 import multiprocessing
-
-import pytest
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 

@@ -28,7 +28,13 @@ from orchestrator.resources import shipped_playbooks_dir
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.samples import load_sample_data, sample_signals, sample_signals_text
 from orchestrator.simulation import (
-    SimulationError, SimulationReport, caps_hit, human_minutes, simulate, steps_per_stage, tasks_per_owner_week,
+    SimulationError,
+    SimulationReport,
+    caps_hit,
+    human_minutes,
+    simulate,
+    steps_per_stage,
+    tasks_per_owner_week,
 )
 from tests.conftest import BACKENDS, POSTGRES_URL
 

@@ -12,7 +12,13 @@ from orchestrator.durations import parse_duration
 from orchestrator.models import Priority, TaskStatus
 from orchestrator.playbook.model import Escalation, Sla
 from orchestrator.tasks import (
-    TaskStateError, acknowledge_task, calendar_for, complete_task, create_task, deadlines, open_task_count,
+    TaskStateError,
+    acknowledge_task,
+    calendar_for,
+    complete_task,
+    create_task,
+    deadlines,
+    open_task_count,
     priority_for,
 )
 from tests.factories import AccountFactory, OwnerFactory

@@ -52,7 +52,8 @@ def test_steps_remember_their_position_in_the_file():
 
 
 def test_all_errors_of_a_file_are_reported_in_one_run():
-    text = HEAD.replace("onboard", "onbord") + "steps:\n  - id: a\n    kind: wiat\n  - id: b\n    kind: goto\n    to: zz\n"
+    steps = "steps:\n  - id: a\n    kind: wiat\n  - id: b\n    kind: goto\n    to: zz\n"
+    text = HEAD.replace("onboard", "onbord") + steps
     assert sorted(rules_of(text)) == ["schema", "schema", "unknown-step"]
 
 

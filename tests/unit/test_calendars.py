@@ -199,7 +199,8 @@ def test_calendar_from_config_defaults_to_weekdays_nine_to_five_utc():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"timezone": "Europe/Berln"}, 'calendar "timezone": "Europe/Berln" is not a known time zone; did you mean "Europe/Berlin"?'),
+        ({"timezone": "Europe/Berln"},
+         'calendar "timezone": "Europe/Berln" is not a known time zone; did you mean "Europe/Berlin"?'),
         ({"timezone": 5}, 'calendar "timezone"'),
         ({"workdays": ["mon", "tues"]}, 'calendar "workdays": "tues" is not a day of the week; did you mean "tue"?'),
         ({"workdays": "mon-fri"}, 'calendar "workdays"'),

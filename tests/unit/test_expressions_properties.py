@@ -1,6 +1,6 @@
 """Property tests: whatever RevOps type, the only failure is an ExpressionError."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
