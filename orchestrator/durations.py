@@ -8,10 +8,11 @@ on someone's business calendar (see `orchestrator.calendars`).
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+
+from orchestrator.hints import closest
 
 __all__ = ["Duration", "DurationError", "parse_duration"]
 
@@ -88,8 +89,8 @@ def _not_a_duration(text: str, hint: str | None = None) -> DurationError:
 
 
 def _did_you_mean(word: str) -> str | None:
-    match = difflib.get_close_matches(word, _KNOWN_WORDS, n=1, cutoff=0.75)
-    return f'did you mean "{match[0]}" instead of "{word}"?' if match else None
+    match = closest(word, _KNOWN_WORDS, cutoff=0.75)
+    return f'did you mean "{match}" instead of "{word}"?' if match else None
 
 
 def parse_duration(text: str) -> Duration:

@@ -153,12 +153,16 @@ def _process_signal(run: _Run, signal: Signal) -> None:
         return  # intake already put it in the exception queue as unknown_account
     account = run.session.get(Account, signal.account_id)
     assert account is not None
+    # A signal wakes only waits that were already waiting when it arrived, not one a
+    # journey reaches because of this very signal (a CRM task completion, say).
+    waits = {j.id: j.current_step_id for j in _open_journeys(run, account)
+             if j.status == JourneyStatus.WAITING}
     if signal.type == "task.completed":
         _complete_from_signal(run, signal)
     elif signal.type == "account.churned" and account.churned_at is None:
         account.churned_at = signal.occurred_at
     _exit_journeys(run, account, signal)
-    _wake_journeys(run, account, signal)
+    _wake_journeys(run, account, signal, waits)
     _enroll(run, account, signal)
 
 
@@ -179,23 +183,26 @@ def _complete_from_signal(run: _Run, signal: Signal) -> None:
     _decide(run, task, outcome if outcome in allowed else allowed[0], str(payload.get("actor") or "crm"))
 
 
-def _open_journeys(run: _Run, account: Account) -> list[Journey]:
+def _open_journeys(run: _Run, account: Account, *, stalled: bool = False) -> list[Journey]:
+    statuses = (*_OPEN_JOURNEY, JourneyStatus.STALLED) if stalled else _OPEN_JOURNEY
     return list(run.session.scalars(
-        select(Journey).where(Journey.account_id == account.id, Journey.status.in_(_OPEN_JOURNEY))
+        select(Journey).where(Journey.account_id == account.id, Journey.status.in_(statuses))
         .order_by(Journey.id)))
 
 
 def _exit_journeys(run: _Run, account: Account, signal: Signal) -> None:
-    for journey in _open_journeys(run, account):
+    # A journey parked in the exception queue still leaves when its exit signal comes.
+    for journey in _open_journeys(run, account, stalled=True):
         version, playbook = _playbook_of(run, journey)
         if signal.type in playbook.exit_on:
             _end(run, journey, version, JourneyStatus.EXITED,
                  f"{signal.type} received (exit_on)", rule=f"exit_on: {signal.type}")
 
 
-def _wake_journeys(run: _Run, account: Account, signal: Signal) -> None:
+def _wake_journeys(run: _Run, account: Account, signal: Signal, waits: dict[int, str | None]) -> None:
     for journey in _open_journeys(run, account):
-        if journey.status != JourneyStatus.WAITING or journey.current_step_id is None:
+        if journey.status != JourneyStatus.WAITING or journey.current_step_id is None \
+                or waits.get(journey.id) != journey.current_step_id:
             continue
         version, playbook = _playbook_of(run, journey)
         step = playbook.step(journey.current_step_id)
@@ -379,23 +386,17 @@ def _ask_approval(run: _Run, journey: Journey, version: PlaybookVersion, step: A
         estimate=None)
 
 
-def _run_human(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
-               step: HumanStep, step_run: StepRun, account: Account) -> _Next:
+def _run_person_step(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+                     step: HumanStep | HybridStep, step_run: StepRun, account: Account) -> _Next:
+    """A human step's task, or a hybrid step's draft handed to a person to review."""
     context = _context(run, journey, account)
-    return _create_task(run, journey, version, step, step_run, account, kind=TaskKind.ACTION,
+    hybrid = isinstance(step, HybridStep)
+    return _create_task(run, journey, version, step, step_run, account,
+                        kind=TaskKind.REVIEW if hybrid else TaskKind.ACTION,
                         assignment=step.assign, title=step.task.title.render(context),
                         recommendation=step.task.recommend.render(context),
-                        sections=step.task.brief, sla=step.sla, draft=None,
-                        estimate=step.estimate_minutes)
-
-
-def _run_hybrid(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
-                step: HybridStep, step_run: StepRun, account: Account) -> _Next:
-    context = _context(run, journey, account)
-    return _create_task(run, journey, version, step, step_run, account, kind=TaskKind.REVIEW,
-                        assignment=step.assign, title=step.task.title.render(context),
-                        recommendation=step.task.recommend.render(context),
-                        sections=step.task.brief, sla=step.sla, draft=step.draft.render(context),
+                        sections=step.task.brief, sla=step.sla,
+                        draft=step.draft.render(context) if hybrid else None,
                         estimate=step.estimate_minutes)
 
 
@@ -484,7 +485,7 @@ def _run_set_stage(run: _Run, journey: Journey, version: PlaybookVersion, playbo
 
 
 _EXECUTORS: dict[type, Any] = {
-    AutomatedStep: _run_automated, HumanStep: _run_human, HybridStep: _run_hybrid,
+    AutomatedStep: _run_automated, HumanStep: _run_person_step, HybridStep: _run_person_step,
     WaitStep: _run_wait, BranchStep: _run_branch, GotoStep: _run_goto, ExitStep: _run_exit,
     SetStageStep: _run_set_stage,
 }

@@ -36,6 +36,7 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from orchestrator.durations import DurationError, parse_duration
+from orchestrator.hints import unknown_names
 
 __all__ = ["Expression", "ExpressionError", "check_roots", "parse_expression"]
 
@@ -693,13 +694,4 @@ def parse_expression(source: str) -> Expression:
 
 def check_roots(expr: Expression, allowed: Iterable[str]) -> list[str]:
     """Messages for root names the expression uses that are not in `allowed`."""
-    allowed_set = set(allowed)
-    messages = []
-    for name in sorted(expr.roots() - allowed_set):
-        close = difflib.get_close_matches(name, sorted(allowed_set), n=1)
-        if close:
-            messages.append(f'"{name}" is not available here; did you mean "{close[0]}"?')
-        else:
-            known = ", ".join(sorted(allowed_set)) or "nothing"
-            messages.append(f'"{name}" is not available here (available: {known})')
-    return messages
+    return unknown_names(expr.roots(), allowed)

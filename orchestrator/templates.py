@@ -9,7 +9,6 @@ instead of as an empty task title. A defined field whose value is null renders a
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from orchestrator.hints import unknown_names
 
 __all__ = ["Template", "TemplateError", "check_variables", "compile_template"]
 
@@ -239,13 +240,4 @@ def compile_template(source: str) -> Template:
 
 def check_variables(template: Template, allowed: Iterable[str]) -> list[str]:
     """Messages for root names the template uses that are not in `allowed`."""
-    allowed_set = set(allowed)
-    messages = []
-    for name in sorted(template.variables() - allowed_set):
-        close = difflib.get_close_matches(name, sorted(allowed_set), n=1)
-        if close:
-            messages.append(f'"{name}" is not available here; did you mean "{close[0]}"?')
-        else:
-            known = ", ".join(sorted(allowed_set)) or "nothing"
-            messages.append(f'"{name}" is not available here (available: {known})')
-    return messages
+    return unknown_names(template.variables(), allowed)

@@ -9,7 +9,6 @@ expressions and templates, where inside the value the problem is.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Self
@@ -19,6 +18,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_sche
 from orchestrator.actions import REGISTRY
 from orchestrator.durations import Duration, DurationError, parse_duration
 from orchestrator.expressions import ExpressionError, check_roots, parse_expression
+from orchestrator.hints import closest
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,
     CONTEXT_ROOTS,
@@ -66,8 +66,8 @@ class Problem(str):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' for a close match, else ''."""
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+    close = closest(word, choices)
+    return f' (did you mean "{close}"?)' if close else ""
 
 
 def _one_of(words: Iterable[str]) -> str:

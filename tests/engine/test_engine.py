@@ -430,3 +430,26 @@ def test_every_decision_names_the_playbook_version_and_the_rule(session, feed):
     for event in events:
         assert event.playbook_id == "flow" and event.playbook_version == 1
         assert event.rule and event.reason
+
+
+def test_the_signal_that_completes_a_task_does_not_also_satisfy_the_wait_after_it(session, feed):
+    install_playbook(session, FLOW.replace("for: product.usage", "for: task.completed")
+                     .replace("until: signal.active_users >= 5", "until: signal.outcome == 'live'"))
+    account = AccountFactory(stage="onboard")
+    feed("deal.closed_won", account, deal=DealFactory(account=account))
+    task = session.scalars(select(Task)).one()
+    feed("task.completed", account, {"task_id": task.id, "outcome": "live"})
+    journey = _journey(session, account)
+    assert task.status == "done"
+    assert journey.status == "waiting" and journey.current_step_id == "wait-usage"
+    feed("task.completed", account, {"outcome": "live"})
+    assert _journey(session, account).status == "completed"
+
+
+def test_a_stalled_journey_still_leaves_on_its_exit_signal(session, feed):
+    install_playbook(session, FLOW)
+    account = AccountFactory(owner=OwnerFactory(active=False))
+    feed("deal.closed_won", account, deal=DealFactory(account=account))
+    assert _journey(session, account).status == "stalled"
+    feed("account.churned", account)
+    assert _journey(session, account).status == "exited"
