@@ -30,6 +30,8 @@ class AuditAction(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     OVERRIDDEN = "overridden"
+    PUBLISHED = "published"
+    RETRIED = "retried"
     STAGE_CHANGED = "stage_changed"
     EXITED = "exited"
     COMPLETED = "completed"

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from orchestrator import audit, exception_queue, governance, outbox, signals
 from orchestrator.actions import get_action
 from orchestrator.assignment import resolve_assignee
+from orchestrator.audit import AuditAction
 from orchestrator.briefs import build_brief
 from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
@@ -217,7 +218,7 @@ def _wake_journeys(run: _Run, account: Account, signal: Signal, waits: dict[int,
         _finish(step_run, StepStatus.DONE, run.now, f"{signal.type} arrived", signal_id=signal.id)
         journey.context = {**journey.context, "signal_id": signal.id}
         journey.wait_signal = journey.wait_until = None
-        _audit(run, journey, version, "step_ran", step.id, f"wait:{step.id}",
+        _audit(run, journey, version, AuditAction.STEP_RAN, step.id, f"wait:{step.id}",
                f"waited for {step.signal or 'a condition'}; {signal.type} satisfied it")
         _advance(run, journey, version, playbook, _after(playbook, step))
 
@@ -240,7 +241,7 @@ def _enroll(run: _Run, account: Account, signal: Signal) -> None:
                        account_id=account.id, signal_id=signal.id)
                 continue
             if not matched:
-                audit.record(run.session, at=run.now, action="not_enrolled", rule=rule,
+                audit.record(run.session, at=run.now, action=AuditAction.NOT_ENROLLED, rule=rule,
                              reason="the enrollment condition is false", account_id=account.id,
                              playbook_id=playbook.id, playbook_version=version.version)
                 continue
@@ -255,14 +256,14 @@ def _enroll(run: _Run, account: Account, signal: Signal) -> None:
                 run.session.add(journey)
                 run.session.flush()
         except IntegrityError:
-            audit.record(run.session, at=run.now, action="not_enrolled", rule=rule,
+            audit.record(run.session, at=run.now, action=AuditAction.NOT_ENROLLED, rule=rule,
                          reason=f"already in an open {playbook.id} journey "
                                 f"(once_per {playbook.enroll.once_per})",
                          account_id=account.id, playbook_id=playbook.id,
                          playbook_version=version.version)
             continue
         run.count("enrolled")
-        _audit(run, journey, version, "enrolled", None, rule,
+        _audit(run, journey, version, AuditAction.ENROLLED, None, rule,
                f"{signal.type} at {signal.occurred_at:%Y-%m-%d %H:%M}Z enrolled {account.name}")
         _advance(run, journey, version, playbook, _Next(step_id=playbook.steps[0].id))
 
@@ -323,13 +324,13 @@ def _run_automated(run: _Run, journey: Journey, version: PlaybookVersion, playbo
         if blocked:
             _finish(step_run, StepStatus.SKIPPED, run.now, blocked)
             run.count("caps_hit")
-            _audit(run, journey, version, "step_skipped", step.id, "governance", blocked)
+            _audit(run, journey, version, AuditAction.STEP_SKIPPED, step.id, "governance", blocked)
             return _after(playbook, step)
         if governance.in_quiet_hours(run.now, run.settings):
             resume_at = governance.quiet_hours_end(run.now, run.settings)
             reason = f"deferred: quiet hours until {resume_at:%Y-%m-%d %H:%M}Z"
             _finish(step_run, StepStatus.SKIPPED, run.now, reason, deferred_until=resume_at.isoformat())
-            _audit(run, journey, version, "step_skipped", step.id, "governance.quiet_hours", reason)
+            _audit(run, journey, version, AuditAction.STEP_SKIPPED, step.id, "governance.quiet_hours", reason)
             journey.wait_until, journey.wait_signal = resume_at, None
             return _Next(wait=True)
     context = _context(run, journey, account)
@@ -342,7 +343,7 @@ def _run_automated(run: _Run, journey: Journey, version: PlaybookVersion, playbo
         assert step.override_window is not None
         step_run.override_until = _deadline(run, step.override_window)
         _notify_owner_of_override(run, journey, account, step, step_run)
-    _audit(run, journey, version, "step_ran", step.id, f"oversight.{step.oversight}",
+    _audit(run, journey, version, AuditAction.STEP_RAN, step.id, f"oversight.{step.oversight}",
            f"{step.call.action} ran" + (f"; override open until {step_run.override_until:%Y-%m-%d %H:%M}Z"
                                         if step_run.override_until else ""))
     return _after(playbook, step)
@@ -424,7 +425,7 @@ def _create_task(run: _Run, journey: Journey, version: PlaybookVersion, step: St
     step_run.outcome = {"task_id": task.id, "owner": assignee.owner.email, "assigned": assignee.how,
                         "estimate_minutes": estimate}
     run.count("tasks_created")
-    _audit(run, journey, version, "step_waiting", step.id, f"assign: {assignee.how}",
+    _audit(run, journey, version, AuditAction.STEP_WAITING, step.id, f"assign: {assignee.how}",
            f"{kind} task {task.id} for {assignee.owner.email}, due {task.due_at:%Y-%m-%d %H:%M}Z")
     return _Next(wait=True)
 
@@ -438,7 +439,7 @@ def _run_wait(run: _Run, journey: Journey, version: PlaybookVersion, playbook: P
     journey.wait_signal = step.signal
     journey.wait_until = _deadline(run, step.timeout)
     step_run.status = StepStatus.WAITING
-    _audit(run, journey, version, "step_waiting", step.id, f"wait:{step.id}",
+    _audit(run, journey, version, AuditAction.STEP_WAITING, step.id, f"wait:{step.id}",
            f"waiting for {step.signal or step.until.source if step.until else '?'} "
            f"until {journey.wait_until:%Y-%m-%d %H:%M}Z")
     return _Next(wait=True)
@@ -450,12 +451,12 @@ def _run_branch(run: _Run, journey: Journey, version: PlaybookVersion, playbook:
     for index, rule in enumerate(step.rules):
         if rule.when.evaluate(context):
             _finish(step_run, StepStatus.DONE, run.now, f"rule {index + 1} matched", rule=index)
-            _audit(run, journey, version, "step_ran", step.id,
+            _audit(run, journey, version, AuditAction.STEP_RAN, step.id,
                    f"branch:{step.id}[{index}] {rule.when.source}", f"rule {index + 1} matched")
             return _jump(playbook, rule.goto)
     if step.otherwise is not None:
         _finish(step_run, StepStatus.DONE, run.now, "no rule matched; took otherwise")
-        _audit(run, journey, version, "step_ran", step.id, f"branch:{step.id} otherwise",
+        _audit(run, journey, version, AuditAction.STEP_RAN, step.id, f"branch:{step.id} otherwise",
                "no rule matched")
         return _jump(playbook, step.otherwise)
     reason = f"branch {step.id}: no rule matched this account's data"
@@ -530,7 +531,7 @@ def _decide(run: _Run, task: Task, outcome: str, actor: str) -> None:
     next_ = _after(playbook, step)
     if outcome == "rejected":
         _finish(step_run, StepStatus.REJECTED, run.now, f"rejected by {actor}")
-        _audit(run, journey, version, "rejected", step.id, f"oversight.{step_run.oversight}",
+        _audit(run, journey, version, AuditAction.REJECTED, step.id, f"oversight.{step_run.oversight}",
                f"task {task.id} rejected by {actor}", actor=actor)
         if isinstance(step, AutomatedStep) and step.on_reject is not None:
             next_ = _jump(playbook, step.on_reject)
@@ -539,18 +540,18 @@ def _decide(run: _Run, task: Task, outcome: str, actor: str) -> None:
         _finish(step_run, StepStatus.DONE, run.now, f"approved by {actor}; {step.call.action} ran",
                 args=args, task_id=task.id)
         run.count("automated_steps")
-        _audit(run, journey, version, "approved", step.id, "oversight.in_the_loop",
+        _audit(run, journey, version, AuditAction.APPROVED, step.id, "oversight.in_the_loop",
                f"{actor} approved; {step.call.action} ran", actor=actor)
     elif isinstance(step, HybridStep):
         if step.publish is not None:
             context = {**_context(run, journey, account), "draft": task.draft or ""}
             _perform(run, journey, account, step.publish, step_run, context, "publish")
         _finish(step_run, StepStatus.DONE, run.now, f"published by {actor}", task_id=task.id)
-        _audit(run, journey, version, "published", step.id, "hybrid.review",
+        _audit(run, journey, version, AuditAction.PUBLISHED, step.id, "hybrid.review",
                f"{actor} reviewed the draft and published it", actor=actor)
     else:
         _finish(step_run, StepStatus.DONE, run.now, f"done by {actor}", task_id=task.id)
-        _audit(run, journey, version, "task_completed", step.id, "human", f"task {task.id} done by {actor}",
+        _audit(run, journey, version, AuditAction.TASK_COMPLETED, step.id, "human", f"task {task.id} done by {actor}",
                actor=actor)
     _advance(run, journey, version, playbook, next_)
 
@@ -576,10 +577,52 @@ def override_step(*, session: Session, settings: Settings, step_run_id: int, act
     step_run.override_until = None
     step_run.outcome = {**step_run.outcome, "overridden_by": actor, "overridden_at": now.isoformat(),
                         "override_reason": reason}
-    _audit(run, journey, version, "overridden", step.id, "oversight.on_the_loop",
+    _audit(run, journey, version, AuditAction.OVERRIDDEN, step.id, "oversight.on_the_loop",
            f"{actor} overrode {step.call.action}; ran {step.compensate.action}"
            + (f": {reason}" if reason else ""), actor=actor)
     return step_run
+
+
+def retry_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,
+                  now: datetime, note: str = "") -> Journey:
+    """Run a parked journey's current step again, once a person has fixed what stopped it."""
+    journey = _parked(session, journey_id)
+    run = _Run(session, settings, now)
+    version, playbook = _playbook_of(run, journey)
+    _resolve_exceptions(run, journey, actor, note or "retried")
+    _audit(run, journey, version, AuditAction.RETRIED, journey.current_step_id, "operator",
+           note or f"{actor} retried step {journey.current_step_id}", actor=actor)
+    _advance(run, journey, version, playbook, _Next(step_id=journey.current_step_id))
+    return journey
+
+
+def end_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,
+                now: datetime, reason: str) -> Journey:
+    """End an open or parked journey by hand; its open tasks are cancelled."""
+    journey = session.get(Journey, journey_id, with_for_update=True)
+    if journey is None:
+        raise EngineError(f"no journey {journey_id}")
+    if journey.ended_at is not None:
+        raise EngineError(f"journey {journey_id} already ended ({journey.status})")
+    run = _Run(session, settings, now)
+    version, _ = _playbook_of(run, journey)
+    _resolve_exceptions(run, journey, actor, f"journey ended: {reason}")
+    _end(run, journey, version, JourneyStatus.EXITED, f"ended by {actor}: {reason}", rule="operator")
+    return journey
+
+
+def _parked(session: Session, journey_id: int) -> Journey:
+    journey = session.get(Journey, journey_id, with_for_update=True)
+    if journey is None:
+        raise EngineError(f"no journey {journey_id}")
+    if journey.status != JourneyStatus.STALLED or journey.current_step_id is None:
+        raise EngineError(f"journey {journey_id} is {journey.status}, not parked in the exception queue")
+    return journey
+
+
+def _resolve_exceptions(run: _Run, journey: Journey, actor: str, note: str) -> None:
+    for item in exception_queue.list_items(run.session, journey_id=journey.id):
+        exception_queue.resolve_item(run.session, item_id=item.id, by=actor, at=run.now, note=note)
 
 
 # --- time moves: wait timeouts, deferrals, override windows ----------------------------------
@@ -616,7 +659,7 @@ def _time_out(run: _Run, journey: Journey) -> None:
     if isinstance(step, WaitStep):
         step_run = _waiting_run(run, journey)
         _finish(step_run, StepStatus.TIMED_OUT, run.now, f"timed out after {step.timeout.text}")
-        _audit(run, journey, version, "timed_out", step.id, f"wait:{step.id} timeout",
+        _audit(run, journey, version, AuditAction.STEP_TIMED_OUT, step.id, f"wait:{step.id} timeout",
                f"no {step.signal or 'matching condition'} within {step.timeout.text}")
         run.count("timeouts")
         _advance(run, journey, version, playbook, _jump(playbook, step.on_timeout))
@@ -648,7 +691,8 @@ def _end(run: _Run, journey: Journey, version: PlaybookVersion, status: JourneyS
                                                        Task.status.in_(OPEN_STATUSES))):
         complete_task(run.session, task=task, actor="system", outcome="cancelled", now=run.now)
     run.count(f"journeys_{status}")
-    _audit(run, journey, version, "exited" if status == JourneyStatus.EXITED else "completed",
+    _audit(run, journey, version,
+           AuditAction.EXITED if status == JourneyStatus.EXITED else AuditAction.COMPLETED,
            journey.current_step_id, rule or "flow", reason)
 
 
@@ -658,7 +702,7 @@ def _park(run: _Run, journey: Journey, version: PlaybookVersion, category: str, 
     journey.wait_signal = journey.wait_until = None
     _raise(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
            journey_id=journey.id)
-    _audit(run, journey, version, "exception_raised", journey.current_step_id, category, reason)
+    _audit(run, journey, version, AuditAction.EXCEPTION_RAISED, journey.current_step_id, category, reason)
     return _Next(park=True)
 
 
@@ -748,7 +792,7 @@ def _notify_owner_of_override(run: _Run, journey: Journey, account: Account, ste
                  "step_run_id": step_run.id})
 
 
-def _audit(run: _Run, journey: Journey, version: PlaybookVersion, action: str, step_id: str | None,
+def _audit(run: _Run, journey: Journey, version: PlaybookVersion, action: AuditAction, step_id: str | None,
            rule: str, reason: str, actor: str = "system") -> None:
     audit.record(run.session, at=run.now, action=action, rule=rule, reason=reason, actor=actor,
                  account_id=journey.account_id, journey_id=journey.id,

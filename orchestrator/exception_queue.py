@@ -97,13 +97,15 @@ def raise_item(
 
 
 def list_items(session: Session, *, status: str | None = ItemStatus.OPEN,
-               category: str | None = None) -> list[ExceptionItem]:
+               category: str | None = None, journey_id: int | None = None) -> list[ExceptionItem]:
     """Items by status (None: all), most urgent first."""
     query = select(ExceptionItem).order_by(ExceptionItem.respond_by, ExceptionItem.id)
     if status is not None:
         query = query.where(ExceptionItem.status == str(status))
     if category is not None:
         query = query.where(ExceptionItem.category == str(category))
+    if journey_id is not None:
+        query = query.where(ExceptionItem.journey_id == journey_id)
     return list(session.scalars(query))
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
+from orchestrator.audit import AuditAction
 from orchestrator.models import Account, Journey, JourneyStage, StageChange
 
 
@@ -22,7 +23,7 @@ def change_stage(session: Session, *, account: Account, to: str, at: datetime, r
                          seconds_in_previous=max(seconds, 0),
                          journey_id=journey.id if journey else None, reason=reason)
     session.add(change)
-    audit.record(session, at=at, action="stage_changed", rule=rule, actor=actor,
+    audit.record(session, at=at, action=AuditAction.STAGE_CHANGED, rule=rule, actor=actor,
                  reason=f"{account.stage} -> {target}: {reason}", account_id=account.id,
                  journey_id=journey.id if journey else None,
                  playbook_id=journey.playbook_id if journey else None,

@@ -453,3 +453,31 @@ def test_a_stalled_journey_still_leaves_on_its_exit_signal(session, feed):
     assert _journey(session, account).status == "stalled"
     feed("account.churned", account)
     assert _journey(session, account).status == "exited"
+
+
+def test_retrying_a_parked_journey_after_the_data_is_fixed_runs_the_step_again(
+        session, feed, settings, clock):
+    account = _time_out_flow(session, feed, settings, clock, "smb")
+    journey = _journey(session, account)
+    assert journey.status == "stalled"
+    account.segment = "enterprise"  # RevOps fixes the CRM data
+    engine.retry_journey(session=session, settings=settings, journey_id=journey.id,
+                         actor="ops@acme.example", now=clock.now())
+    assert journey.status == "waiting" and journey.current_step_id == "rescue"
+    item = session.scalars(select(ExceptionItem).where(ExceptionItem.journey_id == journey.id)).one()
+    assert item.status == "resolved" and item.resolved_by == "ops@acme.example"
+    with pytest.raises(engine.EngineError, match="not parked"):
+        engine.retry_journey(session=session, settings=settings, journey_id=journey.id,
+                             actor="ops@acme.example", now=clock.now())
+
+
+def test_ending_a_journey_by_hand_cancels_its_task_and_frees_the_account(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    journey = _journey(session, account)
+    engine.end_journey(session=session, settings=settings, journey_id=journey.id,
+                       actor="ops@acme.example", now=clock.now(), reason="duplicate deal")
+    assert journey.status == "exited" and "duplicate deal" in journey.end_reason
+    assert session.scalars(select(Task)).one().status == "cancelled"
+    with pytest.raises(engine.EngineError, match="already ended"):
+        engine.end_journey(session=session, settings=settings, journey_id=journey.id,
+                           actor="ops@acme.example", now=clock.now(), reason="again")
