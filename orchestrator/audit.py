@@ -26,6 +26,7 @@ class AuditAction(StrEnum):
     TASK_CREATED = "task_created"
     TASK_ACKNOWLEDGED = "task_acknowledged"
     TASK_COMPLETED = "task_completed"
+    TASK_CANCELLED = "task_cancelled"
     TASK_ESCALATED = "task_escalated"
     APPROVED = "approved"
     REJECTED = "rejected"

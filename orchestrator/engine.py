@@ -181,7 +181,8 @@ def _complete_from_signal(run: _Run, signal: Signal) -> None:
     # in the payload for wait conditions to read.
     allowed = _OUTCOMES[TaskKind(task.kind)]
     outcome = payload.get("outcome")
-    _decide(run, task, outcome if outcome in allowed else allowed[0], str(payload.get("actor") or "crm"))
+    _decide(run, task, outcome if outcome in allowed else allowed[0], str(payload.get("actor") or "crm"),
+            sync_crm=False)  # the CRM already knows: do not echo the completion back
 
 
 def _open_journeys(run: _Run, account: Account, *, stalled: bool = False) -> list[Journey]:
@@ -514,11 +515,11 @@ def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: 
     return task
 
 
-def _decide(run: _Run, task: Task, outcome: str, actor: str) -> None:
+def _decide(run: _Run, task: Task, outcome: str, actor: str, sync_crm: bool = True) -> None:
     allowed = _OUTCOMES[TaskKind(task.kind)]
     if outcome not in allowed:
         raise EngineError(f"a {task.kind} task takes {' or '.join(allowed)}, not {outcome!r}")
-    complete_task(run.session, task=task, actor=actor, outcome=outcome, now=run.now)
+    complete_task(run.session, task=task, actor=actor, outcome=outcome, now=run.now, sync_crm=sync_crm)
     journey = run.session.get(Journey, task.journey_id) if task.journey_id else None
     step_run = run.session.get(StepRun, task.step_run_id) if task.step_run_id else None
     if journey is None or step_run is None or journey.status != JourneyStatus.WAITING \
@@ -551,8 +552,8 @@ def _decide(run: _Run, task: Task, outcome: str, actor: str) -> None:
                f"{actor} reviewed the draft and published it", actor=actor)
     else:
         _finish(step_run, StepStatus.DONE, run.now, f"done by {actor}", task_id=task.id)
-        _audit(run, journey, version, AuditAction.TASK_COMPLETED, step.id, "human", f"task {task.id} done by {actor}",
-               actor=actor)
+        _audit(run, journey, version, AuditAction.STEP_RAN, step.id, "human",
+               f"{actor} finished task {task.id}; the journey moves on", actor=actor)
     _advance(run, journey, version, playbook, next_)
 
 

@@ -50,12 +50,13 @@ OUTCOMES: dict[str, TaskStatus] = {
     "rejected": TaskStatus.REJECTED,
     "cancelled": TaskStatus.CANCELLED,  # the journey ended first; nobody has to act any more
 }
+# The task's own life; what an approval or rejection does to a journey the engine records.
 _COMPLETION_ACTIONS = {
     "done": audit.AuditAction.TASK_COMPLETED,
     "published": audit.AuditAction.TASK_COMPLETED,
-    "approved": audit.AuditAction.APPROVED,
-    "rejected": audit.AuditAction.REJECTED,
-    "cancelled": "task_cancelled",
+    "approved": audit.AuditAction.TASK_COMPLETED,
+    "rejected": audit.AuditAction.TASK_COMPLETED,
+    "cancelled": audit.AuditAction.TASK_CANCELLED,
 }
 
 
@@ -311,7 +312,7 @@ def acknowledge_task(session: Session, *, task: Task, actor: str, now: datetime)
     task.acknowledged_at = now
     session.flush()
     playbook_id, version, step_id = _provenance(session, _journey(session, task), _step_run(session, task))
-    audit.record(session, at=now, action="task_acknowledged", actor=actor, rule="task",
+    audit.record(session, at=now, action=audit.AuditAction.TASK_ACKNOWLEDGED, actor=actor, rule="task",
                  reason=f"{actor} acknowledged task {task.id}", account_id=task.account_id,
                  journey_id=task.journey_id, playbook_id=playbook_id, playbook_version=version,
                  step_id=step_id, detail={"task_id": task.id})

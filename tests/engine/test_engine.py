@@ -481,3 +481,22 @@ def test_ending_a_journey_by_hand_cancels_its_task_and_frees_the_account(session
     with pytest.raises(engine.EngineError, match="already ended"):
         engine.end_journey(session=session, settings=settings, journey_id=journey.id,
                            actor="ops@acme.example", now=clock.now(), reason="again")
+
+
+def test_a_completion_reported_by_the_crm_is_not_written_back_to_it(session, feed):
+    account = _start_flow(session, feed)
+    task = session.scalars(select(Task)).one()
+    feed("task.completed", account, {"task_id": task.id})
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "crm.complete_task") == 0
+
+
+def test_an_approval_is_recorded_once_as_a_task_closure_and_once_as_a_journey_decision(
+        session, feed, settings, clock):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="approved",
+                       actor="ann@acme.example", now=clock.now())
+    actions = [e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.actor == "ann@acme.example"))]
+    assert sorted(actions) == ["approved", "task_completed"]

@@ -234,9 +234,9 @@ def test_acknowledging_stops_the_ack_clock_once(session, settings, clock):
 
 @pytest.mark.parametrize(("outcome", "status", "action"), [
     ("done", TaskStatus.DONE, "task_completed"),
-    ("approved", TaskStatus.DONE, "approved"),
+    ("approved", TaskStatus.DONE, "task_completed"),
     ("published", TaskStatus.DONE, "task_completed"),
-    ("rejected", TaskStatus.REJECTED, "rejected"),
+    ("rejected", TaskStatus.REJECTED, "task_completed"),
     ("cancelled", TaskStatus.CANCELLED, "task_cancelled"),
 ])
 def test_completing_a_task_records_the_outcome_in_the_crm_outbox_and_the_audit(session, settings, clock,
@@ -255,7 +255,7 @@ def test_completing_a_task_records_the_outcome_in_the_crm_outbox_and_the_audit(s
     assert (message.kind, message.payload["outcome"]) == ("crm.complete_task", outcome)
     event = session.scalars(select(models.AuditEvent).where(models.AuditEvent.action == action,
                                                             models.AuditEvent.account_id == account.id)).one()
-    assert event.actor == "ana@acme.example"
+    assert event.actor == "ana@acme.example" and event.detail["outcome"] == outcome
 
 
 def test_completing_twice_the_same_way_is_harmless_and_differently_is_refused(session, settings, clock):
