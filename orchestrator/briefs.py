@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from orchestrator.context import account_view
 from orchestrator.models import Account, Contact, CustomerTouch, Deal, Journey, Signal, StepRun
+from orchestrator.playbook.model import BRIEF_SECTIONS
 
 __all__ = ["MAX_TEXT_LENGTH", "SECTIONS", "Brief", "build_brief"]
 
 MAX_TEXT_LENGTH = 32_000  # Salesforce Task.Description
-SECTIONS = ("trigger", "account", "contacts", "recent_signals", "journey", "automations", "deal")
+SECTIONS = BRIEF_SECTIONS
 
 _MAX_CONTACTS = 5
 _MAX_SIGNALS = 10

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.engine import URL
 
 from orchestrator.db import parse_database_url
 from orchestrator.errors import ConfigError
+from orchestrator.governance import GovernanceError, parse_quiet_hours, parse_touch_cap
 
 DEFAULT_DATABASE_URL = "sqlite:///handoff.db"
 DEFAULT_CONFIG_FILE = "handoff.toml"
@@ -69,12 +71,26 @@ class _ExceptionsSchema(Schema):
     categories = fields.Dict(keys=fields.String(), values=fields.Nested(_CategorySchema), load_default=dict)
 
 
+def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        try:
+            parser(value)
+        except GovernanceError as exc:
+            raise ValidationError(str(exc)) from None
+    return check
+
+
+def _known_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{name!r} is not a known time zone (e.g. America/New_York)") from None
+
+
 class _GovernanceSchema(Schema):
-    customer_touches = fields.String(load_default=None,
-                                     validate=validate.Regexp(r"^\d+ per \S+$", error="write e.g. \"3 per 7d\""))
-    quiet_hours = fields.String(load_default=None, validate=validate.Regexp(
-        r"^\d\d:\d\d-\d\d:\d\d$", error="write e.g. \"20:00-08:00\""))
-    timezone = fields.String(load_default="UTC")
+    customer_touches = fields.String(load_default=None, validate=_checked_by(parse_touch_cap))
+    quiet_hours = fields.String(load_default=None, validate=_checked_by(parse_quiet_hours))
+    timezone = fields.String(load_default="UTC", validate=_known_timezone)
 
 
 class _FileSchema(Schema):

@@ -364,13 +364,8 @@ def _customer_facing_block(run: _Run, journey: Journey, playbook: Playbook,
             return (f"protected human zone: {sensitive.type} on {sensitive.occurred_at:%Y-%m-%d}; "
                     "a person handles this account's customer contact")
     return governance.touch_block_reason(run.session, account_id=account.id, now=run.now,
-                                         settings=run.settings,
-                                         playbook_limit=_touch_limit(playbook))
-
-
-def _touch_limit(playbook: Playbook) -> tuple[int, Duration, str] | None:
-    limit = playbook.touch_limit
-    return None if limit is None else (limit.count, limit.period, playbook.id)
+                                         settings=run.settings, playbook_limit=playbook.touch_limit,
+                                         playbook_id=playbook.id)
 
 
 def _ask_approval(run: _Run, journey: Journey, version: PlaybookVersion, step: AutomatedStep,

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, time, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from orchestrator.config import Settings
 from orchestrator.durations import Duration, DurationError, parse_duration
 from orchestrator.models import Account, CustomerTouch, Journey
+from orchestrator.playbook.model import TouchLimit
+
+if TYPE_CHECKING:  # config validates its values with the parsers below
+    from orchestrator.config import Settings
 
 __all__ = [
     "GovernanceError",
@@ -37,13 +40,6 @@ _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 class GovernanceError(ValueError):
     """A cap or quiet-hours setting that cannot be understood."""
-
-
-class TouchLimitLike(Protocol):
-    """What the playbook's `limits.customer_touches` compiles to (`TouchLimit`)."""
-
-    count: int
-    period: Duration
 
 
 def parse_touch_cap(text: str) -> tuple[int, Duration]:
@@ -67,15 +63,14 @@ def touch_block_reason(
     account_id: int,
     now: datetime,
     settings: Settings,
-    playbook_limit: TouchLimitLike | str | tuple[int, Duration] | tuple[int, Duration, str] | None = None,
+    playbook_limit: TouchLimit | None = None,
     playbook_id: str | None = None,
 ) -> str | None:
     """Why an automated customer touch must not happen now, or None when it may.
 
     The global cap (`settings.customer_touch_cap`) counts the account's touches from
-    every playbook. A playbook's own limit (a `TouchLimit`, "2 per 7d", or a tuple
-    `(count, period[, playbook_id])`) counts the touches that playbook's journeys made
-    to this account, or all of them when no playbook id is given.
+    every playbook. A playbook's own limit counts the touches that playbook's journeys
+    made to this account, or all of them when no playbook id is given.
     """
     # Serialise cap checks per account: the count below and the caller's
     # record_touch must not interleave with another worker's (no-op on SQLite,
@@ -91,8 +86,7 @@ def touch_block_reason(
                 f"(limit {count} per {period}, all playbooks)"
             )
     if playbook_limit is not None:
-        count, period, limit_playbook = _playbook_limit(playbook_limit)
-        playbook_id = playbook_id or limit_playbook
+        count, period = playbook_limit.count, playbook_limit.period
         used = _touches_since(session, account_id=account_id, since=now - period.calendar, until=now,
                               playbook_id=playbook_id)
         if used >= count:
@@ -112,17 +106,6 @@ def record_touch(
     session.add(touch)
     session.flush()
     return touch
-
-
-def _playbook_limit(limit: object) -> tuple[int, Duration, str | None]:
-    if isinstance(limit, str):
-        count, period = parse_touch_cap(limit)
-        return count, period, None
-    if isinstance(limit, tuple):
-        if len(limit) == 3:
-            return limit[0], limit[1], limit[2]
-        return limit[0], limit[1], None
-    return limit.count, limit.period, None  # type: ignore[attr-defined]
 
 
 def _touches_since(

@@ -81,7 +81,7 @@ def test_a_playbook_limit_counts_only_that_playbooks_touches(session, clock, set
     assert touch_block_reason(session, account_id=account.id, now=now, settings=settings,
                               playbook_limit=limit, playbook_id="onboard-kickoff") is None
     reason = touch_block_reason(session, account_id=account.id, now=now, settings=settings,
-                                playbook_limit=(2, parse_duration("7d"), "adopt-usage"))
+                                playbook_limit=limit, playbook_id="adopt-usage")
     assert reason == ("customer-touch cap reached: 2 automated touches in the last 7d "
                       "(limit 2 per 7d, playbook adopt-usage)")
 

@@ -81,3 +81,15 @@ def test_a_config_file_that_is_not_toml_is_one_clear_error(tmp_path: Path):
 def test_a_missing_config_file_is_reported():
     with pytest.raises(ConfigError, match="HANDOFF_CONFIG: no such file"):
         load_settings({"HANDOFF_CONFIG": "/nonexistent/handoff.toml"})
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ('[governance]\ncustomer_touches = "3 per 7x"\n', "governance.customer_touches"),
+    ('[governance]\nquiet_hours = "25:00-08:00"\n', "governance.quiet_hours"),
+    ('[governance]\ntimezone = "Mars/Base"\n', "governance.timezone"),
+])
+def test_governance_settings_are_checked_when_handoff_starts(tmp_path: Path, body, fragment):
+    path = tmp_path / "handoff.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings({"HANDOFF_CONFIG": str(path)})
