@@ -31,7 +31,7 @@ from orchestrator.context import build_context
 from orchestrator.db import skip_locked
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import HandoffError
-from orchestrator.expressions import ExpressionError
+from orchestrator.expressions import Expression, ExpressionError
 from orchestrator.models import (
     OPEN_STATUSES,
     Account,
@@ -212,6 +212,13 @@ def _wake_journeys(run: _Run, account: Account, signal: Signal, waits: dict[int,
             continue
         if step.signal is not None and step.signal != signal.type:
             continue
+        if step.until is not None and step.signal == signal.type:
+            missing = _missing_signal_fields(step.until, signal)
+            if missing:
+                _raise(run, "missing_field", f"{playbook.id} step {step.id} expects {', '.join(missing)} "
+                       f"on {signal.type}; the signal has none; still waiting",
+                       account_id=account.id, signal_id=signal.id, journey_id=journey.id)
+                continue
         context = _context(run, journey, account, signal)
         if step.until is not None and not step.until.evaluate(context):
             continue
@@ -232,6 +239,12 @@ def _enroll(run: _Run, account: Account, signal: Signal) -> None:
         deal = run.session.get(Deal, signal.deal_id) if signal.deal_id else None
         condition = playbook.enroll.when
         if condition is not None:
+            missing = _missing_signal_fields(condition, signal)
+            if missing:
+                _raise(run, "missing_field",
+                       f"{playbook.id} expects {', '.join(missing)} on {signal.type}; the signal has none",
+                       account_id=account.id, signal_id=signal.id)
+                continue
             context = build_context(run.session, account=account, now=run.now, signal=signal,
                                     deal=deal)
             rule += f" when: {condition.source}"
@@ -267,6 +280,23 @@ def _enroll(run: _Run, account: Account, signal: Signal) -> None:
         _audit(run, journey, version, AuditAction.ENROLLED, None, rule,
                f"{signal.type} at {signal.occurred_at:%Y-%m-%d %H:%M}Z enrolled {account.name}")
         _advance(run, journey, version, playbook, _Next(step_id=playbook.steps[0].id))
+
+
+def _missing_signal_fields(condition: Expression, signal: Signal) -> list[str]:
+    """The `signal.x` fields a condition reads that this signal does not carry.
+
+    Evaluating would quietly read them as null and say "no"; a signal that does not
+    meet a playbook's expectations goes to a person instead.
+    """
+    envelope = {"id", "type", "occurred_at", "source", "payload"}
+    missing = []
+    for reference in sorted(condition.references()):
+        root, _, rest = reference.partition(".")
+        field_name = rest.split(".", 1)[0]
+        if root == "signal" and field_name and field_name not in envelope \
+                and field_name not in (signal.payload or {}):
+            missing.append(reference)
+    return missing
 
 
 def _enrollment_key(playbook: Playbook, account: Account, signal: Signal) -> str:

@@ -500,3 +500,24 @@ def test_an_approval_is_recorded_once_as_a_task_closure_and_once_as_a_journey_de
                        actor="ann@acme.example", now=clock.now())
     actions = [e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.actor == "ann@acme.example"))]
     assert sorted(actions) == ["approved", "task_completed"]
+
+
+def test_a_trigger_signal_missing_a_field_the_condition_reads_goes_to_the_exception_queue(session, feed):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"active_users": 3})  # no usage_change_pct
+    assert _count(session, Journey) == 0
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "missing_field" and "signal.usage_change_pct" in item.message
+
+
+def test_an_awaited_signal_missing_the_field_its_wait_reads_is_flagged_and_the_wait_goes_on(
+        session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    task = session.scalars(select(Task)).one()
+    engine.decide_task(session=session, settings=settings, task_id=task.id, outcome="done",
+                       actor="x@acme.example", now=clock.now())
+    feed("product.usage", account, {"seats": 4})
+    assert _journey(session, account).status == "waiting"
+    item = session.scalars(select(ExceptionItem)).one()
+    assert "signal.active_users" in item.message and item.journey_id == _journey(session, account).id
