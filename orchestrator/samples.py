@@ -132,8 +132,6 @@ def load_sample_data(*, session: Session) -> SampleReport:
             _add(session, account, "account", report)
         else:
             report.existing["account"] += 1
-            if account.csm_id is None and record.get("csm"):
-                account.csm_id = _owner_id(by_email, record["csm"])  # loaded before accounts had a CSM
         _link(session, "account", account.id, record, report)
 
         for item in record.get("contacts", []):
