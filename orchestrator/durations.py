@@ -115,6 +115,7 @@ def parse_duration(text: str) -> Duration:
     business_days = 0
     seen: set[tuple[bool, str]] = set()
     any_business = any_calendar = False
+    hint: str | None
 
     i = 0
     while i < len(tokens):

@@ -417,13 +417,13 @@ def _run_person_step(run: _Run, journey: Journey, version: PlaybookVersion, play
                      step: HumanStep | HybridStep, step_run: StepRun, account: Account) -> _Next:
     """A human step's task, or a hybrid step's draft handed to a person to review."""
     context = _context(run, journey, account)
-    hybrid = isinstance(step, HybridStep)
+    draft = step.draft.render(context) if isinstance(step, HybridStep) else None
     return _create_task(run, journey, version, step, step_run, account,
-                        kind=TaskKind.REVIEW if hybrid else TaskKind.ACTION,
+                        kind=TaskKind.ACTION if draft is None else TaskKind.REVIEW,
                         assignment=step.assign, title=step.task.title.render(context),
                         recommendation=step.task.recommend.render(context),
                         sections=step.task.brief, sla=step.sla,
-                        draft=step.draft.render(context) if hybrid else None,
+                        draft=draft,
                         estimate=step.estimate_minutes)
 
 

@@ -249,7 +249,8 @@ class _Build(Transformer_NonRecursive):
 def _check_name(name: str, token: Token) -> None:
     if name.startswith("_"):
         raise ExpressionError(
-            f'"{name}" cannot be used: names starting with "_" are not allowed', token.line, token.column
+            f'"{name}" cannot be used: names starting with "_" are not allowed', token.line or 1,
+            token.column or 1
         )
 
 
@@ -277,7 +278,8 @@ def _syntax_error(source: str, exc: UnexpectedInput) -> ExpressionError:
     line = exc.line if isinstance(exc.line, int) and exc.line > 0 else 1
     column = exc.column if isinstance(exc.column, int) and exc.column > 0 else 1
     if isinstance(exc, UnexpectedCharacters):
-        char = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
+        pos = exc.pos_in_stream or 0
+        char = source[pos] if pos < len(source) else ""
         hint = _CHARACTER_HINTS.get(char)
         if char in "\"'":
             message = "a quoted text is not closed"

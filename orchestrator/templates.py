@@ -56,9 +56,10 @@ def _money(value: Any, symbol: str = "$") -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise TemplateError(f'the "money" filter needs a number, got "{value}"')
-    sign = "-" if value < 0 else ""
-    amount = abs(value)
-    text = f"{amount:,.0f}" if amount == int(amount) else f"{amount:,.2f}"
+    number = Decimal(str(value))
+    sign = "-" if number < 0 else ""
+    amount = abs(number)
+    text = f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.2f}"
     return f"{sign}{symbol}{text}"
 
 
