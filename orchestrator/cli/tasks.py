@@ -1,0 +1,124 @@
+"""`handoff tasks list|show|ack|decide`: the human side of journeys, from a terminal."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator import engine
+from orchestrator.cli._runtime import pass_runtime
+from orchestrator.cli.journeys import describe_journey, table, when
+from orchestrator.db import unit_of_work
+from orchestrator.errors import HandoffError
+from orchestrator.models import OPEN_STATUSES, Account, Journey, Owner, Task
+from orchestrator.runtime import Runtime
+from orchestrator.signals import find_account, parse_account_ref
+from orchestrator.tasks import acknowledge_task
+
+
+def _task(session: Session, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise HandoffError(f"no task {task_id}")
+    return task
+
+
+@click.group()
+def tasks() -> None:
+    """Tasks for people: actions, approvals and reviews, each with a brief and a deadline."""
+
+
+@tasks.command("list")
+@click.option("--owner", help="Only tasks owned by this person (an email).")
+@click.option("--account", help="Only this account: an id, a domain, or SOURCE:EXTERNAL_ID.")
+@click.option("--all", "show_all", is_flag=True, help="Include closed tasks.")
+@pass_runtime
+def list_command(runtime: Runtime, owner: str | None, account: str | None, show_all: bool) -> None:
+    """List open tasks, the soonest due first."""
+    now = runtime.clock.now()
+    with unit_of_work(runtime.sessions) as session:
+        query = select(Task, Owner.email, Account.name).join(Owner, Owner.id == Task.owner_id) \
+            .join(Account, Account.id == Task.account_id).order_by(Task.due_at, Task.id)
+        if not show_all:
+            query = query.where(Task.status.in_(OPEN_STATUSES))
+        if owner is not None:
+            found_owner = session.scalars(
+                select(Owner).where(func.lower(Owner.email) == owner.strip().lower())).one_or_none()
+            if found_owner is None:
+                raise click.BadParameter(f"no owner has the email {owner!r}", param_hint="--owner")
+            query = query.where(Task.owner_id == found_owner.id)
+        if account is not None:
+            found_account = find_account(session, ref=parse_account_ref(account))
+            if found_account is None:
+                raise click.BadParameter(f"no account matches {account!r}", param_hint="--account")
+            query = query.where(Task.account_id == found_account.id)
+        rows = []
+        for task, owner_email, account_name in session.execute(query):
+            due = when(task.due_at)
+            if task.status not in OPEN_STATUSES:
+                due += f" ({task.status})"
+            elif task.due_at < now:
+                due += " overdue"
+            rows.append((str(task.id), task.kind, task.priority, owner_email, account_name, due, task.title))
+    if not rows:
+        click.echo("no tasks" if show_all else "no open tasks")
+        return
+    for line in table(("ID", "KIND", "PRIORITY", "OWNER", "ACCOUNT", "DUE", "TITLE"), rows):
+        click.echo(line.rstrip())
+
+
+@tasks.command("show")
+@click.argument("task_id", type=int)
+@pass_runtime
+def show_command(runtime: Runtime, task_id: int) -> None:
+    """Print task TASK_ID with its recommendation, draft and full brief."""
+    with unit_of_work(runtime.sessions) as session:
+        task = _task(session, task_id)
+        click.echo(f"task {task.id}: {task.title}")
+        click.echo(f"owner:    {task.owner.email} ({task.owner.name})")
+        click.echo(f"kind:     {task.kind}    status: {task.status}"
+                   + (f" ({task.outcome} by {task.completed_by})" if task.outcome else ""))
+        click.echo(f"priority: {task.priority}")
+        click.echo(f"ack by:   {when(task.ack_by)}")
+        click.echo(f"due at:   {when(task.due_at)}")
+        if task.journey_id is not None:
+            click.echo(f"journey:  {task.journey_id}")
+        if task.recommendation:
+            click.echo(f"\nrecommendation:\n{task.recommendation}")
+        if task.draft is not None:
+            click.echo(f"\ndraft:\n{task.draft}")
+        if task.brief_text:
+            click.echo(f"\nbrief:\n{task.brief_text}")
+
+
+@tasks.command("ack")
+@click.argument("task_id", type=int)
+@click.option("--by", "by", required=True, help="Who acknowledges it (an email).")
+@pass_runtime
+def ack_command(runtime: Runtime, task_id: int, by: str) -> None:
+    """Acknowledge task TASK_ID: someone has seen it and owns it (stops the ack clock)."""
+    with unit_of_work(runtime.sessions) as session:
+        task = acknowledge_task(session, task=_task(session, task_id), actor=by, now=runtime.clock.now())
+        click.echo(f"task {task.id} acknowledged at {when(task.acknowledged_at)}; due {when(task.due_at)}")
+
+
+@tasks.command("decide")
+@click.argument("task_id", type=int)
+@click.argument("outcome")
+@click.option("--by", "by", required=True, help="Who decided (an email).")
+@pass_runtime
+def decide_command(runtime: Runtime, task_id: int, outcome: str, by: str) -> None:
+    """Close task TASK_ID with OUTCOME and move its journey on.
+
+    OUTCOME is `done` for an action task, `approved` or `rejected` for an approval,
+    `published` or `rejected` for a review.
+    """
+    with unit_of_work(runtime.sessions) as session:
+        task = engine.decide_task(session=session, settings=runtime.settings, task_id=task_id,
+                                  outcome=outcome, actor=by, now=runtime.clock.now())
+        click.echo(f"task {task.id} {task.outcome} by {by}")
+        journey = session.get(Journey, task.journey_id) if task.journey_id is not None else None
+        if journey is not None:
+            click.echo(f"journey {journey.id} ({journey.playbook_id}): {describe_journey(journey)}")
+
