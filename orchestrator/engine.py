@@ -75,7 +75,6 @@ MAX_STEPS_PER_ADVANCE = 50
 SENSITIVE_LOOKBACK = timedelta(days=30)
 _DEFAULT_APPROVAL_SLA = Sla(due=parse_duration("1 business day"))
 _APPROVAL_BRIEF = ("trigger", "account", "automations", "journey")
-_OPEN_JOURNEY = (JourneyStatus.ACTIVE, JourneyStatus.WAITING)
 
 
 class EngineError(HandoffError):
@@ -102,9 +101,16 @@ class _Run:
     settings: Settings
     now: datetime
     report: ProcessReport = field(default_factory=ProcessReport)
+    _active: list[tuple[PlaybookVersion, Playbook]] | None = None
 
     def count(self, what: str) -> None:
         self.report.counts[what] += 1
+
+    def playbooks(self) -> list[tuple[PlaybookVersion, Playbook]]:
+        """The active playbooks, read once per engine call: a pass sees one consistent set."""
+        if self._active is None:
+            self._active = active_playbooks(session=self.session)
+        return self._active
 
 
 @dataclass(frozen=True)
@@ -154,16 +160,16 @@ def _process_signal(run: _Run, signal: Signal) -> None:
         return  # intake already put it in the exception queue as unknown_account
     account = run.session.get(Account, signal.account_id)
     assert account is not None
+    journeys = _unfinished_journeys(run, account)
     # A signal wakes only waits that were already waiting when it arrived, not one a
     # journey reaches because of this very signal (a CRM task completion, say).
-    waits = {j.id: j.current_step_id for j in _open_journeys(run, account)
-             if j.status == JourneyStatus.WAITING}
+    waits = {j.id: j.current_step_id for j in journeys if j.status == JourneyStatus.WAITING}
     if signal.type == "task.completed":
         _complete_from_signal(run, signal)
     elif signal.type == "account.churned" and account.churned_at is None:
         account.churned_at = signal.occurred_at
-    _exit_journeys(run, account, signal)
-    _wake_journeys(run, account, signal, waits)
+    _exit_journeys(run, journeys, signal)
+    _wake_journeys(run, account, journeys, signal, waits)
     _enroll(run, account, signal)
 
 
@@ -185,24 +191,27 @@ def _complete_from_signal(run: _Run, signal: Signal) -> None:
             sync_crm=False)  # the CRM already knows: do not echo the completion back
 
 
-def _open_journeys(run: _Run, account: Account, *, stalled: bool = False) -> list[Journey]:
-    statuses = (*_OPEN_JOURNEY, JourneyStatus.STALLED) if stalled else _OPEN_JOURNEY
+def _unfinished_journeys(run: _Run, account: Account) -> list[Journey]:
+    """The account's journeys that have not ended: active, waiting, or parked."""
     return list(run.session.scalars(
-        select(Journey).where(Journey.account_id == account.id, Journey.status.in_(statuses))
+        select(Journey).where(Journey.account_id == account.id, Journey.ended_at.is_(None))
         .order_by(Journey.id)))
 
 
-def _exit_journeys(run: _Run, account: Account, signal: Signal) -> None:
+def _exit_journeys(run: _Run, journeys: list[Journey], signal: Signal) -> None:
     # A journey parked in the exception queue still leaves when its exit signal comes.
-    for journey in _open_journeys(run, account, stalled=True):
+    for journey in journeys:
+        if journey.ended_at is not None:
+            continue  # ended a moment ago, by this same signal
         version, playbook = _playbook_of(run, journey)
         if signal.type in playbook.exit_on:
             _end(run, journey, version, JourneyStatus.EXITED,
                  f"{signal.type} received (exit_on)", rule=f"exit_on: {signal.type}")
 
 
-def _wake_journeys(run: _Run, account: Account, signal: Signal, waits: dict[int, str | None]) -> None:
-    for journey in _open_journeys(run, account):
+def _wake_journeys(run: _Run, account: Account, journeys: list[Journey], signal: Signal,
+                   waits: dict[int, str | None]) -> None:
+    for journey in journeys:
         if journey.status != JourneyStatus.WAITING or journey.current_step_id is None \
                 or waits.get(journey.id) != journey.current_step_id:
             continue
@@ -232,7 +241,7 @@ def _wake_journeys(run: _Run, account: Account, signal: Signal, waits: dict[int,
 
 
 def _enroll(run: _Run, account: Account, signal: Signal) -> None:
-    for version, playbook in active_playbooks(session=run.session):
+    for version, playbook in run.playbooks():
         if playbook.enroll.signal != signal.type:
             continue
         rule = f"enroll.on: {signal.type}"
