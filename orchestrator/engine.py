@@ -678,8 +678,9 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
             moved += 1
         except Exception as exc:  # one bad journey never stops the sweep
             log.exception("journey %s failed in the timeout sweep", journey.id)
-            _raise(run, "engine_error", f"journey {journey.id} timeout failed: {exc}",
-                   account_id=journey.account_id, journey_id=journey.id)
+            # Parked, it is no longer due: the next sweep does not fail (and report) it again.
+            version, _ = _playbook_of(run, journey)
+            _park(run, journey, version, "engine_error", f"timeout of journey {journey.id} failed: {exc}")
     for step_run in session.scalars(select(StepRun).where(StepRun.override_until.is_not(None),
                                                           StepRun.override_until <= now)):
         step_run.override_until = None

@@ -521,3 +521,16 @@ def test_an_awaited_signal_missing_the_field_its_wait_reads_is_flagged_and_the_w
     assert _journey(session, account).status == "waiting"
     item = session.scalars(select(ExceptionItem)).one()
     assert "signal.active_users" in item.message and item.journey_id == _journey(session, account).id
+
+
+def test_a_journey_whose_timeout_fails_is_parked_once_not_reported_every_sweep(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    journey = _journey(session, account)
+    journey.status, journey.current_step_id = "waiting", "no-such-step"  # damaged by hand
+    journey.wait_until = clock.now() - timedelta(minutes=1)
+    session.flush()
+    feed.sweep()
+    feed.sweep()
+    assert journey.status == "stalled"
+    items = session.scalars(select(ExceptionItem).where(ExceptionItem.journey_id == journey.id)).all()
+    assert [item.category for item in items] == ["engine_error"]
