@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from tabulate import tabulate
 
 from orchestrator import engine as engine_module
 from orchestrator import signals as intake
@@ -520,15 +521,10 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, left: i
     """An indented plain-text table; the first `left` columns are text, the rest right-aligned numbers."""
     if not rows:
         return ["  (none)"]
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  " + "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
-        if n == 0:
-            lines.append("  " + "  ".join("-" * w for w in widths))
-    return lines
+    align = ["left"] * left + ["right"] * (len(headers) - left)
+    text = tabulate([[str(cell) for cell in row] for row in rows], headers=list(headers), tablefmt="simple",
+                    colalign=align, disable_numparse=True)
+    return ["  " + line.rstrip() for line in text.splitlines()]
 
 
 def _pivot(data: Mapping[str, Mapping[str, float]], first: str,

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 from sqlalchemy import select
 
 from orchestrator import engine
+from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.models import Account, Journey, JourneyStatus, PlaybookVersion
 from orchestrator.runtime import Runtime
 from orchestrator.signals import find_account, parse_account_ref
-
-
-def when(at: datetime | None) -> str:
-    """`2026-11-23 14:00Z`, or `-` for no time."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ") if at is not None else "-"
-
-
-def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """Aligned columns; the last one is left ragged so one long title does not pad every line."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)), row[-1]])
-            .rstrip() for row in (headers, *rows)]
 
 
 def describe_journey(journey: Journey) -> str:

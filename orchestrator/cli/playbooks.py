@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from orchestrator.cli._format import table
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.runtime import Runtime
@@ -120,9 +121,8 @@ def list_(runtime: Runtime) -> None:
     if not rows:
         click.echo("no playbooks applied yet; run `handoff playbooks apply playbooks/`", err=True)
         return
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+    for line in table(("PLAYBOOK", "VERSION", "STAGE", "APPLIED", "BY", "NAME"), rows):
+        click.echo(line)
 
 
 @playbooks.command()

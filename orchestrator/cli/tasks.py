@@ -7,8 +7,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import engine
+from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
-from orchestrator.cli.journeys import describe_journey, table, when
+from orchestrator.cli.journeys import describe_journey
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.models import OPEN_STATUSES, Account, Journey, Owner, Task

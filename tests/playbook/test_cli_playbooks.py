@@ -77,7 +77,8 @@ def test_apply_twice_is_idempotent_and_list_shows_version_one(runtime, folder):
     run(["apply", str(folder)], runtime)
     again = run(["apply", str(folder)], runtime)
     assert again.exit_code == 0 and "0 of 5 playbooks stored a new version" in again.stderr
-    listed = run(["list"], runtime).stdout.splitlines()
+    header, *listed = run(["list"], runtime).stdout.splitlines()
+    assert header.split()[:2] == ["PLAYBOOK", "VERSION"]
     assert len(listed) == 5 and all(" v1 " in line for line in listed)
 
 
