@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OUTCOMES", "TaskStateError", "acknowledge_task", "calendar_for", "complete_task", "create_task",
-    "deadlines", "escalation_time", "open_task_count", "priority_for", "priority_score",
+    "deadlines", "escalation_time", "list_tasks", "open_task_count", "priority_for", "priority_score",
 ]
 
 # What a person can say when closing a task, and the status each leaves it in.
@@ -189,6 +189,20 @@ def escalation_time(
 
 
 # -- the task's life --------------------------------------------------------------
+
+
+def list_tasks(session: Session, *, owner_id: int | None = None, account_id: int | None = None,
+               include_closed: bool = False) -> list[tuple[Task, str, str]]:
+    """(task, owner email, account name), the soonest due first; open tasks unless asked otherwise."""
+    query = (select(Task, Owner.email, Account.name).join(Owner, Owner.id == Task.owner_id)
+             .join(Account, Account.id == Task.account_id).order_by(Task.due_at, Task.id))
+    if not include_closed:
+        query = query.where(Task.status.in_([str(s) for s in OPEN_STATUSES]))
+    if owner_id is not None:
+        query = query.where(Task.owner_id == owner_id)
+    if account_id is not None:
+        query = query.where(Task.account_id == account_id)
+    return [(task, email, name) for task, email, name in session.execute(query)]
 
 
 def open_task_count(session: Session, owner_id: int) -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 
 from orchestrator import engine
 from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
+from orchestrator.journeys import list_journeys
 from orchestrator.models import Account, Journey, JourneyStatus, PlaybookVersion
 from orchestrator.runtime import Runtime
 from orchestrator.signals import find_account, parse_account_ref
@@ -44,22 +44,18 @@ def list_command(runtime: Runtime, account: str | None, status: str | None, play
                  limit: int) -> None:
     """List journeys, the most recently enrolled first."""
     with unit_of_work(runtime.sessions) as session:
-        query = select(Journey, Account.name, PlaybookVersion.version) \
-            .join(Account, Account.id == Journey.account_id) \
-            .join(PlaybookVersion, PlaybookVersion.id == Journey.playbook_version_id) \
-            .order_by(Journey.enrolled_at.desc(), Journey.id.desc()).limit(limit + 1)
+        account_id = None
         if account is not None:
             found = find_account(session, ref=parse_account_ref(account))
             if found is None:
                 raise click.BadParameter(f"no account matches {account!r}", param_hint="--account")
-            query = query.where(Journey.account_id == found.id)
-        if status is not None:
-            query = query.where(Journey.status == status)
-        if playbook_id is not None:
-            query = query.where(Journey.playbook_id == playbook_id)
+            account_id = found.id
+        # One more than asked for tells whether the list was cut short.
+        found_journeys = list_journeys(session, account_id=account_id, status=status,
+                                       playbook_id=playbook_id, limit=limit + 1)
         rows = [(str(journey.id), account_name, f"{journey.playbook_id} v{version}", journey.status,
                  journey.current_step_id or "-", when(journey.wait_until), when(journey.enrolled_at))
-                for journey, account_name, version in session.execute(query)]
+                for journey, account_name, version in found_journeys]
     if not rows:
         click.echo("no journeys")
         return

@@ -12,10 +12,10 @@ from orchestrator.cli._runtime import pass_runtime
 from orchestrator.cli.journeys import describe_journey
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
-from orchestrator.models import OPEN_STATUSES, Account, Journey, Owner, Task
+from orchestrator.models import OPEN_STATUSES, Journey, Owner, Task
 from orchestrator.runtime import Runtime
 from orchestrator.signals import find_account, parse_account_ref
-from orchestrator.tasks import acknowledge_task
+from orchestrator.tasks import acknowledge_task, list_tasks
 
 
 def _task(session: Session, task_id: int) -> Task:
@@ -39,23 +39,21 @@ def list_command(runtime: Runtime, owner: str | None, account: str | None, show_
     """List open tasks, the soonest due first."""
     now = runtime.clock.now()
     with unit_of_work(runtime.sessions) as session:
-        query = select(Task, Owner.email, Account.name).join(Owner, Owner.id == Task.owner_id) \
-            .join(Account, Account.id == Task.account_id).order_by(Task.due_at, Task.id)
-        if not show_all:
-            query = query.where(Task.status.in_(OPEN_STATUSES))
+        owner_id = account_id = None
         if owner is not None:
             found_owner = session.scalars(
                 select(Owner).where(func.lower(Owner.email) == owner.strip().lower())).one_or_none()
             if found_owner is None:
                 raise click.BadParameter(f"no owner has the email {owner!r}", param_hint="--owner")
-            query = query.where(Task.owner_id == found_owner.id)
+            owner_id = found_owner.id
         if account is not None:
             found_account = find_account(session, ref=parse_account_ref(account))
             if found_account is None:
                 raise click.BadParameter(f"no account matches {account!r}", param_hint="--account")
-            query = query.where(Task.account_id == found_account.id)
+            account_id = found_account.id
         rows = []
-        for task, owner_email, account_name in session.execute(query):
+        for task, owner_email, account_name in list_tasks(session, owner_id=owner_id, account_id=account_id,
+                                                          include_closed=show_all):
             due = when(task.due_at)
             if task.status not in OPEN_STATUSES:
                 due += f" ({task.status})"
