@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-import yaml  # type: ignore[import-untyped]
-from yaml.events import AliasEvent  # type: ignore[import-untyped]
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = ["DocPath", "Document", "YamlProblem", "load_document", "render_doc_path"]
 
@@ -99,13 +99,13 @@ def render_doc_path(path: DocPath) -> str:
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema scalars and an alias budget."""
 
-    yaml_implicit_resolvers: ClassVar[dict] = {}
+    yaml_implicit_resolvers: dict[Any, Any] = {}
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.alias_uses = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             self.alias_uses += 1
             if self.alias_uses > MAX_ALIASES:
