@@ -6,6 +6,7 @@ which the CLI prints as one line. Secrets are kept out of `repr` and messages.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -108,11 +109,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in LOG_LEVELS:
         raise ConfigError("HANDOFF_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     config_file = _config_path(env)
+    return Settings(database_url=url, log_level=log_level, **_file_settings(config_file))
+
+
+def with_config_file(settings: Settings, path: Path) -> Settings:
+    """The same settings with everything the config file holds read from `path` instead."""
+    return dataclasses.replace(settings, **_file_settings(path))
+
+
+def _file_settings(config_file: Path | None) -> dict[str, Any]:
     data = _read_config_file(config_file) if config_file else _FileSchema().load({})
     exceptions, governance = data["exceptions"], data["governance"]
-    return Settings(
-        database_url=url,
-        log_level=log_level,
+    return dict(
         config_file=config_file,
         calendars=data["calendars"],
         exception_owner=exceptions["default_owner"],

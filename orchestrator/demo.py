@@ -13,7 +13,6 @@ sample rows are found by their CRM ids, and the scripted decisions find no open 
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import schema
 from orchestrator.clock import FrozenClock, ensure_utc
+from orchestrator.config import Settings, with_config_file
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
@@ -41,14 +41,17 @@ from orchestrator.models import (
 from orchestrator.playbook.store import ApplyReport, apply_playbooks
 from orchestrator.resources import shipped_playbooks_dir
 from orchestrator.runtime import Runtime
-from orchestrator.samples import SampleReport, load_sample_data, sample_decisions, sample_signals
+from orchestrator.samples import (
+    SampleReport,
+    load_sample_data,
+    sample_config_path,
+    sample_decisions,
+    sample_signals,
+)
 from orchestrator.simulation import RepAction, ReplayReport, caps_hit, replay, steps_per_stage, text_table
 
-__all__ = ["SAMPLE_TOUCH_CAP", "DemoResult", "DemoSummary", "render_demo", "run_demo", "summarize"]
+__all__ = ["DemoResult", "DemoSummary", "render_demo", "run_demo", "summarize"]
 
-# The sample team's account-wide rule when none is configured: at most one automated
-# customer touch per account per week, whichever playbook sends it.
-SAMPLE_TOUCH_CAP = "1 per 7d"
 # The brief printed in full: the onboarding kickoff call, which shows every section.
 _EXAMPLE = ("acme-robotics.example", "kickoff-call")
 
@@ -97,8 +100,8 @@ class DemoResult:
     playbooks: ApplyReport
     samples: SampleReport
     replay: ReplayReport
-    touch_cap: str | None
-    touch_cap_is_sample: bool
+    settings: Settings
+    config_is_sample: bool
     summary: DemoSummary
 
 
@@ -115,9 +118,9 @@ def run_demo(*, runtime: Runtime) -> DemoResult:
         samples = load_sample_data(session=session)
 
     settings = runtime.settings
-    sample_cap = settings.customer_touch_cap is None
-    if sample_cap:
-        settings = dataclasses.replace(settings, customer_touch_cap=SAMPLE_TOUCH_CAP)
+    sample_config = settings.config_file is None
+    if sample_config:  # no configuration of your own: the sample team's owners, calendar and caps
+        settings = with_config_file(settings, sample_config_path())
     signals = sample_signals()
     clock = FrozenClock(ensure_utc(datetime.fromisoformat(signals[0]["occurred_at"])))
     replayed = replay(sessions=runtime.sessions, settings=settings, signals=signals, clock=clock,
@@ -126,8 +129,8 @@ def run_demo(*, runtime: Runtime) -> DemoResult:
         summary = summarize(session)
     return DemoResult(
         database=runtime.settings.describe()["database"], revision=schema.current_revision(runtime.engine),
-        playbooks=applied, samples=samples, replay=replayed, touch_cap=settings.customer_touch_cap,
-        touch_cap_is_sample=sample_cap, summary=summary)
+        playbooks=applied, samples=samples, replay=replayed, settings=settings,
+        config_is_sample=sample_config, summary=summary)
 
 
 def summarize(session: Session) -> DemoSummary:
@@ -190,9 +193,11 @@ def render_demo(result: DemoResult) -> list[str]:
         f"  playbooks: {len(result.playbooks.changes)} shipped, {stored} applied now"
         + ("" if stored else " (all already active)"),
         f"  sample data: {result.samples}",
-        f"  customer-touch cap: {result.touch_cap}"
-        + (" across all playbooks (the sample team's rule; set [governance] customer_touches to change)"
-           if result.touch_cap_is_sample else " (configured)"),
+        f"  configuration: {result.settings.config_file}"
+        + (" (the sample team's; write a handoff.toml of your own to change it)" if result.config_is_sample
+           else ""),
+        f"  customer-touch cap across all playbooks: {result.settings.customer_touch_cap or 'none'}; "
+        f"quiet hours: {result.settings.quiet_hours or 'none'}",
     ]
     if rep.started_at and rep.ended_at:
         lines.append(f"  replayed {rep.started_at:%Y-%m-%d} -> {rep.ended_at:%Y-%m-%d} with a frozen clock: "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -27,7 +28,8 @@ from sqlalchemy.orm import Session
 from orchestrator.clock import ensure_utc
 from orchestrator.models import Account, Contact, Deal, ExternalId, Owner
 
-__all__ = ["SampleReport", "load_sample_data", "sample_accounts", "sample_decisions", "sample_owners",
+__all__ = ["SampleReport", "load_sample_data", "sample_accounts", "sample_config_path", "sample_decisions",
+           "sample_owners",
            "sample_signals", "sample_signals_text"]
 
 _KINDS = ("owner", "account", "contact", "deal")
@@ -53,6 +55,11 @@ class SampleReport:
 
 
 # -- reading the bundled files ------------------------------------------------------------------
+
+def sample_config_path() -> Path:
+    """The sample team's handoff.toml (exception owners, calendar, caps)."""
+    return Path(str(resources.files("orchestrator").joinpath("sample_data", "handoff.toml")))
+
 
 def _read(name: str) -> str:
     return resources.files("orchestrator").joinpath("sample_data", name).read_text(encoding="utf-8")

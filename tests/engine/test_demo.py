@@ -82,3 +82,25 @@ def test_running_the_demo_twice_changes_nothing_the_second_time(fresh_database: 
     assert _counts(runtime) == before
     assert "0 accepted, 33 duplicate" in output
     assert "nothing left to act on" in output
+
+
+def test_without_a_config_of_your_own_the_demo_uses_the_sample_teams_exception_owners(fresh_database, tmp_path,
+                                                                                      monkeypatch):
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from orchestrator.cli import main
+    from orchestrator.db import make_engine, make_session_factory, unit_of_work
+    from orchestrator.models import ExceptionItem
+
+    monkeypatch.chdir(tmp_path)  # no ./handoff.toml here
+    url = fresh_database.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["demo"], env={"HANDOFF_DATABASE_URL": url, "HANDOFF_CONFIG": ""})
+    assert result.exit_code == 0, result.output
+    assert "sample_data/handoff.toml (the sample team's" in result.output
+    db = make_engine(fresh_database)
+    with unit_of_work(make_session_factory(db)) as session:
+        owners = {item.category: item.owner for item in session.scalars(select(ExceptionItem))}
+    db.dispose()
+    assert owners["unknown_account"] == "jonas.weber@acme.example"
+    assert owners["unmatched_branch"] == "maya.chen@acme.example"
