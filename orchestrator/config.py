@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.engine import URL
 
+from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
 from orchestrator.db import parse_database_url
 from orchestrator.errors import ConfigError
 from orchestrator.governance import GovernanceError, parse_quiet_hours, parse_touch_cap
@@ -48,6 +49,15 @@ class Settings:
     quiet_hours: str | None = None
     quiet_hours_timezone: str = "UTC"
     connectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+
+    def calendar(self, name: str = "default") -> BusinessCalendar:
+        """A configured business calendar; without a "default" one, Mon-Fri 09:00-17:00 UTC."""
+        if name in self.calendars:
+            return calendar_from_config(self.calendars[name])
+        if name == "default":
+            return BusinessCalendar()
+        known = ", ".join(sorted(self.calendars)) or "none configured"
+        raise CalendarError(f'no calendar named "{name}" (known: {known})')
 
     def exception_category(self, name: str) -> ExceptionCategory:
         """The configured owner and window for a category, or the default owner."""
@@ -94,8 +104,17 @@ class _GovernanceSchema(Schema):
     timezone = fields.String(load_default="UTC", validate=_known_timezone)
 
 
+def _valid_calendars(calendars: dict[str, Any]) -> None:
+    for name, config in calendars.items():
+        try:
+            calendar_from_config(config)
+        except CalendarError as exc:
+            raise ValidationError(f"{name}: {exc}") from None
+
+
 class _FileSchema(Schema):
-    calendars = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    calendars = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict,
+                            validate=_valid_calendars)
     exceptions = fields.Nested(_ExceptionsSchema, load_default=lambda: _ExceptionsSchema().load({}))
     governance = fields.Nested(_GovernanceSchema, load_default=lambda: _GovernanceSchema().load({}))
     connectors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)

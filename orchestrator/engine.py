@@ -25,12 +25,13 @@ from orchestrator.actions import get_action
 from orchestrator.assignment import resolve_assignee
 from orchestrator.audit import AuditAction
 from orchestrator.briefs import build_brief
-from orchestrator.calendars import BusinessCalendar, calendar_from_config
+from orchestrator.calendars import CalendarError
 from orchestrator.config import Settings
 from orchestrator.context import build_context
 from orchestrator.db import skip_locked
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import HandoffError
+from orchestrator.exception_queue import Category
 from orchestrator.expressions import Expression, ExpressionError
 from orchestrator.models import (
     OPEN_STATUSES,
@@ -146,7 +147,7 @@ def process_pending(*, session: Session, settings: Settings, now: datetime,
         except Exception as exc:  # isolate the failure to this signal, and say so
             log.exception("signal %s failed in the engine", signal.id)
             exception_queue.raise_item(
-                session, settings=settings, category="engine_error", at=now,
+                session, settings=settings, category=Category.ENGINE_ERROR, at=now,
                 message=f"signal {signal.type} could not be processed: {exc}",
                 account_id=signal.account_id, signal_id=signal.id)
             run.count("errors")
@@ -224,7 +225,7 @@ def _wake_journeys(run: _Run, account: Account, journeys: list[Journey], signal:
         if step.until is not None and step.signal == signal.type:
             missing = _missing_signal_fields(step.until, signal)
             if missing:
-                _raise(run, "missing_field", f"{playbook.id} step {step.id} expects {', '.join(missing)} "
+                _raise(run, Category.MISSING_FIELD, f"{playbook.id} step {step.id} expects {', '.join(missing)} "
                        f"on {signal.type}; the signal has none; still waiting",
                        account_id=account.id, signal_id=signal.id, journey_id=journey.id)
                 continue
@@ -250,7 +251,7 @@ def _enroll(run: _Run, account: Account, signal: Signal) -> None:
         if condition is not None:
             missing = _missing_signal_fields(condition, signal)
             if missing:
-                _raise(run, "missing_field",
+                _raise(run, Category.MISSING_FIELD,
                        f"{playbook.id} expects {', '.join(missing)} on {signal.type}; the signal has none",
                        account_id=account.id, signal_id=signal.id)
                 continue
@@ -260,7 +261,7 @@ def _enroll(run: _Run, account: Account, signal: Signal) -> None:
             try:
                 matched = bool(condition.evaluate(context))
             except ExpressionError as exc:
-                _raise(run, "expression_error", f"{playbook.id}: enroll.when failed: {exc}",
+                _raise(run, Category.EXPRESSION_ERROR, f"{playbook.id}: enroll.when failed: {exc}",
                        account_id=account.id, signal_id=signal.id)
                 continue
             if not matched:
@@ -335,7 +336,7 @@ def _advance(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Pl
         journey.status = JourneyStatus.ACTIVE
         journey.current_step_id = next_.step_id
         next_ = _execute(run, journey, version, playbook, playbook.step(next_.step_id))
-    _park(run, journey, version, "loop_guard",
+    _park(run, journey, version, Category.LOOP_GUARD,
           f"ran {MAX_STEPS_PER_ADVANCE} steps without waiting; the playbook may loop")
 
 
@@ -349,11 +350,12 @@ def _execute(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Pl
     run.session.flush()
     try:
         return _EXECUTORS[type(step)](run, journey, version, playbook, step, step_run, account)
-    except (TemplateError, ExpressionError) as exc:
-        # A template or condition that cannot be evaluated on this account's data is a
-        # data problem for a person to look at, not a crash.
+    except (TemplateError, ExpressionError, CalendarError) as exc:
+        # A template or condition that cannot be evaluated on this account's data, or a
+        # calendar the playbook names but nobody configured, is for a person to fix.
         _finish(step_run, StepStatus.FAILED, run.now, str(exc))
-        return _park(run, journey, version, "missing_field", f"step {step.id}: {exc}")
+        category = Category.CONFIGURATION if isinstance(exc, CalendarError) else Category.MISSING_FIELD
+        return _park(run, journey, version, category, f"step {step.id}: {exc}")
 
 
 def _run_automated(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
@@ -446,7 +448,7 @@ def _create_task(run: _Run, journey: Journey, version: PlaybookVersion, step: St
     if assignee is None:
         reason = f"no available person for step {step.id} ({_describe(assignment)})"
         _finish(step_run, StepStatus.FAILED, run.now, reason)
-        return _park(run, journey, version, "no_assignee", reason)
+        return _park(run, journey, version, Category.NO_ASSIGNEE, reason)
     signal = _signal_of(run, journey)
     brief = build_brief(run.session, account=account, trigger=signal, recommendation=recommendation,
                         sections=sections, journey=journey, deal=deal,
@@ -496,7 +498,7 @@ def _run_branch(run: _Run, journey: Journey, version: PlaybookVersion, playbook:
         return _jump(playbook, step.otherwise)
     reason = f"branch {step.id}: no rule matched this account's data"
     _finish(step_run, StepStatus.FAILED, run.now, reason)
-    return _park(run, journey, version, "unmatched_branch", reason)
+    return _park(run, journey, version, Category.UNMATCHED_BRANCH, reason)
 
 
 def _run_goto(run: _Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
@@ -680,7 +682,7 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
             log.exception("journey %s failed in the timeout sweep", journey.id)
             # Parked, it is no longer due: the next sweep does not fail (and report) it again.
             version, _ = _playbook_of(run, journey)
-            _park(run, journey, version, "engine_error", f"timeout of journey {journey.id} failed: {exc}")
+            _park(run, journey, version, Category.ENGINE_ERROR, f"timeout of journey {journey.id} failed: {exc}")
     for step_run in session.scalars(select(StepRun).where(StepRun.override_until.is_not(None),
                                                           StepRun.override_until <= now)):
         step_run.override_until = None
@@ -732,17 +734,17 @@ def _end(run: _Run, journey: Journey, version: PlaybookVersion, status: JourneyS
            journey.current_step_id, rule or "flow", reason)
 
 
-def _park(run: _Run, journey: Journey, version: PlaybookVersion, category: str, reason: str) -> _Next:
+def _park(run: _Run, journey: Journey, version: PlaybookVersion, category: Category, reason: str) -> _Next:
     """Stop a journey where it is and hand it to the exception queue's owner."""
     journey.status = JourneyStatus.STALLED
     journey.wait_signal = journey.wait_until = None
     _raise(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
-           journey_id=journey.id)
-    _audit(run, journey, version, AuditAction.EXCEPTION_RAISED, journey.current_step_id, category, reason)
+           journey_id=journey.id, playbook_id=journey.playbook_id, playbook_version=version.version,
+           step_id=journey.current_step_id)
     return _Next(park=True)
 
 
-def _raise(run: _Run, category: str, message: str, **refs: Any) -> None:
+def _raise(run: _Run, category: Category, message: str, **refs: Any) -> None:
     exception_queue.raise_item(run.session, settings=run.settings, category=category,
                                message=message, at=run.now, **refs)
     run.count(f"exceptions_{category}")
@@ -779,12 +781,8 @@ def _context(run: _Run, journey: Journey, account: Account,
                          owner=account.owner)
 
 
-def _default_calendar(settings: Settings) -> BusinessCalendar:
-    return calendar_from_config(settings.calendars.get("default") or {})
-
-
 def _deadline(run: _Run, duration: Duration) -> datetime:
-    return _default_calendar(run.settings).add(run.now, duration)
+    return run.settings.calendar().add(run.now, duration)
 
 
 def _render_args(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:

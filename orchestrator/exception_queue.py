@@ -11,14 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
-from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
 from orchestrator.durations import parse_duration
 from orchestrator.errors import HandoffError
 from orchestrator.models import ExceptionItem
 
 __all__ = [
-    "Category", "CategoryCount", "ItemStatus", "UnknownExceptionItem", "WeekReport", "default_calendar",
+    "Category", "CategoryCount", "ItemStatus", "UnknownExceptionItem", "WeekReport",
     "fallback_report", "list_items", "raise_item", "resolve_item", "weekly_fallback_report",
 ]
 
@@ -36,6 +35,7 @@ class Category(StrEnum):
     WAIT_TIMEOUT = "wait_timeout"
     EXPRESSION_ERROR = "expression_error"
     ENGINE_ERROR = "engine_error"
+    CONFIGURATION = "configuration"  # e.g. a playbook names a calendar that is not configured
 
 
 class ItemStatus(StrEnum):
@@ -62,12 +62,6 @@ class WeekReport:
     categories: list[CategoryCount]
 
 
-def default_calendar(settings: Settings) -> BusinessCalendar:
-    """The configured "default" calendar, else Mon-Fri 09:00-17:00 UTC."""
-    config = settings.calendars.get("default")
-    return calendar_from_config(config) if config else BusinessCalendar()
-
-
 def raise_item(
     session: Session,
     *,
@@ -79,10 +73,16 @@ def raise_item(
     signal_id: int | None = None,
     journey_id: int | None = None,
     detail: dict[str, Any] | None = None,
+    playbook_id: str | None = None,
+    playbook_version: int | None = None,
+    step_id: str | None = None,
 ) -> ExceptionItem:
-    """Queue an item for the category's configured owner, due within its window in business time."""
+    """Queue an item for the category's configured owner, due within its window in business time.
+
+    The playbook fields only enrich the audit event, for items a journey step raised.
+    """
     configured = settings.exception_category(str(category))
-    respond_by = default_calendar(settings).add(at, parse_duration(configured.respond_within))
+    respond_by = settings.calendar().add(at, parse_duration(configured.respond_within))
     item = ExceptionItem(
         category=str(category), owner=configured.owner, message=message, detail=dict(detail or {}),
         account_id=account_id, signal_id=signal_id, journey_id=journey_id,
@@ -91,7 +91,8 @@ def raise_item(
     session.add(item)
     session.flush()
     audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{category}",
-                 reason=message, account_id=account_id, journey_id=journey_id,
+                 reason=message, account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
+                 playbook_version=playbook_version, step_id=step_id,
                  detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id})
     return item
 

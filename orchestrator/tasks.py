@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, outbox
-from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
+from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
@@ -163,10 +163,7 @@ def calendar_for(owner: Owner, settings: Settings, name: str | None = None) -> B
     time zone: people work their hours on their own clock.
     """
     if name:
-        if name not in settings.calendars:
-            known = ", ".join(sorted(settings.calendars)) or "none configured"
-            raise CalendarError(f'no calendar named "{name}" (known: {known})')
-        return calendar_from_config(settings.calendars[name])
+        return settings.calendar(name)
     config: dict[str, Any] = dict(settings.calendars.get("default") or {})
     config.update(owner.working_hours or {})
     if owner.timezone:

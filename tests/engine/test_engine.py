@@ -534,3 +534,21 @@ def test_a_journey_whose_timeout_fails_is_parked_once_not_reported_every_sweep(s
     assert journey.status == "stalled"
     items = session.scalars(select(ExceptionItem).where(ExceptionItem.journey_id == journey.id)).all()
     assert [item.category for item in items] == ["engine_error"]
+
+
+def test_parking_a_journey_is_one_audit_event_naming_the_playbook_version_and_step(session, feed):
+    install_playbook(session, FLOW)
+    account = AccountFactory(owner=OwnerFactory(active=False))
+    feed("deal.closed_won", account, deal=DealFactory(account=account))
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "exception_raised")).one()
+    assert (event.playbook_id, event.playbook_version, event.step_id) == ("flow", 1, "kickoff")
+    assert event.rule == "exception:no_assignee"
+
+
+def test_a_playbook_naming_a_calendar_nobody_configured_parks_the_journey_for_a_person(session, feed):
+    install_playbook(session, FLOW.replace("sla: {ack: 4 business hours, due: 2 business days}",
+                                           "sla: {ack: 4 business hours, due: 2 business days, calendar: emea}"))
+    account = AccountFactory()
+    feed("deal.closed_won", account, deal=DealFactory(account=account))
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "configuration" and 'no calendar named "emea"' in item.message

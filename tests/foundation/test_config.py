@@ -93,3 +93,18 @@ def test_governance_settings_are_checked_when_handoff_starts(tmp_path: Path, bod
     path.write_text(body)
     with pytest.raises(ConfigError, match=fragment):
         load_settings({"HANDOFF_CONFIG": str(path)})
+
+
+def test_a_calendar_with_a_bad_value_stops_handoff_at_start(tmp_path: Path):
+    path = tmp_path / "handoff.toml"
+    path.write_text('[calendars.default]\ntimezone = "America/New_Yrok"\n')
+    with pytest.raises(ConfigError, match="calendars") as error:
+        load_settings({"HANDOFF_CONFIG": str(path)})
+    assert "America/New_York" in str(error.value)  # the did-you-mean hint
+
+
+def test_settings_hand_out_named_calendars_and_a_default():
+    settings = load_settings({})
+    assert settings.calendar().timezone == "UTC"
+    with pytest.raises(Exception, match='no calendar named "emea"'):
+        settings.calendar("emea")
