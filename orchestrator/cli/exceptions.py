@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import click
 
 from orchestrator import exception_queue
+from orchestrator.cli._format import when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.runtime import Runtime
-
-
-def _when(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
 @click.group()
@@ -39,7 +36,7 @@ def list_command(runtime: Runtime, category: str | None, show_all: bool) -> None
             if item.status == exception_queue.ItemStatus.OPEN and item.respond_by < now:
                 state = "overdue"
             click.echo(f"#{item.id}  {item.category}  {state}  owner {item.owner}  "
-                       f"respond by {_when(item.respond_by)}  {item.message}")
+                       f"respond by {when(item.respond_by)}  {item.message}")
 
 
 @exceptions.command("report")
@@ -55,7 +52,7 @@ def report_command(runtime: Runtime, weeks: int) -> None:
         total = sum(row.count for row in report.categories)
         click.echo(f"{report.week} ({report.start:%b %d} - {last_day:%b %d}): {total} item{'s' if total != 1 else ''}")
         for rank, row in enumerate(report.categories, start=1):
-            oldest = f"oldest open {_when(row.oldest_open)}" if row.oldest_open else "none open"
+            oldest = f"oldest open {when(row.oldest_open)}" if row.oldest_open else "none open"
             click.echo(f"  {rank}. {row.category:<20} {row.count:>5}  owner {row.owner}  {oldest}")
 
 

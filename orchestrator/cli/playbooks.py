@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from orchestrator.cli._format import table
+from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.runtime import Runtime
@@ -116,7 +116,7 @@ def list_(runtime: Runtime) -> None:
 
     with unit_of_work(runtime.sessions) as session:
         versions = list_playbooks(session=session)
-        rows = [(v.playbook_id, f"v{v.version}", v.stage, v.applied_at.strftime("%Y-%m-%d %H:%M"),
+        rows = [(v.playbook_id, f"v{v.version}", v.stage, when(v.applied_at),
                  v.applied_by, v.name) for v in versions]
     if not rows:
         click.echo("no playbooks applied yet; run `handoff playbooks apply playbooks/`", err=True)
