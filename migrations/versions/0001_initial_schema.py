@@ -167,7 +167,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('signals', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_signals_account_id_occurred_at'), ['account_id', 'occurred_at'], unique=False)
-        batch_op.create_index('ix_signals_pending', ['received_at'], unique=False, sqlite_where=sa.text('processed_at IS NULL'), postgresql_where=sa.text('processed_at IS NULL'))
+        batch_op.create_index('ix_signals_pending', ['received_at', 'id'], unique=False, sqlite_where=sa.text('processed_at IS NULL'), postgresql_where=sa.text('processed_at IS NULL'))
         batch_op.create_index(batch_op.f('ix_signals_type'), ['type'], unique=False)
 
     op.create_table('journeys',
@@ -353,7 +353,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_outbox_messages_idempotency_key'))
     )
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_due', ['next_attempt_at'], unique=False, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
+        batch_op.create_index('ix_outbox_due', ['next_attempt_at', 'id'], unique=False, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
         batch_op.create_index(batch_op.f('ix_outbox_messages_account_id'), ['account_id'], unique=False)
 
     op.create_table('sla_events',

@@ -22,7 +22,7 @@ class OutboxMessage(IdMixin, Base):
     __tablename__ = "outbox_messages"
     __table_args__ = (
         # Delivery workers claim what is due: pending rows by next attempt time.
-        Index("ix_outbox_due", "next_attempt_at",
+        Index("ix_outbox_due", "next_attempt_at", "id",
               sqlite_where=text("status = 'pending'"),
               postgresql_where=text("status = 'pending'")),
     )

@@ -16,7 +16,7 @@ class Signal(IdMixin, Base):
     __table_args__ = (
         Index(None, "account_id", "occurred_at"),
         # The engine's work queue: signals not yet evaluated, oldest first.
-        Index("ix_signals_pending", "received_at",
+        Index("ix_signals_pending", "received_at", "id",
               sqlite_where=text("processed_at IS NULL"),
               postgresql_where=text("processed_at IS NULL")),
     )
