@@ -15,3 +15,7 @@ class ConfigError(HandoffError):
 
 class DatabaseUnavailable(HandoffError):
     """The database cannot be reached or is not migrated."""
+
+
+class EngineError(HandoffError):
+    """A request the engine refuses: a closed task, an expired override window, ..."""

@@ -1,0 +1,174 @@
+"""People act on journeys: close tasks (done, approved, rejected, published), override an
+on_the_loop step, retry or end a parked journey. Each moves the journey on through `steps`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from orchestrator import exception_queue
+from orchestrator.audit import AuditAction
+from orchestrator.config import Settings
+from orchestrator.errors import EngineError
+from orchestrator.models import (
+    OPEN_STATUSES,
+    Account,
+    Journey,
+    JourneyStatus,
+    StepRun,
+    StepStatus,
+    Task,
+    TaskKind,
+)
+from orchestrator.playbook.model import (
+    AutomatedStep,
+    HybridStep,
+)
+from orchestrator.steps import (
+    Next,
+    Run,
+    advance,
+    after,
+    context_for,
+    end,
+    finish,
+    jump,
+    perform,
+    playbook_of,
+    record,
+)
+from orchestrator.tasks import complete_task
+
+# What a person may say when closing each kind of task; the first is what a bare
+# "completed" from the CRM means.
+OUTCOMES = {
+    TaskKind.ACTION: ("done",),
+    TaskKind.APPROVAL: ("approved", "rejected"),
+    TaskKind.REVIEW: ("published", "rejected"),
+}
+
+
+def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: str, actor: str,
+                now: datetime) -> Task:
+    """Close a task as a person did (done, approved, rejected, published) and move its journey on."""
+    task = session.get(Task, task_id, with_for_update=True)
+    if task is None:
+        raise EngineError(f"no task {task_id}")
+    if task.status not in OPEN_STATUSES:
+        raise EngineError(f"task {task_id} is already {task.status}")
+    run = Run(session, settings, now)
+    decide(run, task, outcome, actor)
+    return task
+
+
+def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True) -> None:
+    allowed = OUTCOMES[TaskKind(task.kind)]
+    if outcome not in allowed:
+        raise EngineError(f"a {task.kind} task takes {' or '.join(allowed)}, not {outcome!r}")
+    complete_task(run.session, task=task, actor=actor, outcome=outcome, now=run.now, sync_crm=sync_crm)
+    journey = run.session.get(Journey, task.journey_id) if task.journey_id else None
+    step_run = run.session.get(StepRun, task.step_run_id) if task.step_run_id else None
+    if journey is None or step_run is None or journey.status != JourneyStatus.WAITING \
+            or journey.current_step_id != step_run.step_id:
+        return  # the journey moved on (exited, say); the task outcome is still recorded
+    version, playbook = playbook_of(run, journey)
+    step = playbook.step(step_run.step_id)
+    account = run.session.get(Account, journey.account_id)
+    assert account is not None
+    next_ = after(playbook, step)
+    if outcome == "rejected":
+        finish(step_run, StepStatus.REJECTED, run.now, f"rejected by {actor}")
+        record(run, journey, version, AuditAction.REJECTED, step.id, f"oversight.{step_run.oversight}",
+               f"task {task.id} rejected by {actor}", actor=actor)
+        if isinstance(step, AutomatedStep) and step.on_reject is not None:
+            next_ = jump(playbook, step.on_reject)
+    elif isinstance(step, AutomatedStep):  # approved
+        args = perform(run, journey, account, step.call, step_run, context_for(run, journey, account), "run")
+        finish(step_run, StepStatus.DONE, run.now, f"approved by {actor}; {step.call.action} ran",
+                args=args, task_id=task.id)
+        run.count("automated_steps")
+        record(run, journey, version, AuditAction.APPROVED, step.id, "oversight.in_the_loop",
+               f"{actor} approved; {step.call.action} ran", actor=actor)
+    elif isinstance(step, HybridStep):
+        if step.publish is not None:
+            context = {**context_for(run, journey, account), "draft": task.draft or ""}
+            perform(run, journey, account, step.publish, step_run, context, "publish")
+        finish(step_run, StepStatus.DONE, run.now, f"published by {actor}", task_id=task.id)
+        record(run, journey, version, AuditAction.PUBLISHED, step.id, "hybrid.review",
+               f"{actor} reviewed the draft and published it", actor=actor)
+    else:
+        finish(step_run, StepStatus.DONE, run.now, f"done by {actor}", task_id=task.id)
+        record(run, journey, version, AuditAction.STEP_RAN, step.id, "human",
+               f"{actor} finished task {task.id}; the journey moves on", actor=actor)
+    advance(run, journey, version, playbook, next_)
+
+
+def override_step(*, session: Session, settings: Settings, step_run_id: int, actor: str,
+                  now: datetime, reason: str = "") -> StepRun:
+    """Undo an on_the_loop step inside its override window by running its compensation."""
+    step_run = session.get(StepRun, step_run_id, with_for_update=True)
+    if step_run is None:
+        raise EngineError(f"no step run {step_run_id}")
+    if step_run.override_until is None or now > step_run.override_until:
+        raise EngineError(f"step run {step_run_id} has no open override window")
+    run = Run(session, settings, now)
+    journey = step_run.journey
+    version, playbook = playbook_of(run, journey)
+    step = playbook.step(step_run.step_id)
+    assert isinstance(step, AutomatedStep) and step.compensate is not None
+    account = session.get(Account, journey.account_id)
+    assert account is not None
+    perform(run, journey, account, step.compensate, step_run, context_for(run, journey, account),
+             "compensate")
+    step_run.status = StepStatus.OVERRIDDEN
+    step_run.override_until = None
+    step_run.outcome = {**step_run.outcome, "overridden_by": actor, "overridden_at": now.isoformat(),
+                        "override_reason": reason}
+    record(run, journey, version, AuditAction.OVERRIDDEN, step.id, "oversight.on_the_loop",
+           f"{actor} overrode {step.call.action}; ran {step.compensate.action}"
+           + (f": {reason}" if reason else ""), actor=actor)
+    return step_run
+
+
+def retry_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,
+                  now: datetime, note: str = "") -> Journey:
+    """Run a parked journey's current step again, once a person has fixed what stopped it."""
+    journey = _parked(session, journey_id)
+    run = Run(session, settings, now)
+    version, playbook = playbook_of(run, journey)
+    _resolve_exceptions(run, journey, actor, note or "retried")
+    record(run, journey, version, AuditAction.RETRIED, journey.current_step_id, "operator",
+           note or f"{actor} retried step {journey.current_step_id}", actor=actor)
+    advance(run, journey, version, playbook, Next(step_id=journey.current_step_id))
+    return journey
+
+
+def end_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,
+                now: datetime, reason: str) -> Journey:
+    """End an open or parked journey by hand; its open tasks are cancelled."""
+    journey = session.get(Journey, journey_id, with_for_update=True)
+    if journey is None:
+        raise EngineError(f"no journey {journey_id}")
+    if journey.ended_at is not None:
+        raise EngineError(f"journey {journey_id} already ended ({journey.status})")
+    run = Run(session, settings, now)
+    version, _ = playbook_of(run, journey)
+    _resolve_exceptions(run, journey, actor, f"journey ended: {reason}")
+    end(run, journey, version, JourneyStatus.EXITED, f"ended by {actor}: {reason}", rule="operator")
+    return journey
+
+
+def _parked(session: Session, journey_id: int) -> Journey:
+    journey = session.get(Journey, journey_id, with_for_update=True)
+    if journey is None:
+        raise EngineError(f"no journey {journey_id}")
+    if journey.status != JourneyStatus.STALLED or journey.current_step_id is None:
+        raise EngineError(f"journey {journey_id} is {journey.status}, not parked in the exception queue")
+    return journey
+
+
+def _resolve_exceptions(run: Run, journey: Journey, actor: str, note: str) -> None:
+    for item in exception_queue.list_items(run.session, journey_id=journey.id):
+        exception_queue.resolve_item(run.session, item_id=item.id, by=actor, at=run.now, note=note)

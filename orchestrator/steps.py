@@ -1,0 +1,467 @@
+"""Running a journey's steps: each kind of step under its oversight level, until the journey waits or ends.
+
+`advance` is the loop; one executor per step kind does the work and says where the journey
+goes next (`Next`). The helpers at the bottom are the vocabulary the rest of the engine
+shares: end, park (hand to the exception queue), flag (raise an exception item), record
+(audit), perform (an action, through the outbox). Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator import audit, exception_queue, governance, outbox
+from orchestrator.actions import get_action
+from orchestrator.assignment import resolve_assignee
+from orchestrator.audit import AuditAction
+from orchestrator.briefs import build_brief
+from orchestrator.calendars import CalendarError
+from orchestrator.config import Settings
+from orchestrator.context import build_context
+from orchestrator.durations import Duration, parse_duration
+from orchestrator.exception_queue import Category
+from orchestrator.expressions import ExpressionError
+from orchestrator.models import (
+    OPEN_STATUSES,
+    Account,
+    Deal,
+    Journey,
+    JourneyStatus,
+    PlaybookVersion,
+    Signal,
+    StepRun,
+    StepStatus,
+    Task,
+    TaskKind,
+)
+from orchestrator.playbook.model import (
+    ActionCall,
+    Assignment,
+    AutomatedStep,
+    BranchStep,
+    ExitStep,
+    GotoStep,
+    HumanStep,
+    HybridStep,
+    Jump,
+    Oversight,
+    Playbook,
+    SetStageStep,
+    Sla,
+    Step,
+    WaitStep,
+)
+from orchestrator.playbook.store import active_playbooks, compiled
+from orchestrator.stages import change_stage
+from orchestrator.tasks import complete_task, create_task
+from orchestrator.templates import Template, TemplateError
+
+log = logging.getLogger(__name__)
+
+# A journey that runs this many steps without waiting is looping; park it for a person.
+MAX_STEPS_PER_ADVANCE = 50
+# A customer-facing automation is held back for this long after a sensitive signal.
+SENSITIVE_LOOKBACK = timedelta(days=30)
+_DEFAULT_APPROVAL_SLA = Sla(due=parse_duration("1 business day"))
+_APPROVAL_BRIEF = ("trigger", "account", "automations", "journey")
+
+
+@dataclass
+class ProcessReport:
+    """What one engine pass did, for CLIs, the demo and metrics."""
+
+    signals: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{name} {count}" for name, count in sorted(self.counts.items()))
+        return f"{self.signals} signals processed" + (f": {parts}" if parts else "")
+
+
+@dataclass
+class Run:
+    """The state one engine call carries around: where, when, and what it counted."""
+
+    session: Session
+    settings: Settings
+    now: datetime
+    report: ProcessReport = field(default_factory=ProcessReport)
+    _active: list[tuple[PlaybookVersion, Playbook]] | None = None
+
+    def count(self, what: str) -> None:
+        self.report.counts[what] += 1
+
+    def playbooks(self) -> list[tuple[PlaybookVersion, Playbook]]:
+        """The active playbooks, read once per engine call: a pass sees one consistent set."""
+        if self._active is None:
+            self._active = active_playbooks(session=self.session)
+        return self._active
+
+
+@dataclass(frozen=True)
+class Next:
+    """Where a journey goes after a step: another step, a wait, or an end."""
+
+    step_id: str | None = None
+    wait: bool = False
+    park: bool = False  # parked in the exception queue: leave the journey exactly as it is
+    end: JourneyStatus | None = None
+    reason: str = ""
+
+
+def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
+    # A journey keeps the version it enrolled under, even after a newer one is applied.
+    version = run.session.get(PlaybookVersion, journey.playbook_version_id)
+    assert version is not None
+    return version, compiled(version)
+
+
+def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+             next_: Next) -> None:
+    for _ in range(MAX_STEPS_PER_ADVANCE):
+        if next_.end is not None:
+            end(run, journey, version, next_.end, next_.reason)
+            return
+        if next_.park:
+            return
+        if next_.wait:
+            journey.status = JourneyStatus.WAITING
+            return
+        if next_.step_id is None:
+            end(run, journey, version, JourneyStatus.COMPLETED, "reached the end of the playbook")
+            return
+        journey.status = JourneyStatus.ACTIVE
+        journey.current_step_id = next_.step_id
+        next_ = _execute(run, journey, version, playbook, playbook.step(next_.step_id))
+    park(run, journey, version, Category.LOOP_GUARD,
+          f"ran {MAX_STEPS_PER_ADVANCE} steps without waiting; the playbook may loop")
+
+
+def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+             step: Step) -> Next:
+    account = run.session.get(Account, journey.account_id)
+    assert account is not None
+    step_run = StepRun(journey_id=journey.id, step_id=step.id, kind=step.kind,
+                       oversight=getattr(step, "oversight", None), started_at=run.now)
+    run.session.add(step_run)
+    run.session.flush()
+    try:
+        return _EXECUTORS[type(step)](run, journey, version, playbook, step, step_run, account)
+    except (TemplateError, ExpressionError, CalendarError) as exc:
+        # A template or condition that cannot be evaluated on this account's data, or a
+        # calendar the playbook names but nobody configured, is for a person to fix.
+        finish(step_run, StepStatus.FAILED, run.now, str(exc))
+        category = Category.CONFIGURATION if isinstance(exc, CalendarError) else Category.MISSING_FIELD
+        return park(run, journey, version, category, f"step {step.id}: {exc}")
+
+
+def _run_automated(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+                   step: AutomatedStep, step_run: StepRun, account: Account) -> Next:
+    spec = get_action(step.call.action)
+    if spec.customer_facing:
+        blocked = _customer_facing_block(run, journey, playbook, account)
+        if blocked:
+            finish(step_run, StepStatus.SKIPPED, run.now, blocked)
+            run.count("caps_hit")
+            record(run, journey, version, AuditAction.STEP_SKIPPED, step.id, "governance", blocked)
+            return after(playbook, step)
+        if governance.in_quiet_hours(run.now, run.settings):
+            resume_at = governance.quiet_hours_end(run.now, run.settings)
+            reason = f"deferred: quiet hours until {resume_at:%Y-%m-%d %H:%M}Z"
+            finish(step_run, StepStatus.SKIPPED, run.now, reason, deferred_until=resume_at.isoformat())
+            record(run, journey, version, AuditAction.STEP_SKIPPED, step.id, "governance.quiet_hours", reason)
+            journey.wait_until, journey.wait_signal = resume_at, None
+            return Next(wait=True)
+    context = context_for(run, journey, account)
+    if step.oversight == Oversight.IN_THE_LOOP:
+        return _ask_approval(run, journey, version, step, step_run, account, context)
+    args = perform(run, journey, account, step.call, step_run, context, "run")
+    finish(step_run, StepStatus.DONE, run.now, f"{step.call.action} ran", args=args)
+    run.count("automated_steps")
+    if step.oversight == Oversight.ON_THE_LOOP:
+        assert step.override_window is not None
+        step_run.override_until = deadline(run, step.override_window)
+        _notify_owner_of_override(run, journey, account, step, step_run)
+    record(run, journey, version, AuditAction.STEP_RAN, step.id, f"oversight.{step.oversight}",
+           f"{step.call.action} ran" + (f"; override open until {step_run.override_until:%Y-%m-%d %H:%M}Z"
+                                        if step_run.override_until else ""))
+    return after(playbook, step)
+
+
+def _customer_facing_block(run: Run, journey: Journey, playbook: Playbook,
+                           account: Account) -> str | None:
+    """Why a customer-facing automation must not run now, or None."""
+    if playbook.sensitive_signals:
+        sensitive = run.session.scalar(
+            select(Signal).where(Signal.account_id == account.id,
+                                 Signal.type.in_(playbook.sensitive_signals),
+                                 Signal.occurred_at >= run.now - SENSITIVE_LOOKBACK,
+                                 Signal.occurred_at <= run.now)
+            .order_by(Signal.occurred_at.desc()).limit(1))
+        if sensitive is not None:
+            return (f"protected human zone: {sensitive.type} on {sensitive.occurred_at:%Y-%m-%d}; "
+                    "a person handles this account's customer contact")
+    return governance.touch_block_reason(run.session, account_id=account.id, now=run.now,
+                                         settings=run.settings, playbook_limit=playbook.touch_limit,
+                                         playbook_id=playbook.id)
+
+
+def _ask_approval(run: Run, journey: Journey, version: PlaybookVersion, step: AutomatedStep,
+                  step_run: StepRun, account: Account, context: dict[str, Any]) -> Next:
+    spec = get_action(step.call.action)
+    shown = "; ".join(f"{key}: {value}" for key, value in _render_args(step.call, context).items())
+    action = spec.description.rstrip(".")
+    return _create_task(
+        run, journey, version, step, step_run, account, kind=TaskKind.APPROVAL,
+        assignment=step.approval or Assignment(to="account.owner"),
+        title=f"Approve: {action} ({account.name})",
+        recommendation=(f"Approve to let Handoff {action[0].lower()}{action[1:]} ({shown}). "
+                        "Reject if what you know of the account says otherwise."),
+        sections=_APPROVAL_BRIEF, sla=step.approval_sla or _DEFAULT_APPROVAL_SLA, draft=None,
+        estimate=None)
+
+
+def _run_person_step(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+                     step: HumanStep | HybridStep, step_run: StepRun, account: Account) -> Next:
+    """A human step's task, or a hybrid step's draft handed to a person to review."""
+    context = context_for(run, journey, account)
+    draft = step.draft.render(context) if isinstance(step, HybridStep) else None
+    return _create_task(run, journey, version, step, step_run, account,
+                        kind=TaskKind.ACTION if draft is None else TaskKind.REVIEW,
+                        assignment=step.assign, title=step.task.title.render(context),
+                        recommendation=step.task.recommend.render(context),
+                        sections=step.task.brief, sla=step.sla,
+                        draft=draft,
+                        estimate=step.estimate_minutes)
+
+
+def _create_task(run: Run, journey: Journey, version: PlaybookVersion, step: Step,
+                 step_run: StepRun, account: Account, *, kind: TaskKind, assignment: Assignment,
+                 title: str, recommendation: str, sections: tuple[str, ...], sla: Sla,
+                 draft: str | None, estimate: int | None) -> Next:
+    deal = run.session.get(Deal, journey.deal_id) if journey.deal_id else None
+    assignee = resolve_assignee(run.session, assignment=assignment, account=account, deal=deal,
+                                now=run.now)
+    if assignee is None:
+        reason = f"no available person for step {step.id} ({_describe(assignment)})"
+        finish(step_run, StepStatus.FAILED, run.now, reason)
+        return park(run, journey, version, Category.NO_ASSIGNEE, reason)
+    signal = signal_of(run, journey)
+    brief = build_brief(run.session, account=account, trigger=signal, recommendation=recommendation,
+                        sections=sections, journey=journey, deal=deal,
+                        assignee_how=assignee.how, now=run.now)
+    task = create_task(run.session, settings=run.settings, account=account, owner=assignee.owner,
+                       kind=kind, title=title[:255],
+                       recommendation=recommendation, brief=brief, sla=sla, now=run.now,
+                       journey=journey, step_run=step_run, signal=signal, draft=draft,
+                       calendar_name=sla.calendar)
+    step_run.status = StepStatus.WAITING
+    step_run.outcome = {"task_id": task.id, "owner": assignee.owner.email, "assigned": assignee.how,
+                        "estimate_minutes": estimate}
+    run.count("tasks_created")
+    record(run, journey, version, AuditAction.STEP_WAITING, step.id, f"assign: {assignee.how}",
+           f"{kind} task {task.id} for {assignee.owner.email}, due {task.due_at:%Y-%m-%d %H:%M}Z")
+    return Next(wait=True)
+
+
+def _run_wait(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+              step: WaitStep, step_run: StepRun, account: Account) -> Next:
+    if step.signal is None and step.until is not None:
+        if step.until.evaluate(context_for(run, journey, account)):
+            finish(step_run, StepStatus.DONE, run.now, "condition already true")
+            return after(playbook, step)
+    journey.wait_signal = step.signal
+    journey.wait_until = deadline(run, step.timeout)
+    step_run.status = StepStatus.WAITING
+    record(run, journey, version, AuditAction.STEP_WAITING, step.id, f"wait:{step.id}",
+           f"waiting for {step.signal or step.until.source if step.until else '?'} "
+           f"until {journey.wait_until:%Y-%m-%d %H:%M}Z")
+    return Next(wait=True)
+
+
+def _run_branch(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+                step: BranchStep, step_run: StepRun, account: Account) -> Next:
+    context = context_for(run, journey, account)
+    for index, rule in enumerate(step.rules):
+        if rule.when.evaluate(context):
+            finish(step_run, StepStatus.DONE, run.now, f"rule {index + 1} matched", rule=index)
+            record(run, journey, version, AuditAction.STEP_RAN, step.id,
+                   f"branch:{step.id}[{index}] {rule.when.source}", f"rule {index + 1} matched")
+            return jump(playbook, rule.goto)
+    if step.otherwise is not None:
+        finish(step_run, StepStatus.DONE, run.now, "no rule matched; took otherwise")
+        record(run, journey, version, AuditAction.STEP_RAN, step.id, f"branch:{step.id} otherwise",
+               "no rule matched")
+        return jump(playbook, step.otherwise)
+    reason = f"branch {step.id}: no rule matched this account's data"
+    finish(step_run, StepStatus.FAILED, run.now, reason)
+    return park(run, journey, version, Category.UNMATCHED_BRANCH, reason)
+
+
+def _run_goto(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+              step: GotoStep, step_run: StepRun, account: Account) -> Next:
+    finish(step_run, StepStatus.DONE, run.now, f"goto {step.to}")
+    return Next(step_id=step.to)
+
+
+def _run_exit(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+              step: ExitStep, step_run: StepRun, account: Account) -> Next:
+    finish(step_run, StepStatus.DONE, run.now, step.reason)
+    return Next(end=JourneyStatus.COMPLETED, reason=f"exit step {step.id}: {step.reason}")
+
+
+def _run_set_stage(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+                   step: SetStageStep, step_run: StepRun, account: Account) -> Next:
+    change_stage(run.session, account=account, to=step.stage, at=run.now, journey=journey,
+                 playbook_version=version.version, rule=f"set_stage:{step.id}",
+                 reason=f"{playbook.id} step {step.id}")
+    finish(step_run, StepStatus.DONE, run.now, f"stage {step.stage}")
+    return after(playbook, step)
+
+
+_EXECUTORS: dict[type, Any] = {
+    AutomatedStep: _run_automated, HumanStep: _run_person_step, HybridStep: _run_person_step,
+    WaitStep: _run_wait, BranchStep: _run_branch, GotoStep: _run_goto, ExitStep: _run_exit,
+    SetStageStep: _run_set_stage,
+}
+
+
+# --- the shared vocabulary ------------------------------------------------------------------
+
+def after(playbook: Playbook, step: Step) -> Next:
+    return Next(step_id=playbook.next_step_id(step.id))
+
+
+def jump(playbook: Playbook, jump: Jump) -> Next:
+    if jump.exit:
+        return Next(end=JourneyStatus.COMPLETED, reason="exit")
+    return Next(step_id=jump.goto)
+
+
+def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneyStatus, reason: str,
+         rule: str = "") -> None:
+    journey.status = status
+    journey.ended_at = run.now
+    journey.end_reason = reason
+    journey.wait_signal = journey.wait_until = None
+    # Free the once_per slot so a later trigger can enroll the account again.
+    journey.enrollment_key = f"{journey.enrollment_key}#{journey.id}"
+    for task in run.session.scalars(select(Task).where(Task.journey_id == journey.id,
+                                                       Task.status.in_(OPEN_STATUSES))):
+        complete_task(run.session, task=task, actor="system", outcome="cancelled", now=run.now)
+    run.count(f"journeys_{status}")
+    record(run, journey, version,
+           AuditAction.EXITED if status == JourneyStatus.EXITED else AuditAction.COMPLETED,
+           journey.current_step_id, rule or "flow", reason)
+
+
+def park(run: Run, journey: Journey, version: PlaybookVersion, category: Category, reason: str) -> Next:
+    """Stop a journey where it is and hand it to the exception queue's owner."""
+    journey.status = JourneyStatus.STALLED
+    journey.wait_signal = journey.wait_until = None
+    flag(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
+           journey_id=journey.id, playbook_id=journey.playbook_id, playbook_version=version.version,
+           step_id=journey.current_step_id)
+    return Next(park=True)
+
+
+def flag(run: Run, category: Category, message: str, **refs: Any) -> None:
+    exception_queue.raise_item(run.session, settings=run.settings, category=category,
+                               message=message, at=run.now, **refs)
+    run.count(f"exceptions_{category}")
+
+
+def finish(step_run: StepRun, status: StepStatus, at: datetime, reason: str, **outcome: Any) -> None:
+    step_run.status = status
+    step_run.finished_at = at
+    step_run.reason = reason
+    if outcome:
+        step_run.outcome = {**step_run.outcome, **outcome}
+
+
+def waiting_run(run: Run, journey: Journey) -> StepRun:
+    step_run = run.session.scalar(
+        select(StepRun).where(StepRun.journey_id == journey.id,
+                              StepRun.step_id == journey.current_step_id,
+                              StepRun.status == StepStatus.WAITING)
+        .order_by(StepRun.id.desc()).limit(1))
+    assert step_run is not None, f"journey {journey.id} waits with no waiting step run"
+    return step_run
+
+
+def signal_of(run: Run, journey: Journey) -> Signal | None:
+    signal_id = journey.context.get("signal_id") or journey.trigger_signal_id
+    return run.session.get(Signal, signal_id) if signal_id else None
+
+
+def context_for(run: Run, journey: Journey, account: Account,
+             signal: Signal | None = None) -> dict[str, Any]:
+    deal = run.session.get(Deal, journey.deal_id) if journey.deal_id else None
+    return build_context(run.session, account=account, now=run.now,
+                         signal=signal or signal_of(run, journey), deal=deal, journey=journey,
+                         owner=account.owner)
+
+
+def deadline(run: Run, duration: Duration) -> datetime:
+    return run.settings.calendar().add(run.now, duration)
+
+
+def _render_args(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.render(context) if isinstance(value, Template) else value
+            for key, value in call.args.items()}
+
+
+def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step_run: StepRun,
+             context: dict[str, Any], purpose: str) -> dict[str, Any]:
+    """Carry out an action: an outbox row for outside systems, a stage change for the journey."""
+    spec = get_action(call.action)
+    args = _render_args(call, context)
+    if spec.target == "journey":
+        version, _ = playbook_of(run, journey)
+        change_stage(run.session, account=account, to=str(args["stage"]), at=run.now, journey=journey,
+                     playbook_version=version.version, rule=f"{call.action}:{step_run.step_id}",
+                     reason=f"{journey.playbook_id} step {step_run.step_id}")
+    else:
+        outbox.enqueue(run.session, kind=call.action, target=spec.target, at=run.now,
+                       idempotency_key=f"step-run:{step_run.id}:{purpose}", account_id=account.id,
+                       payload={"account_id": account.id, "journey_id": journey.id,
+                                "step_id": step_run.step_id, "args": args})
+    if spec.customer_facing and purpose != "compensate":
+        governance.record_touch(run.session, account_id=account.id, journey_id=journey.id,
+                                step_id=step_run.step_id, action=call.action, at=run.now)
+    return args
+
+
+def _notify_owner_of_override(run: Run, journey: Journey, account: Account, step: AutomatedStep,
+                              step_run: StepRun) -> None:
+    owner = account.owner
+    if owner is None or step_run.override_until is None:
+        return
+    outbox.enqueue(
+        run.session, kind="notify.email", target="email", at=run.now, account_id=account.id,
+        idempotency_key=f"step-run:{step_run.id}:override-notice",
+        payload={"to": owner.email,
+                 "subject": f"Handoff ran {step.id} for {account.name}",
+                 "body": f"{step.call.action} ran at {run.now:%Y-%m-%d %H:%M}Z. You can override it "
+                         f"until {step_run.override_until:%Y-%m-%d %H:%M}Z (step run {step_run.id}).",
+                 "step_run_id": step_run.id})
+
+
+def record(run: Run, journey: Journey, version: PlaybookVersion, action: AuditAction, step_id: str | None,
+           rule: str, reason: str, actor: str = "system") -> None:
+    audit.record(run.session, at=run.now, action=action, rule=rule, reason=reason, actor=actor,
+                 account_id=journey.account_id, journey_id=journey.id,
+                 playbook_id=journey.playbook_id, playbook_version=version.version, step_id=step_id)
+
+
+def _describe(assignment: Assignment) -> str:
+    parts = [f"to {assignment.to}" if assignment.to else "", f"role {assignment.role}" if assignment.role else ""]
+    text = ", ".join(p for p in parts if p)
+    return text + (f"; fallback {_describe(assignment.fallback)}" if assignment.fallback else "")
