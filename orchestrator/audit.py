@@ -57,14 +57,13 @@ def record(
     step_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add one audit event to the caller's transaction (flushed, not committed)."""
+    """Add one audit event to the caller's transaction (not flushed: events are written in batches)."""
     event = AuditEvent(
         at=at, action=str(action), reason=reason, rule=rule, actor=actor,
         account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
         playbook_version=playbook_version, step_id=step_id, detail=dict(detail or {}),
     )
     session.add(event)
-    session.flush()
     return event
 
 

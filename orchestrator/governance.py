@@ -104,7 +104,6 @@ def record_touch(
     """Count one automated customer-facing action against the account's caps."""
     touch = CustomerTouch(account_id=account_id, journey_id=journey_id, step_id=step_id, action=action, at=at)
     session.add(touch)
-    session.flush()
     return touch
 
 
