@@ -87,7 +87,7 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
     elif isinstance(step, AutomatedStep):  # approved
         args = perform(run, journey, account, step.call, step_run, context_for(run, journey, account), "run")
         finish(step_run, StepStatus.DONE, run.now, f"approved by {actor}; {step.call.action} ran",
-                args=args, task_id=task.id)
+               args=args, task_id=task.id)
         run.count("automated_steps")
         record(run, journey, version, AuditAction.APPROVED, step.id, "oversight.in_the_loop",
                f"{actor} approved; {step.call.action} ran", actor=actor)
@@ -121,7 +121,7 @@ def override_step(*, session: Session, settings: Settings, step_run_id: int, act
     account = session.get(Account, journey.account_id)
     assert account is not None
     perform(run, journey, account, step.compensate, step_run, context_for(run, journey, account),
-             "compensate")
+            "compensate")
     step_run.status = StepStatus.OVERRIDDEN
     step_run.override_until = None
     step_run.outcome = {**step_run.outcome, "overridden_by": actor, "overridden_at": now.isoformat(),

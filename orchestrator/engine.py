@@ -123,7 +123,7 @@ def _complete_from_signal(run: Run, signal: Signal) -> None:
     allowed = OUTCOMES[TaskKind(task.kind)]
     outcome = payload.get("outcome")
     decide(run, task, outcome if outcome in allowed else allowed[0], str(payload.get("actor") or "crm"),
-            sync_crm=False)  # the CRM already knows: do not echo the completion back
+           sync_crm=False)  # the CRM already knows: do not echo the completion back
 
 
 def _unfinished_journeys(run: Run, account: Account) -> list[Journey]:
@@ -141,7 +141,7 @@ def _exit_journeys(run: Run, journeys: list[Journey], signal: Signal) -> None:
         version, playbook = playbook_of(run, journey)
         if signal.type in playbook.exit_on:
             end(run, journey, version, JourneyStatus.EXITED,
-                 f"{signal.type} received (exit_on)", rule=f"exit_on: {signal.type}")
+                f"{signal.type} received (exit_on)", rule=f"exit_on: {signal.type}")
 
 
 def _wake_journeys(run: Run, account: Account, journeys: list[Journey], signal: Signal,
@@ -160,8 +160,8 @@ def _wake_journeys(run: Run, account: Account, journeys: list[Journey], signal: 
             missing = _missing_signal_fields(step.until, signal)
             if missing:
                 flag(run, Category.MISSING_FIELD, f"{playbook.id} step {step.id} expects {', '.join(missing)} "
-                       f"on {signal.type}; the signal has none; still waiting",
-                       account_id=account.id, signal_id=signal.id, journey_id=journey.id)
+                     f"on {signal.type}; the signal has none; still waiting",
+                     account_id=account.id, signal_id=signal.id, journey_id=journey.id)
                 continue
         context = context_for(run, journey, account, signal)
         if step.until is not None and not step.until.evaluate(context):
@@ -186,8 +186,8 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
             missing = _missing_signal_fields(condition, signal)
             if missing:
                 flag(run, Category.MISSING_FIELD,
-                       f"{playbook.id} expects {', '.join(missing)} on {signal.type}; the signal has none",
-                       account_id=account.id, signal_id=signal.id)
+                     f"{playbook.id} expects {', '.join(missing)} on {signal.type}; the signal has none",
+                     account_id=account.id, signal_id=signal.id)
                 continue
             context = build_context(run.session, account=account, now=run.now, signal=signal,
                                     deal=deal)
@@ -196,7 +196,7 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
                 matched = bool(condition.evaluate(context))
             except ExpressionError as exc:
                 flag(run, Category.EXPRESSION_ERROR, f"{playbook.id}: enroll.when failed: {exc}",
-                       account_id=account.id, signal_id=signal.id)
+                     account_id=account.id, signal_id=signal.id)
                 continue
             if not matched:
                 audit.record(run.session, at=run.now, action=AuditAction.NOT_ENROLLED, rule=rule,

@@ -124,7 +124,7 @@ def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
 
 
 def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
-             next_: Next) -> None:
+            next_: Next) -> None:
     for _ in range(MAX_STEPS_PER_ADVANCE):
         if next_.end is not None:
             end(run, journey, version, next_.end, next_.reason)
@@ -141,7 +141,7 @@ def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Play
         journey.current_step_id = next_.step_id
         next_ = _execute(run, journey, version, playbook, playbook.step(next_.step_id))
     park(run, journey, version, Category.LOOP_GUARD,
-          f"ran {MAX_STEPS_PER_ADVANCE} steps without waiting; the playbook may loop")
+         f"ran {MAX_STEPS_PER_ADVANCE} steps without waiting; the playbook may loop")
 
 
 def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
@@ -281,7 +281,7 @@ def _run_wait(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pl
     journey.wait_until = deadline(run, step.timeout)
     step_run.status = StepStatus.WAITING
     record(run, journey, version, AuditAction.STEP_WAITING, step.id, f"wait:{step.id}",
-           f"waiting for {step.signal or step.until.source if step.until else '?'} "
+           f"waiting for {step.signal or (step.until.source if step.until else 'a condition')} "
            f"until {journey.wait_until:%Y-%m-%d %H:%M}Z")
     return Next(wait=True)
 
@@ -346,7 +346,7 @@ def jump(playbook: Playbook, jump: Jump) -> Next:
 
 
 def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneyStatus, reason: str,
-         rule: str = "") -> None:
+        rule: str = "") -> None:
     journey.status = status
     journey.ended_at = run.now
     journey.end_reason = reason
@@ -367,8 +367,8 @@ def park(run: Run, journey: Journey, version: PlaybookVersion, category: Categor
     journey.status = JourneyStatus.STALLED
     journey.wait_signal = journey.wait_until = None
     flag(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
-           journey_id=journey.id, playbook_id=journey.playbook_id, playbook_version=version.version,
-           step_id=journey.current_step_id)
+         journey_id=journey.id, playbook_id=journey.playbook_id, playbook_version=version.version,
+         step_id=journey.current_step_id)
     return Next(park=True)
 
 
@@ -402,7 +402,7 @@ def signal_of(run: Run, journey: Journey) -> Signal | None:
 
 
 def context_for(run: Run, journey: Journey, account: Account,
-             signal: Signal | None = None) -> dict[str, Any]:
+                signal: Signal | None = None) -> dict[str, Any]:
     deal = run.session.get(Deal, journey.deal_id) if journey.deal_id else None
     return build_context(run.session, account=account, now=run.now,
                          signal=signal or signal_of(run, journey), deal=deal, journey=journey,
@@ -419,7 +419,7 @@ def _render_args(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
 
 
 def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step_run: StepRun,
-             context: dict[str, Any], purpose: str) -> dict[str, Any]:
+            context: dict[str, Any], purpose: str) -> dict[str, Any]:
     """Carry out an action: an outbox row for outside systems, a stage change for the journey."""
     spec = get_action(call.action)
     args = _render_args(call, context)

@@ -552,3 +552,13 @@ def test_a_playbook_naming_a_calendar_nobody_configured_parks_the_journey_for_a_
     feed("deal.closed_won", account, deal=DealFactory(account=account))
     item = session.scalars(select(ExceptionItem)).one()
     assert item.category == "configuration" and 'no calendar named "emea"' in item.message
+
+
+def test_a_wait_names_the_signal_it_waits_for_in_the_audit_trail(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    engine.decide_task(session=session, settings=settings, task_id=session.scalars(select(Task)).one().id,
+                       outcome="done", actor="x@acme.example", now=clock.now())
+    event = session.scalars(select(AuditEvent).where(AuditEvent.step_id == "wait-usage",
+                                                     AuditEvent.action == "step_waiting")).one()
+    assert event.reason.startswith("waiting for product.usage until ")
+    assert event.account_id == account.id
