@@ -117,7 +117,7 @@ class Next:
 
 
 def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
-    # A journey keeps the version it enrolled under, even after a newer one is applied.
+    """The version the journey enrolled under (kept even after a newer one is applied), compiled."""
     version = run.session.get(PlaybookVersion, journey.playbook_version_id)
     assert version is not None
     return version, compiled(version)
@@ -125,6 +125,7 @@ def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
 
 def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
             next_: Next) -> None:
+    """Run steps from `next_` until the journey waits, is parked or ends."""
     for _ in range(MAX_STEPS_PER_ADVANCE):
         if next_.end is not None:
             end(run, journey, version, next_.end, next_.reason)
@@ -336,17 +337,20 @@ _EXECUTORS: dict[type, Any] = {
 # --- the shared vocabulary ------------------------------------------------------------------
 
 def after(playbook: Playbook, step: Step) -> Next:
+    """Continue with the step after `step` in file order."""
     return Next(step_id=playbook.next_step_id(step.id))
 
 
-def jump(playbook: Playbook, jump: Jump) -> Next:
-    if jump.exit:
+def jump(playbook: Playbook, target: Jump) -> Next:
+    """Go where a goto, branch rule, on_timeout or on_reject points: a step, or the end."""
+    if target.exit:
         return Next(end=JourneyStatus.COMPLETED, reason="exit")
-    return Next(step_id=jump.goto)
+    return Next(step_id=target.goto)
 
 
 def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneyStatus, reason: str,
         rule: str = "") -> None:
+    """End the journey; its open tasks are cancelled (in the CRM too, through the outbox)."""
     journey.status = status
     journey.ended_at = run.now
     journey.end_reason = reason
@@ -373,12 +377,14 @@ def park(run: Run, journey: Journey, version: PlaybookVersion, category: Categor
 
 
 def flag(run: Run, category: Category, message: str, **refs: Any) -> None:
+    """Raise an exception item for the category's owner."""
     exception_queue.raise_item(run.session, settings=run.settings, category=category,
                                message=message, at=run.now, **refs)
     run.count(f"exceptions_{category}")
 
 
 def finish(step_run: StepRun, status: StepStatus, at: datetime, reason: str, **outcome: Any) -> None:
+    """Close a step run with its status, reason and outcome details."""
     step_run.status = status
     step_run.finished_at = at
     step_run.reason = reason
@@ -387,6 +393,7 @@ def finish(step_run: StepRun, status: StepStatus, at: datetime, reason: str, **o
 
 
 def waiting_run(run: Run, journey: Journey) -> StepRun:
+    """The step run the journey is waiting on (a wait, a task, an approval)."""
     step_run = run.session.scalar(
         select(StepRun).where(StepRun.journey_id == journey.id,
                               StepRun.step_id == journey.current_step_id,
@@ -397,12 +404,14 @@ def waiting_run(run: Run, journey: Journey) -> StepRun:
 
 
 def signal_of(run: Run, journey: Journey) -> Signal | None:
+    """The signal steps read as `signal`: the one that last moved the journey, else its trigger."""
     signal_id = journey.context.get("signal_id") or journey.trigger_signal_id
     return run.session.get(Signal, signal_id) if signal_id else None
 
 
 def context_for(run: Run, journey: Journey, account: Account,
                 signal: Signal | None = None) -> dict[str, Any]:
+    """What the journey's expressions and templates see right now."""
     deal = run.session.get(Deal, journey.deal_id) if journey.deal_id else None
     return build_context(run.session, account=account, now=run.now,
                          signal=signal or signal_of(run, journey), deal=deal, journey=journey,
@@ -410,6 +419,7 @@ def context_for(run: Run, journey: Journey, account: Account,
 
 
 def deadline(run: Run, duration: Duration) -> datetime:
+    """Now plus `duration`, business time on the default calendar."""
     return run.settings.calendar().add(run.now, duration)
 
 
@@ -456,6 +466,7 @@ def _notify_owner_of_override(run: Run, journey: Journey, account: Account, step
 
 def record(run: Run, journey: Journey, version: PlaybookVersion, action: AuditAction, step_id: str | None,
            rule: str, reason: str, actor: str = "system") -> None:
+    """Add a journey decision to the audit trail, naming the playbook version."""
     audit.record(run.session, at=run.now, action=action, rule=rule, reason=reason, actor=actor,
                  account_id=journey.account_id, journey_id=journey.id,
                  playbook_id=journey.playbook_id, playbook_version=version.version, step_id=step_id)
