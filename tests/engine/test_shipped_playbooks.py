@@ -162,6 +162,7 @@ def test_onboarding_kickoff_brief_carries_trigger_recommendation_and_evidence(se
 def test_onboarding_runs_on_the_loop_email_moves_to_adopt_then_times_out_into_a_review(
         session, feed, settings, clock, team):
     account = _closed_won(session, feed, team, csm=team["csm"])
+    assert account.stage == "onboard"
     _decide(session, settings, clock, _tasks(session, account)[0], "done")
 
     welcome = session.scalars(select(StepRun).where(StepRun.step_id == "welcome-email")).one()
@@ -259,6 +260,7 @@ def test_the_account_wide_touch_cap_skips_a_second_nudge_and_says_why(session, s
 def test_a_seat_limit_hands_a_mid_market_account_to_the_least_loaded_ae(session, feed, team):
     account = AccountFactory(name="Scale Co", segment="mid", owner=team["csm"])
     feed("product.seat_limit_reached", account, {"seats_used": 50, "seats_purchased": 50})
+    assert account.stage == "expand"
     assert "50 of 50 seats" in _outbox(session, account, "crm.create_note")[0].payload["args"]["body"]
     task = _tasks(session, account)[0]
     assert task.owner_id == team["ae"].id and "out of seats" in task.title
@@ -278,7 +280,7 @@ def test_a_small_account_at_its_seat_limit_gets_an_upsell_outline_to_review(
 # --- renew: renewal review ---------------------------------------------------------------------
 
 def _renewal(session, feed, team, owner=None):
-    account = AccountFactory(name="Renew Co", stage="renew", owner=owner or team["ae"])
+    account = AccountFactory(name="Renew Co", stage="adopt", owner=owner or team["ae"])
     deal = DealFactory(account=account, kind="renewal", is_closed=False, is_won=False,
                        attributes={"champion_email": "cfo@renewco.example"})
     feed("renewal.upcoming", account, {"days_to_renewal": 118}, deal=deal)
@@ -288,6 +290,7 @@ def _renewal(session, feed, team, owner=None):
 def test_renewal_review_marks_the_crm_drafts_a_brief_and_asks_before_the_survey(
         session, feed, settings, clock, team):
     account = _renewal(session, feed, team)
+    assert account.stage == "renew"
     mark = session.scalars(select(StepRun).where(StepRun.step_id == "mark-in-review")).one()
     assert mark.override_until == clock.now() + timedelta(hours=24)
     review = _tasks(session, account, kind="review")[0]
@@ -303,6 +306,7 @@ def test_renewal_review_marks_the_crm_drafts_a_brief_and_asks_before_the_survey(
     survey = _outbox(session, account, "customer.survey")[0]
     assert survey.payload["args"] == {"survey": "renewal-nps", "to": "cfo@renewco.example"}
     assert _journey(session, account, "renewal-review").status == "completed"
+    assert account.stage == "adopt"  # a renewal starts a new adopt phase
 
 
 def test_a_renewal_override_inside_the_window_puts_the_crm_field_back(session, feed, settings, clock, team):
