@@ -34,7 +34,9 @@ from orchestrator.steps import (
     context_for,
     end,
     finish,
+    fresh,
     jump,
+    lock_accounts,
     perform,
     playbook_of,
     record,
@@ -53,9 +55,12 @@ OUTCOMES = {
 def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: str, actor: str,
                 now: datetime) -> Task:
     """Close a task as a person did (done, approved, rejected, published) and move its journey on."""
-    task = session.get(Task, task_id, with_for_update=True)
+    task = session.get(Task, task_id)
     if task is None:
         raise EngineError(f"no task {task_id}")
+    lock_accounts(session, [task.account_id])
+    task = fresh(session, Task, task_id)
+    assert task is not None
     if task.status not in OPEN_STATUSES:
         raise EngineError(f"task {task_id} is already {task.status}")
     run = Run(session, settings, now)
@@ -68,8 +73,9 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
     if outcome not in allowed:
         raise EngineError(f"a {task.kind} task takes {' or '.join(allowed)}, not {outcome!r}")
     complete_task(run.session, task=task, actor=actor, outcome=outcome, now=run.now, sync_crm=sync_crm)
-    journey = run.session.get(Journey, task.journey_id) if task.journey_id else None
-    step_run = run.session.get(StepRun, task.step_run_id) if task.step_run_id else None
+    # The caller holds the account's lock: what we read now is what no other worker can change.
+    journey = fresh(run.session, Journey, task.journey_id) if task.journey_id else None
+    step_run = fresh(run.session, StepRun, task.step_run_id) if task.step_run_id else None
     if journey is None or step_run is None or journey.status != JourneyStatus.WAITING \
             or journey.current_step_id != step_run.step_id:
         return  # the journey moved on (exited, say); the task outcome is still recorded
@@ -108,9 +114,12 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
 def override_step(*, session: Session, settings: Settings, step_run_id: int, actor: str,
                   now: datetime, reason: str = "") -> StepRun:
     """Undo an on_the_loop step inside its override window by running its compensation."""
-    step_run = session.get(StepRun, step_run_id, with_for_update=True)
+    step_run = session.get(StepRun, step_run_id)
     if step_run is None:
         raise EngineError(f"no step run {step_run_id}")
+    lock_accounts(session, [step_run.journey.account_id])
+    step_run = fresh(session, StepRun, step_run_id)
+    assert step_run is not None
     if step_run.override_until is None or now > step_run.override_until:
         raise EngineError(f"step run {step_run_id} has no open override window")
     run = Run(session, settings, now)
@@ -148,9 +157,7 @@ def retry_journey(*, session: Session, settings: Settings, journey_id: int, acto
 def end_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,
                 now: datetime, reason: str) -> Journey:
     """End an open or parked journey by hand; its open tasks are cancelled."""
-    journey = session.get(Journey, journey_id, with_for_update=True)
-    if journey is None:
-        raise EngineError(f"no journey {journey_id}")
+    journey = _locked_journey(session, journey_id)
     if journey.ended_at is not None:
         raise EngineError(f"journey {journey_id} already ended ({journey.status})")
     run = Run(session, settings, now)
@@ -160,10 +167,18 @@ def end_journey(*, session: Session, settings: Settings, journey_id: int, actor:
     return journey
 
 
-def _parked(session: Session, journey_id: int) -> Journey:
-    journey = session.get(Journey, journey_id, with_for_update=True)
+def _locked_journey(session: Session, journey_id: int) -> Journey:
+    journey = session.get(Journey, journey_id)
     if journey is None:
         raise EngineError(f"no journey {journey_id}")
+    lock_accounts(session, [journey.account_id])
+    locked = fresh(session, Journey, journey_id)
+    assert locked is not None
+    return locked
+
+
+def _parked(session: Session, journey_id: int) -> Journey:
+    journey = _locked_journey(session, journey_id)
     if journey.status != JourneyStatus.STALLED or journey.current_step_id is None:
         raise EngineError(f"journey {journey_id} is {journey.status}, not parked in the exception queue")
     return journey

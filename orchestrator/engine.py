@@ -23,7 +23,6 @@ from orchestrator import audit, exception_queue, signals
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
 from orchestrator.context import build_context
-from orchestrator.db import skip_locked
 from orchestrator.decisions import OUTCOMES, decide, decide_task, end_journey, override_step, retry_journey
 from orchestrator.errors import EngineError
 from orchestrator.exception_queue import Category
@@ -54,7 +53,9 @@ from orchestrator.steps import (
     end,
     finish,
     flag,
+    fresh,
     jump,
+    lock_accounts,
     park,
     playbook_of,
     record,
@@ -74,7 +75,9 @@ def process_pending(*, session: Session, settings: Settings, now: datetime,
                     limit: int = 500) -> ProcessReport:
     """Evaluate stored signals not yet processed, oldest first; one bad signal never stops the rest."""
     run = Run(session, settings, now)
-    for signal in signals.pending_signals(session, limit=limit):
+    claimed = signals.pending_signals(session, limit=limit)
+    lock_accounts(session, (signal.account_id for signal in claimed if signal.account_id is not None))
+    for signal in claimed:
         try:
             with session.begin_nested():
                 _process_signal(run, signal)
@@ -93,7 +96,7 @@ def process_pending(*, session: Session, settings: Settings, now: datetime,
 def _process_signal(run: Run, signal: Signal) -> None:
     if signal.account_id is None:
         return  # intake already put it in the exception queue as unknown_account
-    account = run.session.get(Account, signal.account_id)
+    account = fresh(run.session, Account, signal.account_id)
     assert account is not None
     journeys = _unfinished_journeys(run, account)
     # A signal wakes only waits that were already waiting when it arrived, not one a
@@ -130,7 +133,7 @@ def _unfinished_journeys(run: Run, account: Account) -> list[Journey]:
     """The account's journeys that have not ended: active, waiting, or parked."""
     return list(run.session.scalars(
         select(Journey).where(Journey.account_id == account.id, Journey.ended_at.is_(None))
-        .order_by(Journey.id)))
+        .order_by(Journey.id).execution_options(populate_existing=True)))
 
 
 def _exit_journeys(run: Run, journeys: list[Journey], signal: Signal) -> None:
@@ -256,13 +259,21 @@ def _enrollment_key(playbook: Playbook, account: Account, signal: Signal) -> str
 def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit: int = 500) -> int:
     """Move on journeys whose wait has expired; close expired override windows. Returns journeys moved."""
     run = Run(session, settings, now)
-    due = select(Journey).where(Journey.status == JourneyStatus.WAITING,
-                                Journey.wait_until.is_not(None), Journey.wait_until <= now) \
-        .order_by(Journey.wait_until).limit(limit)
-    if skip_locked(session):
-        due = due.with_for_update(skip_locked=True)
+    due = session.execute(
+        select(Journey.id, Journey.account_id)
+        .where(Journey.status == JourneyStatus.WAITING, Journey.wait_until.is_not(None),
+               Journey.wait_until <= now)
+        .order_by(Journey.wait_until).limit(limit)).all()
     moved = 0
-    for journey in session.scalars(due).all():
+    for journey_id, account_id in due:
+        # An account another worker is busy with is skipped, not waited for: the next
+        # sweep takes it, and skipping cannot deadlock.
+        if not lock_accounts(session, [account_id], skip_locked=True):
+            continue
+        journey = fresh(session, Journey, journey_id)
+        if journey is None or journey.status != JourneyStatus.WAITING or journey.wait_until is None \
+                or journey.wait_until > now:
+            continue  # a signal moved it on since the query above
         try:
             with session.begin_nested():
                 _time_out(run, journey)

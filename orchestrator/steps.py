@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,6 +65,7 @@ from orchestrator.tasks import complete_task, create_task
 from orchestrator.templates import Template, TemplateError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A journey that runs this many steps without waiting is looping; park it for a person.
 MAX_STEPS_PER_ADVANCE = 50
@@ -114,6 +116,27 @@ class Next:
     park: bool = False  # parked in the exception queue: leave the journey exactly as it is
     end: JourneyStatus | None = None
     reason: str = ""
+
+
+def lock_accounts(session: Session, account_ids: Iterable[int], *, skip_locked: bool = False) -> set[int]:
+    """Hold these accounts' row locks until the transaction ends; returns the ids now held.
+
+    Every change to an account's journeys happens under its lock, so two workers never
+    move the same journey at once. Locks are taken in id order, so workers that lock
+    several accounts cannot deadlock. With `skip_locked`, accounts another worker holds
+    are left out instead of waited for. (SQLite has a single writer and needs none.)
+    """
+    ids = sorted(set(account_ids))
+    if not ids:
+        return set()
+    query = select(Account.id).where(Account.id.in_(ids)).order_by(Account.id) \
+        .with_for_update(skip_locked=skip_locked)
+    return set(session.scalars(query))
+
+
+def fresh(session: Session, model: type[T], ident: int) -> T | None:
+    """The row as the database has it now, not as this session last saw it (read after a lock)."""
+    return session.get(model, ident, populate_existing=True)
 
 
 def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:

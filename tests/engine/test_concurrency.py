@@ -95,3 +95,92 @@ def test_two_engine_workers_on_the_same_pending_signal_create_one_task(fresh_dat
     db.dispose()
     assert sum(_race(url, ingest=False)) == 1  # exactly one worker claimed and processed it
     _assert_one_signal_one_journey_one_task(url)
+
+
+RACE = """
+id: race
+name: Race
+stage: adopt
+maintainer: revops@acme.example
+review_every: 365d
+enroll: {on: deal.closed_won}
+steps:
+  - id: wait-usage
+    kind: wait
+    for: product.usage
+    timeout: 14d
+    on_timeout: {exit: true}
+  - id: call
+    kind: human
+    assign: {to: account.owner}
+    task: {title: "Call {{ account.name }}", recommend: "Call them.", brief: [trigger]}
+    sla: {due: 2 business days}
+"""
+
+
+def _race_setup(url: str):
+    import hashlib
+
+    from orchestrator.models import PlaybookVersion
+
+    db = make_engine(url)
+    schema.upgrade(db)
+    sessions = make_session_factory(db)
+    settings = Settings(database_url=db.url)
+    with unit_of_work(sessions) as session:
+        session.add(PlaybookVersion(playbook_id="race", version=1, name="Race", stage="adopt", source_text=RACE,
+                                    source_path="race.yaml", checksum=hashlib.sha256(RACE.encode()).hexdigest()))
+        owner = Owner(name="Ari", email="ari@acme.example", role="ae")
+        session.add_all([owner, Account(name="Race Co", domain="race.example", segment="mid", owner=owner,
+                                        stage="adopt", stage_entered_at=NOW)])
+    return db, sessions, settings
+
+
+def _send(session, settings, type_: str, at) -> None:
+    result = signals.ingest(session=session, raw={"type": type_, "account": {"domain": "race.example"},
+                                                  "occurred_at": at.isoformat(), "payload": {}},
+                            source="test", now=at, settings=settings)
+    assert result.status == "accepted"
+
+
+def test_two_workers_waking_one_journey_at_once_create_one_task(fresh_database):
+    import threading
+    from datetime import timedelta
+
+    from orchestrator.models import OutboxMessage
+
+    db, sessions, settings = _race_setup(fresh_database.render_as_string(hide_password=False))
+    with unit_of_work(sessions) as session:
+        _send(session, settings, "deal.closed_won", NOW)
+        engine.process_pending(session=session, settings=settings, now=NOW)
+    later = NOW + timedelta(hours=1)
+    with unit_of_work(sessions) as session:  # two different signals that both satisfy the wait
+        _send(session, settings, "product.usage", later - timedelta(seconds=2))
+        _send(session, settings, "product.usage", later - timedelta(seconds=1))
+    first_holds, errors = threading.Event(), []
+
+    def worker(hold: bool) -> None:
+        try:
+            with unit_of_work(sessions) as session:
+                engine.process_pending(session=session, settings=settings, now=later, limit=1)
+                session.flush()
+                if hold:  # keep the transaction open while the other worker tries
+                    first_holds.set()
+                    threading.Event().wait(1.5)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=worker, args=(True,))
+    first.start()
+    first_holds.wait(30)
+    second = threading.Thread(target=worker, args=(False,))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert errors == []
+    with unit_of_work(sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Task)) == 1
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)
+                              .where(OutboxMessage.kind == "crm.create_task")) == 1
+        assert session.scalar(select(func.count()).select_from(Signal).where(Signal.processed_at.is_(None))) == 0
+    db.dispose()
