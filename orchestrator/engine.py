@@ -166,8 +166,14 @@ def _wake_journeys(run: Run, account: Account, journeys: list[Journey], signal: 
                      f"on {signal.type}; the signal has none; still waiting",
                      account_id=account.id, signal_id=signal.id, journey_id=journey.id)
                 continue
-        context = context_for(run, journey, account, signal)
-        if step.until is not None and not step.until.evaluate(context):
+        try:
+            satisfied = step.until is None or bool(step.until.evaluate(context_for(run, journey, account, signal)))
+        except ExpressionError as exc:
+            # This journey's condition cannot read this signal; the account's other
+            # journeys and enrollments still get it.
+            park(run, journey, version, Category.EXPRESSION_ERROR, f"step {step.id}: {exc}")
+            continue
+        if not satisfied:
             continue
         step_run = waiting_run(run, journey)
         finish(step_run, StepStatus.DONE, run.now, f"{signal.type} arrived", signal_id=signal.id)

@@ -562,3 +562,19 @@ def test_a_wait_names_the_signal_it_waits_for_in_the_audit_trail(session, feed, 
                                                      AuditEvent.action == "step_waiting")).one()
     assert event.reason.startswith("waiting for product.usage until ")
     assert event.account_id == account.id
+
+
+def test_a_wait_condition_that_cannot_read_a_signal_parks_only_that_journey(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    install_playbook(session, AUTOMATIONS)
+    engine.decide_task(session=session, settings=settings, task_id=session.scalars(select(Task)).one().id,
+                       outcome="done", actor="x@acme.example", now=clock.now())
+    # A webhook that sends numbers as text: the wait's `signal.active_users >= 5` cannot compare.
+    report = feed("product.usage", account, {"active_users": "7", "usage_change_pct": -45})
+    assert report.counts["errors"] == 0
+    flow = session.scalars(select(Journey).where(Journey.playbook_id == "flow")).one()
+    assert flow.status == "stalled"
+    item = session.scalars(select(ExceptionItem).where(ExceptionItem.journey_id == flow.id)).one()
+    assert item.category == "expression_error" and "cannot compare" in item.message
+    # The same signal still enrolled the account in the other playbook.
+    assert session.scalars(select(Journey).where(Journey.playbook_id == "automations")).one()
