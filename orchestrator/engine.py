@@ -112,20 +112,35 @@ def _process_signal(run: Run, signal: Signal) -> None:
 
 
 def _complete_from_signal(run: Run, signal: Signal) -> None:
-    # Connectors report CRM task completion as a signal; the payload names our task.
+    """A CRM reports a task done: close ours, if the signal names one of this account's tasks."""
     payload = signal.payload
-    task = None
+    query = select(Task).where(Task.account_id == signal.account_id)
     if "task_id" in payload:
-        task = run.session.get(Task, int(payload["task_id"]))
+        try:
+            query = query.where(Task.id == int(payload["task_id"]))
+        except (TypeError, ValueError):
+            flag(run, Category.INVALID_SIGNAL, f"task.completed names task {payload['task_id']!r}, not a task id",
+                 account_id=signal.account_id, signal_id=signal.id)
+            return
     elif "crm_id" in payload:
-        task = run.session.scalar(select(Task).where(Task.crm_id == str(payload["crm_id"])))
+        query = query.where(Task.crm_id == str(payload["crm_id"]))
+    else:
+        return  # a CRM-side task Handoff did not create; wait steps may still read it
+    task = run.session.scalar(query.execution_options(populate_existing=True))
     if task is None or task.status not in OPEN_STATUSES:
         return
-    # A CRM knows "completed", not our outcomes; a rep's own word (e.g. "renewing") stays
-    # in the payload for wait conditions to read.
     allowed = OUTCOMES[TaskKind(task.kind)]
     outcome = payload.get("outcome")
-    decide(run, task, outcome if outcome in allowed else allowed[0], str(payload.get("actor") or "crm"),
+    if outcome not in allowed:
+        if task.kind != TaskKind.ACTION:
+            # Ticking "completed" on an approval says neither approve nor reject: never guess.
+            flag(run, Category.INVALID_SIGNAL,
+                 f"{task.kind} task {task.id} was completed in the CRM without saying "
+                 f"{' or '.join(allowed)}; decide it with `handoff tasks decide {task.id}`",
+                 account_id=signal.account_id, signal_id=signal.id)
+            return
+        outcome = "done"  # a rep's own word (e.g. "renewing") stays in the payload for waits to read
+    decide(run, task, outcome, str(payload.get("actor") or "crm"),
            sync_crm=False)  # the CRM already knows: do not echo the completion back
 
 

@@ -578,3 +578,34 @@ def test_a_wait_condition_that_cannot_read_a_signal_parks_only_that_journey(sess
     assert item.category == "expression_error" and "cannot compare" in item.message
     # The same signal still enrolled the account in the other playbook.
     assert session.scalars(select(Journey).where(Journey.playbook_id == "automations")).one()
+
+
+def test_completing_an_approval_in_the_crm_without_a_verdict_approves_nothing(session, feed):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    feed("task.completed", account, {"task_id": approval.id})
+    assert approval.status == "open"
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 0
+    item = session.scalars(select(ExceptionItem).where(ExceptionItem.category == "invalid_signal")).one()
+    assert f"tasks decide {approval.id}" in item.message
+    feed("task.completed", account, {"task_id": approval.id, "outcome": "approved"})
+    assert approval.status == "done" and approval.outcome == "approved"
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 1
+
+
+def test_a_task_completed_signal_cannot_close_another_accounts_task(session, feed):
+    account = _start_flow(session, feed)
+    task = session.scalars(select(Task)).one()
+    stranger = AccountFactory()
+    feed("task.completed", stranger, {"task_id": task.id})
+    assert task.status == "open" and _journey(session, account).current_step_id == "kickoff"
+
+
+def test_a_task_completed_signal_with_a_garbled_task_id_is_flagged_not_crashed(session, feed):
+    account = _start_flow(session, feed)
+    report = feed("task.completed", account, {"task_id": "T-17"})
+    assert report.counts["errors"] == 0
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "invalid_signal" and "'T-17'" in item.message
