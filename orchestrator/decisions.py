@@ -5,6 +5,7 @@ on_the_loop step, retry or end a parked journey. Each moves the journey on throu
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from orchestrator.models import (
     Account,
     Journey,
     JourneyStatus,
+    PlaybookVersion,
     StepRun,
     StepStatus,
     Task,
@@ -38,6 +40,7 @@ from orchestrator.steps import (
     jump,
     lock_accounts,
     perform,
+    perform_governed,
     playbook_of,
     record,
 )
@@ -91,24 +94,42 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
         if isinstance(step, AutomatedStep) and step.on_reject is not None:
             next_ = jump(playbook, step.on_reject)
     elif isinstance(step, AutomatedStep):  # approved
-        args = perform(run, journey, account, step.call, step_run, context_for(run, journey, account), "run")
-        finish(step_run, StepStatus.DONE, run.now, f"approved by {actor}; {step.call.action} ran",
-               args=args, task_id=task.id)
-        run.count("automated_steps")
         record(run, journey, version, AuditAction.APPROVED, step.id, "oversight.in_the_loop",
-               f"{actor} approved; {step.call.action} ran", actor=actor)
+               f"{actor} approved {step.call.action}", actor=actor)
+        args, blocked = perform_governed(run, journey, playbook, account, step.call, step_run,
+                                         context_for(run, journey, account), "run")
+        if _close_approved(run, journey, version, step.id, step_run, actor, step.call.action, args, blocked,
+                           task_id=task.id):
+            run.count("automated_steps")
     elif isinstance(step, HybridStep):
-        if step.publish is not None:
-            context = {**context_for(run, journey, account), "draft": task.draft or ""}
-            perform(run, journey, account, step.publish, step_run, context, "publish")
-        finish(step_run, StepStatus.DONE, run.now, f"published by {actor}", task_id=task.id)
         record(run, journey, version, AuditAction.PUBLISHED, step.id, "hybrid.review",
                f"{actor} reviewed the draft and published it", actor=actor)
+        args, blocked = {}, None
+        if step.publish is not None:
+            context = {**context_for(run, journey, account), "draft": task.draft or ""}
+            args, blocked = perform_governed(run, journey, playbook, account, step.publish, step_run, context,
+                                             "publish")
+        _close_approved(run, journey, version, step.id, step_run, actor,
+                        step.publish.action if step.publish else "publish", args, blocked, task_id=task.id)
     else:
         finish(step_run, StepStatus.DONE, run.now, f"done by {actor}", task_id=task.id)
         record(run, journey, version, AuditAction.STEP_RAN, step.id, "human",
                f"{actor} finished task {task.id}; the journey moves on", actor=actor)
     advance(run, journey, version, playbook, next_)
+
+
+def _close_approved(run: Run, journey: Journey, version: PlaybookVersion, step_id: str, step_run: StepRun,
+                    actor: str, action: str, args: dict[str, Any], blocked: str | None, *, task_id: int) -> bool:
+    """Close the step run of an approved action; False when governance kept it from being sent."""
+    if blocked:
+        finish(step_run, StepStatus.SKIPPED, run.now, f"approved by {actor}, but not sent: {blocked}",
+               args=args, task_id=task_id)
+        run.count("caps_hit")
+        record(run, journey, version, AuditAction.STEP_SKIPPED, step_id, "governance",
+               f"{action} not sent: {blocked}")
+        return False
+    finish(step_run, StepStatus.DONE, run.now, f"approved by {actor}; {action} ran", args=args, task_id=task_id)
+    return True
 
 
 def override_step(*, session: Session, settings: Settings, step_run_id: int, actor: str,

@@ -34,13 +34,17 @@ def enqueue(
     at: datetime,
     account_id: int | None = None,
     task_id: int | None = None,
+    not_before: datetime | None = None,
 ) -> OutboxMessage:
-    """Record an outside write once per idempotency key; a repeated key returns the first row unchanged."""
+    """Record an outside write once per idempotency key; a repeated key returns the first row unchanged.
+
+    `not_before` holds delivery back (quiet hours) without holding back the decision.
+    """
     statement = (
         dialect_insert(session, OutboxMessage)
         .values(kind=kind, target=target, payload=payload, idempotency_key=idempotency_key,
                 account_id=account_id, task_id=task_id, status=OutboxStatus.PENDING,
-                attempts=0, next_attempt_at=at, created_at=at)
+                attempts=0, next_attempt_at=not_before or at, created_at=at)
         # A concurrent writer of the same key makes this a no-op instead of an IntegrityError,
         # which would otherwise abort the caller's whole transaction on PostgreSQL.
         .on_conflict_do_nothing(index_elements=["idempotency_key"])

@@ -190,7 +190,7 @@ def _run_automated(run: Run, journey: Journey, version: PlaybookVersion, playboo
                    step: AutomatedStep, step_run: StepRun, account: Account) -> Next:
     spec = get_action(step.call.action)
     if spec.customer_facing:
-        blocked = _customer_facing_block(run, journey, playbook, account)
+        blocked = customer_facing_block(run, journey, playbook, account)
         if blocked:
             finish(step_run, StepStatus.SKIPPED, run.now, blocked)
             run.count("caps_hit")
@@ -219,8 +219,7 @@ def _run_automated(run: Run, journey: Journey, version: PlaybookVersion, playboo
     return after(playbook, step)
 
 
-def _customer_facing_block(run: Run, journey: Journey, playbook: Playbook,
-                           account: Account) -> str | None:
+def customer_facing_block(run: Run, journey: Journey, playbook: Playbook, account: Account) -> str | None:
     """Why a customer-facing automation must not run now, or None."""
     if playbook.sensitive_signals:
         sensitive = run.session.scalar(
@@ -451,8 +450,27 @@ def _render_args(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
             for key, value in call.args.items()}
 
 
+def perform_governed(run: Run, journey: Journey, playbook: Playbook, account: Account, call: ActionCall,
+                     step_run: StepRun, context: dict[str, Any], purpose: str) -> tuple[dict[str, Any], str | None]:
+    """Perform an action a person approved, under the rules in force now: (arguments, why not sent).
+
+    An approval can come hours after it was asked for; a sensitive signal or a cap that
+    arrived meanwhile still stops a customer-facing action, and quiet hours delay its
+    delivery (the outbox holds it) rather than the decision.
+    """
+    args = _render_args(call, context)
+    if get_action(call.action).customer_facing:
+        blocked = customer_facing_block(run, journey, playbook, account)
+        if blocked:
+            return args, blocked
+        if governance.in_quiet_hours(run.now, run.settings):
+            return perform(run, journey, account, call, step_run, context, purpose,
+                           not_before=governance.quiet_hours_end(run.now, run.settings)), None
+    return perform(run, journey, account, call, step_run, context, purpose), None
+
+
 def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step_run: StepRun,
-            context: dict[str, Any], purpose: str) -> dict[str, Any]:
+            context: dict[str, Any], purpose: str, not_before: datetime | None = None) -> dict[str, Any]:
     """Carry out an action: an outbox row for outside systems, a stage change for the journey."""
     spec = get_action(call.action)
     args = _render_args(call, context)
@@ -464,6 +482,7 @@ def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step
     else:
         outbox.enqueue(run.session, kind=call.action, target=spec.target, at=run.now,
                        idempotency_key=f"step-run:{step_run.id}:{purpose}", account_id=account.id,
+                       not_before=not_before,
                        payload={"account_id": account.id, "journey_id": journey.id,
                                 "step_id": step_run.step_id, "args": args})
     if spec.customer_facing and purpose != "compensate":

@@ -609,3 +609,39 @@ def test_a_task_completed_signal_with_a_garbled_task_id_is_flagged_not_crashed(s
     assert report.counts["errors"] == 0
     item = session.scalars(select(ExceptionItem)).one()
     assert item.category == "invalid_signal" and "'T-17'" in item.message
+
+
+def test_an_approval_given_after_a_complaint_arrived_sends_nothing_and_says_why(session, feed, settings, clock):
+    sensitive = AUTOMATIONS.replace("    steps:\n", "    sensitive_signals: [sentiment.negative]\n    steps:\n", 1)
+    install_playbook(session, sensitive)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    clock.advance(timedelta(hours=2))
+    feed("sentiment.negative", account, {"score": -0.9})
+    clock.advance(timedelta(hours=1))
+    engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="approved",
+                       actor="ann@acme.example", now=clock.now())
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 0
+    discount = session.scalars(select(StepRun).where(StepRun.step_id == "discount")).one()
+    assert discount.status == "skipped" and "protected human zone" in discount.reason
+    assert _journey(session, account).status == "completed"
+
+
+def test_an_approval_given_in_quiet_hours_holds_delivery_until_they_end(session, settings, clock):
+    from dataclasses import replace
+
+    from tests.engine.conftest import Feeder
+
+    quiet = replace(settings, quiet_hours="20:00-08:00", quiet_hours_timezone="UTC")
+    feed = Feeder(session, quiet, clock)
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    clock.set(clock.now().replace(hour=23))
+    engine.decide_task(session=session, settings=quiet, task_id=approval.id, outcome="approved",
+                       actor="ann@acme.example", now=clock.now())
+    email = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "customer.email")).one()
+    assert email.next_attempt_at == (clock.now() + timedelta(days=1)).replace(hour=8)
+    assert session.scalars(select(StepRun).where(StepRun.step_id == "discount")).one().status == "done"
