@@ -27,8 +27,11 @@ from orchestrator.models import (
 from orchestrator.playbook.model import (
     AutomatedStep,
     HybridStep,
+    Playbook,
+    Step,
 )
 from orchestrator.steps import (
+    DATA_ERRORS,
     Next,
     Run,
     advance,
@@ -39,6 +42,7 @@ from orchestrator.steps import (
     fresh,
     jump,
     lock_accounts,
+    park_failed_step,
     perform,
     perform_governed,
     playbook_of,
@@ -86,6 +90,16 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
     step = playbook.step(step_run.step_id)
     account = run.session.get(Account, journey.account_id)
     assert account is not None
+    try:
+        next_ = _carry_out(run, task, outcome, actor, journey, version, playbook, step, step_run, account)
+    except DATA_ERRORS as exc:
+        next_ = park_failed_step(run, journey, version, step_run, exc)
+    advance(run, journey, version, playbook, next_)
+
+
+def _carry_out(run: Run, task: Task, outcome: str, actor: str, journey: Journey, version: PlaybookVersion,
+               playbook: Playbook, step: Step, step_run: StepRun, account: Account) -> Next:
+    """Do what the person decided; where the journey goes next."""
     next_ = after(playbook, step)
     if outcome == "rejected":
         finish(step_run, StepStatus.REJECTED, run.now, f"rejected by {actor}")
@@ -115,7 +129,7 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
         finish(step_run, StepStatus.DONE, run.now, f"done by {actor}", task_id=task.id)
         record(run, journey, version, AuditAction.STEP_RAN, step.id, "human",
                f"{actor} finished task {task.id}; the journey moves on", actor=actor)
-    advance(run, journey, version, playbook, next_)
+    return next_
 
 
 def _close_approved(run: Run, journey: Journey, version: PlaybookVersion, step_id: str, step_run: StepRun,

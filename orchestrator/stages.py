@@ -8,14 +8,23 @@ from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.audit import AuditAction
+from orchestrator.errors import HandoffError
 from orchestrator.models import Account, Journey, JourneyStage, StageChange
+
+
+class StageError(HandoffError):
+    """A stage name that is not one of the loop's five (e.g. rendered from CRM data)."""
 
 
 def change_stage(session: Session, *, account: Account, to: str, at: datetime, reason: str,
                  journey: Journey | None = None, playbook_version: int | None = None,
                  rule: str = "", actor: str = "system") -> StageChange | None:
     """Move `account` to stage `to`; None if it is already there (no event, no audit)."""
-    target = JourneyStage(to)
+    try:
+        target = JourneyStage(to)
+    except ValueError:
+        stages = ", ".join(stage.value for stage in JourneyStage)
+        raise StageError(f'"{to}" is not a journey stage; use one of {stages}') from None
     if account.stage == target:
         return None
     seconds = int((at - account.stage_entered_at).total_seconds())

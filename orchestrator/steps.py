@@ -60,7 +60,7 @@ from orchestrator.playbook.model import (
     WaitStep,
 )
 from orchestrator.playbook.store import active_playbooks, compiled
-from orchestrator.stages import change_stage
+from orchestrator.stages import StageError, change_stage
 from orchestrator.tasks import complete_task, create_task
 from orchestrator.templates import Template, TemplateError
 
@@ -178,12 +178,21 @@ def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pla
     run.session.flush()
     try:
         return _EXECUTORS[type(step)](run, journey, version, playbook, step, step_run, account)
-    except (TemplateError, ExpressionError, CalendarError) as exc:
-        # A template or condition that cannot be evaluated on this account's data, or a
-        # calendar the playbook names but nobody configured, is for a person to fix.
-        finish(step_run, StepStatus.FAILED, run.now, str(exc))
-        category = Category.CONFIGURATION if isinstance(exc, CalendarError) else Category.MISSING_FIELD
-        return park(run, journey, version, category, f"step {step.id}: {exc}")
+    except DATA_ERRORS as exc:
+        return park_failed_step(run, journey, version, step_run, exc)
+
+
+# A template or condition that cannot be evaluated on this account's data, a calendar the
+# playbook names but nobody configured, a stage name that is none of the five: for a person.
+DATA_ERRORS = (TemplateError, ExpressionError, CalendarError, StageError)
+
+
+def park_failed_step(run: Run, journey: Journey, version: PlaybookVersion, step_run: StepRun,
+                     exc: Exception) -> Next:
+    """Fail the step run and park the journey with the error that stopped it."""
+    finish(step_run, StepStatus.FAILED, run.now, str(exc))
+    category = Category.MISSING_FIELD if isinstance(exc, TemplateError | ExpressionError) else Category.CONFIGURATION
+    return park(run, journey, version, category, f"step {step_run.step_id}: {exc}")
 
 
 def _run_automated(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,

@@ -381,6 +381,12 @@ def _check_action_args(action: Any, args: Any, errors: dict[str, Any], args_key:
         errors.setdefault(args_key, {})["_schema"] = [Problem(
             f'{action} needs {_all_of(missing)} under "{args_key}"', "action",
         )]
+    stage = given.get("stage") if action == "journey.set_stage" else None
+    if isinstance(stage, str) and "{" not in stage and stage not in {s.value for s in Stage}:
+        errors.setdefault(args_key, {})["stage"] = [Problem(
+            f'"{stage}" is not a journey stage; use {_one_of([s.value for s in Stage])}'
+            f"{did_you_mean(stage, [s.value for s in Stage])}", "action",
+        )]
 
 
 class JumpSchema(Strict):

@@ -645,3 +645,36 @@ def test_an_approval_given_in_quiet_hours_holds_delivery_until_they_end(session,
     email = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "customer.email")).one()
     assert email.next_attempt_at == (clock.now() + timedelta(days=1)).replace(hour=8)
     assert session.scalars(select(StepRun).where(StepRun.step_id == "discount")).one().status == "done"
+
+
+STAGE_FROM_DATA = """
+    id: stage-from-data
+    name: Stage from data
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: product.usage}
+    steps:
+      - id: move
+        kind: automated
+        oversight: in_the_loop
+        risk: {error_cost: high, correction: slow}
+        do: journey.set_stage
+        with: {stage: "{{ signal.next_stage }}"}
+        approval:
+          assign: {to: account.owner}
+          sla: {due: 1 business day}
+"""
+
+
+def test_an_approved_action_that_renders_a_bad_stage_parks_the_journey_and_still_closes_the_task(
+        session, feed, settings, clock):
+    install_playbook(session, STAGE_FROM_DATA)
+    account = AccountFactory(stage="adopt")
+    feed("product.usage", account, {"next_stage": "renewal"})
+    approval = session.scalars(select(Task)).one()
+    engine.decide_task(session=session, settings=settings, task_id=approval.id, outcome="approved",
+                       actor="ann@acme.example", now=clock.now())
+    assert approval.status == "done" and account.stage == "adopt"
+    assert _journey(session, account).status == "stalled"
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "configuration" and '"renewal" is not a journey stage' in item.message
