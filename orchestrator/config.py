@@ -20,8 +20,11 @@ from sqlalchemy.engine import URL
 
 from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
 from orchestrator.db import parse_database_url
+from orchestrator.durations import DurationError, parse_duration
 from orchestrator.errors import ConfigError
 from orchestrator.governance import GovernanceError, parse_quiet_hours, parse_touch_cap
+from orchestrator.hints import closest
+from orchestrator.models.exceptions import Category
 
 DEFAULT_DATABASE_URL = "sqlite:///handoff.db"
 DEFAULT_CONFIG_FILE = "handoff.toml"
@@ -72,14 +75,34 @@ class Settings:
         }
 
 
+def _duration(text: str) -> None:
+    try:
+        parse_duration(text)
+    except DurationError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _known_categories(categories: dict[str, Any]) -> None:
+    for name in categories:
+        if name not in {category.value for category in Category}:
+            known = ", ".join(category.value for category in Category)
+            raise ValidationError(f'"{name}" is not an exception category{_category_hint(name)}; known: {known}')
+
+
+def _category_hint(name: str) -> str:
+    close = closest(name, [category.value for category in Category])
+    return f' (did you mean "{close}"?)' if close else ""
+
+
 class _CategorySchema(Schema):
     owner = fields.Email(required=True)
-    respond_within = fields.String(load_default="1 business day")
+    respond_within = fields.String(load_default="1 business day", validate=_duration)
 
 
 class _ExceptionsSchema(Schema):
     default_owner = fields.Email(load_default="revops@example.com")
-    categories = fields.Dict(keys=fields.String(), values=fields.Nested(_CategorySchema), load_default=dict)
+    categories = fields.Dict(keys=fields.String(), values=fields.Nested(_CategorySchema), load_default=dict,
+                             validate=_known_categories)
 
 
 def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:

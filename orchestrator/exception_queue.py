@@ -15,27 +15,12 @@ from orchestrator.config import Settings
 from orchestrator.durations import parse_duration
 from orchestrator.errors import HandoffError
 from orchestrator.models import ExceptionItem
+from orchestrator.models.exceptions import Category
 
 __all__ = [
     "Category", "CategoryCount", "ItemStatus", "UnknownExceptionItem", "WeekReport",
     "fallback_report", "list_items", "raise_item", "resolve_item", "weekly_fallback_report",
 ]
-
-
-class Category(StrEnum):
-    UNKNOWN_ACCOUNT = "unknown_account"
-    UNKNOWN_DEAL = "unknown_deal"
-    INVALID_SIGNAL = "invalid_signal"
-    UNMATCHED_BRANCH = "unmatched_branch"
-    NO_ASSIGNEE = "no_assignee"
-    MISSING_FIELD = "missing_field"
-    ACTION_FAILED = "action_failed"
-    DELIVERY_FAILED = "delivery_failed"
-    LOOP_GUARD = "loop_guard"
-    WAIT_TIMEOUT = "wait_timeout"
-    EXPRESSION_ERROR = "expression_error"
-    ENGINE_ERROR = "engine_error"
-    CONFIGURATION = "configuration"  # e.g. a playbook names a calendar that is not configured
 
 
 class ItemStatus(StrEnum):

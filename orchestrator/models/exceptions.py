@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.models.base import Base, IdMixin, utcnow
+
+
+class Category(StrEnum):
+    """Why an item fell off the normal path; each has an owner in configuration."""
+
+    UNKNOWN_ACCOUNT = "unknown_account"
+    UNKNOWN_DEAL = "unknown_deal"
+    INVALID_SIGNAL = "invalid_signal"
+    UNMATCHED_BRANCH = "unmatched_branch"
+    NO_ASSIGNEE = "no_assignee"
+    MISSING_FIELD = "missing_field"
+    DELIVERY_FAILED = "delivery_failed"
+    LOOP_GUARD = "loop_guard"
+    EXPRESSION_ERROR = "expression_error"
+    ENGINE_ERROR = "engine_error"
+    CONFIGURATION = "configuration"  # e.g. a playbook names a calendar that is not configured
 
 
 class ExceptionItem(IdMixin, Base):

@@ -108,3 +108,17 @@ def test_settings_hand_out_named_calendars_and_a_default():
     assert settings.calendar().timezone == "UTC"
     with pytest.raises(Exception, match='no calendar named "emea"'):
         settings.calendar("emea")
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ('[exceptions.categories.unknown_account]\nowner = "a@b.example"\nrespond_within = "4 busines hours"\n',
+     'did you mean "business"'),
+    ('[exceptions.categories.unknown_acount]\nowner = "a@b.example"\n',
+     'did you mean "unknown_account"'),
+])
+def test_exception_categories_and_windows_are_checked_when_handoff_starts(tmp_path: Path, body, fragment):
+    path = tmp_path / "handoff.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match="exceptions.categories") as error:
+        load_settings({"HANDOFF_CONFIG": str(path)})
+    assert fragment in str(error.value)
