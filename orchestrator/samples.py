@@ -110,7 +110,7 @@ def load_sample_data(*, session: Session) -> SampleReport:
         if owner is None:
             owner = Owner(
                 email=record["email"], name=record["name"], role=record["role"], team=record.get("team"),
-                timezone=record.get("timezone", "UTC"), working_hours=record.get("working_hours", {}),
+                timezone=record.get("timezone"), working_hours=record.get("working_hours", {}),
                 active=record.get("active", True), max_open_tasks=record.get("max_open_tasks"),
                 out_of_office_until=_when_or_none(record.get("out_of_office_until")))
             _add(session, owner, "owner", report)

@@ -48,7 +48,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=60), nullable=False),
     sa.Column('team', sa.String(length=100), nullable=True),
     sa.Column('manager_id', sa.Integer(), nullable=True),
-    sa.Column('timezone', sa.String(length=64), nullable=False),
+    sa.Column('timezone', sa.String(length=64), nullable=True),
     sa.Column('working_hours', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('out_of_office_until', orchestrator.db.UTCDateTime(timezone=True), nullable=True),

@@ -31,7 +31,7 @@ class Owner(IdMixin, Base):
     role: Mapped[str] = mapped_column(String(60), index=True)  # ae, csm, sdr, cs-lead, ...
     team: Mapped[str | None] = mapped_column(String(100))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: the default calendar's
     # {"workdays": ["mon", ...], "hours": "09:00-17:00", "holidays": "US"}; empty = configured default
     working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(default=True)

@@ -289,3 +289,12 @@ def test_open_task_count_counts_open_and_acknowledged_only(session, clock):
     session.flush()
 
     assert open_task_count(session, owner.id) == 2
+
+
+def test_an_owner_without_a_timezone_works_on_the_default_calendars(session, settings):
+    from orchestrator.tasks import calendar_for
+
+    owner = OwnerFactory(timezone=None)
+    assert calendar_for(owner, settings).timezone == settings.calendars["default"]["timezone"]
+    owner.timezone = "Europe/Berlin"
+    assert calendar_for(owner, settings).timezone == "Europe/Berlin"
