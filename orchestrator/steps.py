@@ -148,24 +148,39 @@ def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
 
 def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
             next_: Next) -> None:
-    """Run steps from `next_` until the journey waits, is parked or ends."""
+    """Run steps from `next_` until the journey waits, is parked or ends.
+
+    A journey that runs MAX_STEPS_PER_ADVANCE steps without stopping is looping: what
+    those steps did (outbox rows, touches, stage changes) is rolled back, and the journey
+    is parked where it was, so a loop costs a person's attention, not a flood of writes.
+    """
+    savepoint = run.session.begin_nested()
+    if _run_steps(run, journey, version, playbook, next_):
+        savepoint.commit()
+        return
+    savepoint.rollback()
+    park(run, journey, version, Category.LOOP_GUARD,
+         f"ran {MAX_STEPS_PER_ADVANCE} steps without waiting; the playbook may loop (nothing they did was kept)")
+
+
+def _run_steps(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook, next_: Next) -> bool:
+    """False when the step budget ran out before the journey stopped."""
     for _ in range(MAX_STEPS_PER_ADVANCE):
         if next_.end is not None:
             end(run, journey, version, next_.end, next_.reason)
-            return
+            return True
         if next_.park:
-            return
+            return True
         if next_.wait:
             journey.status = JourneyStatus.WAITING
-            return
+            return True
         if next_.step_id is None:
             end(run, journey, version, JourneyStatus.COMPLETED, "reached the end of the playbook")
-            return
+            return True
         journey.status = JourneyStatus.ACTIVE
         journey.current_step_id = next_.step_id
         next_ = _execute(run, journey, version, playbook, playbook.step(next_.step_id))
-    park(run, journey, version, Category.LOOP_GUARD,
-         f"ran {MAX_STEPS_PER_ADVANCE} steps without waiting; the playbook may loop")
+    return False
 
 
 def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,

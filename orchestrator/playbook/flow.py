@@ -9,6 +9,7 @@ Lint and the engine's simulator both read the flow from here.
 
 from __future__ import annotations
 
+from orchestrator.actions import get_action
 from orchestrator.playbook.model import (
     AutomatedStep,
     BranchStep,
@@ -78,12 +79,19 @@ def reachable(playbook: Playbook, start: list[str] | None = None) -> set[str]:
 
 
 def pauses(step: Step) -> bool:
-    """True when the journey stops at this step until something outside happens:
-    a signal or timeout (wait), a person finishing a task (human, hybrid), or an
-    approval (in_the_loop)."""
-    if isinstance(step, (WaitStep, HumanStep, HybridStep)):
+    """True when the journey surely stops at this step until something outside happens:
+    a signal or timeout (a wait `for` a signal), a person finishing a task (human,
+    hybrid), or an approval (in_the_loop).
+
+    Not a pause: a wait with only `until` (it moves on at once when the condition already
+    holds), nor an in_the_loop customer-facing step (a cap or a sensitive signal skips it).
+    """
+    if isinstance(step, WaitStep):
+        return step.signal is not None
+    if isinstance(step, (HumanStep, HybridStep)):
         return True
-    return isinstance(step, AutomatedStep) and step.oversight == Oversight.IN_THE_LOOP
+    return (isinstance(step, AutomatedStep) and step.oversight == Oversight.IN_THE_LOOP
+            and not get_action(step.call.action).customer_facing)
 
 
 def loops_without_pause(playbook: Playbook) -> list[list[str]]:

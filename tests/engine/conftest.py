@@ -17,10 +17,10 @@ from orchestrator.models import PlaybookVersion
 from orchestrator.playbook import load_playbook_text
 
 
-def install_playbook(session: Session, text: str, path: str = "test.yaml") -> PlaybookVersion:
-    """Validate `text` and make it the active version of its playbook."""
+def install_playbook(session: Session, text: str, path: str = "test.yaml", *, lint: bool = True) -> PlaybookVersion:
+    """Validate `text` and make it the active version of its playbook (lint=False: as an older release did)."""
     text = textwrap.dedent(text)
-    playbook = load_playbook_text(text, path)
+    playbook = load_playbook_text(text, path, lint=lint)
     for old in session.scalars(select(PlaybookVersion).where(
             PlaybookVersion.playbook_id == playbook.id, PlaybookVersion.active)):
         old.active = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 
 import pytest
@@ -678,3 +679,45 @@ def test_an_approved_action_that_renders_a_bad_stage_parks_the_journey_and_still
     assert _journey(session, account).status == "stalled"
     item = session.scalars(select(ExceptionItem)).one()
     assert item.category == "configuration" and '"renewal" is not a journey stage' in item.message
+
+
+LOOPING = """
+    id: looping
+    name: Looping
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: product.usage}
+    steps:
+      - id: watch
+        kind: wait
+        until: "account.health < 50"
+        timeout: 7d
+        on_timeout: {exit: true}
+      - id: note
+        kind: automated
+        oversight: out_of_loop
+        risk: {error_cost: low, correction: fast}
+        do: crm.create_note
+        with: {body: "Health is low"}
+      - id: again
+        kind: goto
+        to: watch
+"""
+
+
+def test_lint_refuses_a_loop_through_a_wait_that_may_not_wait():
+    from orchestrator.playbook import PlaybookInvalid, load_playbook_text
+
+    with pytest.raises(PlaybookInvalid, match="loop-without-wait"):
+        load_playbook_text(textwrap.dedent(LOOPING))
+
+
+def test_a_journey_caught_looping_keeps_none_of_its_writes_and_is_parked(session, feed):
+    install_playbook(session, LOOPING, lint=False)  # e.g. applied before lint knew this case
+    account = AccountFactory(health=20)
+    feed("product.usage", account, {"n": 1})
+    assert _count(session, OutboxMessage) == 0
+    journey = _journey(session, account)
+    assert journey.status == "stalled"
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "loop_guard" and "nothing they did was kept" in item.message
