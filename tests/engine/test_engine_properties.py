@@ -432,11 +432,10 @@ INVARIANTS = (
 _UNSIZED = {"segment": "smb", "owner": "ae", "csm": False, "employees": None, "deal_amount": 4000}
 
 
-
 @hyp_settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-              max_examples=300, deadline=None)
-@given(specs=WORLDS, events=st.lists(EVENTS, min_size=1, max_size=25))
-# The minimal sequences behind the two findings noted in the invariants above, always run.
+              max_examples=40, deadline=None)
+@given(specs=WORLDS, events=st.lists(EVENTS, min_size=1, max_size=12))
+# The minimal sequences behind the three findings noted in the invariants above, always run.
 @example(specs=[_UNSIZED, _UNSIZED], events=[Send("lead.created", 0, {"email": "a@lead.example"}),
                                              Send("account.churned", 0, {})])
 @example(specs=[_UNSIZED, _UNSIZED], events=[Send("lead.created", 0, {"email": "a@lead.example"}),
@@ -455,10 +454,8 @@ def test_random_event_sequences_keep_the_engine_invariants(session, settings, te
             history = f"accounts {specs}\nevents {events[:index + 1]}"
             try:
                 driver.apply(event)
-            except AssertionError:
-                raise
-            except Exception as exc:  # the engine must never crash on valid input
-                pytest.fail(f"engine raised {type(exc).__name__}: {exc}\nat event {index} {event!r}\n{history}")
+            except Exception as exc:  # the engine must never crash on valid input (nor intake misjudge it)
+                pytest.fail(f"{type(exc).__name__} raised by event {index} {event!r}: {exc}\n{history}")
             for invariant in INVARIANTS:
                 try:
                     invariant(session, driver.now())
