@@ -96,7 +96,7 @@ def process_pending(*, session: Session, settings: Settings, now: datetime,
 def _process_signal(run: Run, signal: Signal) -> None:
     if signal.account_id is None:
         return  # intake already put it in the exception queue as unknown_account
-    account = fresh(run.session, Account, signal.account_id)
+    account = run.session.get(Account, signal.account_id)  # read fresh when its lock was taken
     assert account is not None
     journeys = _unfinished_journeys(run, account)
     # A signal wakes only waits that were already waiting when it arrived, not one a

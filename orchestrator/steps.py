@@ -118,8 +118,8 @@ class Next:
     reason: str = ""
 
 
-def lock_accounts(session: Session, account_ids: Iterable[int], *, skip_locked: bool = False) -> set[int]:
-    """Hold these accounts' row locks until the transaction ends; returns the ids now held.
+def lock_accounts(session: Session, account_ids: Iterable[int], *, skip_locked: bool = False) -> list[Account]:
+    """Hold these accounts' row locks until the transaction ends; returns them, freshly read.
 
     Every change to an account's journeys happens under its lock, so two workers never
     move the same journey at once. Locks are taken in id order, so workers that lock
@@ -128,10 +128,10 @@ def lock_accounts(session: Session, account_ids: Iterable[int], *, skip_locked: 
     """
     ids = sorted(set(account_ids))
     if not ids:
-        return set()
-    query = select(Account.id).where(Account.id.in_(ids)).order_by(Account.id) \
-        .with_for_update(skip_locked=skip_locked)
-    return set(session.scalars(query))
+        return []
+    query = select(Account).where(Account.id.in_(ids)).order_by(Account.id) \
+        .with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True)
+    return list(session.scalars(query))
 
 
 def fresh(session: Session, model: type[T], ident: int) -> T | None:
