@@ -14,7 +14,7 @@ from orchestrator import audit
 from orchestrator.config import Settings
 from orchestrator.durations import parse_duration
 from orchestrator.errors import HandoffError
-from orchestrator.models import ExceptionItem
+from orchestrator.models import ExceptionItem, Journey, PlaybookVersion
 from orchestrator.models.exceptions import Category
 
 __all__ = [
@@ -75,11 +75,22 @@ def raise_item(
     )
     session.add(item)
     session.flush()
+    if journey_id is not None and playbook_id is None:
+        playbook_id, playbook_version, step_id = _provenance(session, journey_id)
     audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{category}",
                  reason=message, account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
                  playbook_version=playbook_version, step_id=step_id,
                  detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id})
     return item
+
+
+def _provenance(session: Session, journey_id: int | None) -> tuple[str | None, int | None, str | None]:
+    """(playbook id, version, current step) of a journey, for audit events that concern it."""
+    journey = session.get(Journey, journey_id) if journey_id is not None else None
+    if journey is None:
+        return None, None, None
+    version = session.get(PlaybookVersion, journey.playbook_version_id)
+    return journey.playbook_id, version.version if version else None, journey.current_step_id
 
 
 def list_items(session: Session, *, status: str | None = ItemStatus.OPEN,
@@ -106,10 +117,11 @@ def resolve_item(session: Session, *, item_id: int, by: str, at: datetime, note:
     item.resolved_at = at
     item.resolved_by = by
     session.flush()
+    playbook_id, playbook_version, step_id = _provenance(session, item.journey_id)
     audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RESOLVED, actor=by,
                  rule=f"exception:{item.category}", reason=note or f"resolved exception {item.id}",
-                 account_id=item.account_id, journey_id=item.journey_id,
-                 detail={"exception_id": item.id})
+                 account_id=item.account_id, journey_id=item.journey_id, playbook_id=playbook_id,
+                 playbook_version=playbook_version, step_id=step_id, detail={"exception_id": item.id})
     return item
 
 

@@ -406,6 +406,9 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
     for task in run.session.scalars(select(Task).where(Task.journey_id == journey.id,
                                                        Task.status.in_(OPEN_STATUSES))):
         complete_task(run.session, task=task, actor="system", outcome="cancelled", now=run.now)
+    for step_run in run.session.scalars(select(StepRun).where(StepRun.journey_id == journey.id,
+                                                              StepRun.status == StepStatus.WAITING)):
+        finish(step_run, StepStatus.SKIPPED, run.now, f"the journey ended first: {reason}")
     run.count(f"journeys_{status}")
     record(run, journey, version,
            AuditAction.EXITED if status == JourneyStatus.EXITED else AuditAction.COMPLETED,

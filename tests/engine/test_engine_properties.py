@@ -327,13 +327,10 @@ def waiting_and_ended_journeys_are_consistent(session: Session, now: datetime) -
             open_tasks = session.scalars(select(Task.id).where(
                 Task.journey_id == journey.id, Task.status.in_([str(s) for s in OPEN_STATUSES]))).all()
             assert not open_tasks, f"ended journey {journey.id} ({journey.status}) has open tasks {open_tasks}"
-            # found by property test: steps.end() cancels the open tasks of a journey that ends while
-            # it waits (exit_on signal, operator end_journey) but leaves the step run it waited on in
-            # status "waiting" for ever. Minimal: lead.created, then account.churned (or end_journey).
-            # Reported to the lead; re-enable once end() closes the waiting step run.
-            # assert not waiting, \
-            #     f"ended journey {journey.id} ({journey.playbook_id}, {journey.status}: {journey.end_reason}) " \
-            #     f"still has waiting step runs {[(r.id, r.step_id) for r in waiting]}"
+            # Found by this test once: end() left the step run the journey waited on "waiting".
+            assert not waiting, \
+                f"ended journey {journey.id} ({journey.playbook_id}, {journey.status}: {journey.end_reason}) " \
+                f"still has waiting step runs {[(r.id, r.step_id) for r in waiting]}"
 
 
 def outbox_keys_are_unique_and_tasks_exist(session: Session, now: datetime) -> None:
@@ -398,20 +395,7 @@ def journey_audit_events_name_their_playbook(session: Session, now: datetime) ->
     anonymous = session.execute(
         select(AuditEvent.id, AuditEvent.action, AuditEvent.journey_id, AuditEvent.rule)
         .where(AuditEvent.journey_id.is_not(None),
-               AuditEvent.playbook_id.is_(None) | AuditEvent.playbook_version.is_(None),
-               # found by property test: exception_queue.resolve_item (called by end_journey and
-               # retry_journey on a parked journey) records exception_resolved with the journey id
-               # but no playbook id/version. Minimal: lead.created for an account with no
-               # `employees`, decide first-touch "done" (branch parks it), end_journey.
-               # Reported to the lead; drop this line once resolve_item names the playbook.
-               AuditEvent.action != "exception_resolved",
-               # found by property test: engine._wake_journeys flags a wait's missing signal field
-               # (category missing_field) with the journey id but no playbook id/version. Minimal:
-               # renewal.upcoming (deal 1), publish the review task, renewal.upcoming (deal 2), then
-               # task.completed for the second review task without an `outcome`: the first journey's
-               # wait-decision reads signal.outcome. Reported; drop this line once it is fixed.
-               ~((AuditEvent.action == "exception_raised") & (AuditEvent.rule == "exception:missing_field")),
-               )).all()
+               AuditEvent.playbook_id.is_(None) | AuditEvent.playbook_version.is_(None))).all()
     assert not anonymous, f"journey audit events without a playbook id and version: {anonymous}"
 
 
