@@ -31,6 +31,22 @@ MAX_TEMPLATE_LENGTH = 20_000
 # or CPU; anything near these limits is a mistake, not a brief.
 _MAX_REPEATED_LENGTH = 100_000
 _MAX_EXPONENT = 100
+MAX_OUTPUT_LENGTH = 100_000
+# A playbook template fills in values; it does not loop or define code. Loops are how a
+# template could spin for hours (nested ranges), so they are refused when it is compiled.
+_REFUSED_NODES: dict[type[nodes.Node], str] = {
+    nodes.For: "loops ({% for %})",
+    nodes.Macro: "macros",
+    nodes.CallBlock: "call blocks",
+    nodes.FilterBlock: "filter blocks",
+    nodes.Extends: "template inheritance",
+    nodes.Include: "includes",
+    nodes.Import: "imports",
+    nodes.FromImport: "imports",
+}
+# Text methods and filters that take a width can ask for gigabytes of padding.
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "format", "format_map"})
+_WIDTH_FILTERS = ("center", "indent", "format", "wordwrap")
 _TEMPLATE_FILENAME = "<template>"
 
 
@@ -121,7 +137,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise jinja2.exceptions.SecurityError("the power is too large")
         return super().call_binop(context, operator, left, right)
 
+    def call(self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, str) and len(result) > MAX_OUTPUT_LENGTH:
+            raise jinja2.exceptions.SecurityError("the result would be too long")
+        return result
+
     def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, str) and attribute in _WIDTH_METHODS:
+            raise jinja2.exceptions.SecurityError(f"text.{attribute}() is not available in playbook templates")
         # Dict keys first, like expressions: a CRM field named "items" or "values"
         # must be the field, not the dict method.
         if isinstance(obj, Mapping) and attribute in obj and not attribute.startswith("_"):
@@ -138,7 +162,20 @@ def _environment() -> _Sandbox:
         keep_trailing_newline=True,
     )
     env.filters.update(money=_money, date=_date, days_until=_days_until)
+    for name in _WIDTH_FILTERS:
+        del env.filters[name]
+    env.filters["replace"] = _bounded(env.filters["replace"])
     return env
+
+
+def _bounded(filter_function: Any) -> Any:
+    """A filter whose result may not grow past MAX_OUTPUT_LENGTH (chained replaces multiply)."""
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        result = filter_function(*args, **kwargs)
+        if isinstance(result, str) and len(result) > MAX_OUTPUT_LENGTH:
+            raise jinja2.exceptions.SecurityError("the result would be too long")
+        return result
+    return jinja2.pass_eval_context(bounded) if getattr(filter_function, "jinja_pass_arg", None) else bounded
 
 
 # -- templates --------------------------------------------------------------------
@@ -188,6 +225,11 @@ class Template:
             raise TemplateError(
                 f"the template has a syntax error: {exc.message}", line=exc.lineno
             ) from None
+        for node_type, what in _REFUSED_NODES.items():
+            refused = next(ast.find_all(node_type), None)
+            if refused is not None:
+                raise TemplateError(f"{what} are not allowed in playbook templates; a template fills in "
+                                    "values (use {% if %} for choices)", line=refused.lineno)
         compiled.filename = _TEMPLATE_FILENAME
         # frozen: the compiled objects are caches, set once here.
         object.__setattr__(self, "_compiled", compiled)
@@ -200,7 +242,7 @@ class Template:
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with `context`; undefined names and sandbox violations raise TemplateError."""
         try:
-            return self._compiled.render(dict(context))
+            text = self._compiled.render(dict(context))
         except TemplateError as exc:
             exc.line = exc.line or _template_line(exc.__traceback__)
             raise
@@ -217,6 +259,9 @@ class Template:
             raise TemplateError(
                 f"the template could not be filled in: {exc}", line=_template_line(exc.__traceback__)
             ) from None
+        if len(text) > MAX_OUTPUT_LENGTH:
+            raise TemplateError(f"the filled-in text is longer than {MAX_OUTPUT_LENGTH:,} characters")
+        return text
 
     def _undefined_message(self, jinja_message: str) -> str:
         match = _UNDEFINED_NAME.match(jinja_message)

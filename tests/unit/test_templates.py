@@ -133,11 +133,36 @@ def test_unclosed_block_is_a_syntax_error():
         compile_template("{% if deal.amount > 10 %}big")
 
 
-def test_variables_lists_root_names_but_not_loop_variables():
+def test_variables_lists_root_names_but_not_local_names():
     template = compile_template(
-        "{{ account.name }} {% for c in contacts %}{{ c.email }}{% endfor %} {{ deal.amount | money }}"
+        "{{ account.name }} {% set first = contacts %}{{ first }} {{ deal.amount | money }}"
     )
     assert template.variables() == frozenset({"account", "contacts", "deal"})
+
+
+@pytest.mark.parametrize("source, what", [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "loops"),
+    ("{% macro m() %}x{% endmacro %}{{ m() }}", "macros"),
+])
+def test_loops_and_macros_are_refused_when_the_template_is_compiled(source, what):
+    with pytest.raises(TemplateError, match=f"{what}.* are not allowed in playbook templates"):
+        compile_template(source)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'x'.ljust(300000000) }}",
+    "{{ '{:>300000000}'.format(1) }}",
+    "{{ s|replace('a', 'aaaaaaaaaa')|replace('a', 'aaaaaaaaaa')|replace('a', 'aaaaaaaaaa')"
+    "|replace('a', 'aaaaaaaaaa') }}",
+])
+def test_a_template_cannot_grow_its_text_without_bound(source):
+    with pytest.raises(TemplateError, match="not allowed"):
+        compile_template(source).render({"s": "a" * 1000})
+
+
+def test_padding_filters_are_not_offered():
+    with pytest.raises(TemplateError, match="No filter named 'center'"):
+        compile_template("{{ 'x' | center(300000000) }}")
 
 
 def test_templates_are_hashable_and_equal_by_source():
