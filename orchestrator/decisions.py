@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator import exception_queue
@@ -29,6 +30,7 @@ from orchestrator.playbook.model import (
     HybridStep,
     Playbook,
     Step,
+    WaitStep,
 )
 from orchestrator.steps import (
     DATA_ERRORS,
@@ -37,6 +39,7 @@ from orchestrator.steps import (
     advance,
     after,
     context_for,
+    deadline_from,
     end,
     finish,
     fresh,
@@ -47,6 +50,7 @@ from orchestrator.steps import (
     perform_governed,
     playbook_of,
     record,
+    time_out,
 )
 from orchestrator.tasks import complete_task
 
@@ -185,8 +189,23 @@ def retry_journey(*, session: Session, settings: Settings, journey_id: int, acto
     _resolve_exceptions(run, journey, actor, note or "retried")
     record(run, journey, version, AuditAction.RETRIED, journey.current_step_id, "operator",
            note or f"{actor} retried step {journey.current_step_id}", actor=actor)
+    assert journey.current_step_id is not None
+    step = playbook.step(journey.current_step_id)
+    waited = _waiting_runs(run, journey)
+    if isinstance(step, WaitStep) and waited and now >= deadline_from(run, waited[-1].started_at, step.timeout):
+        # Parked while its wait ran out (the timeout itself failed): take the timeout path now.
+        time_out(run, journey)
+        return journey
+    for step_run in waited:
+        finish(step_run, StepStatus.SKIPPED, now, f"retried by {actor}")
     advance(run, journey, version, playbook, Next(step_id=journey.current_step_id))
     return journey
+
+
+def _waiting_runs(run: Run, journey: Journey) -> list[StepRun]:
+    return list(run.session.scalars(select(StepRun).where(StepRun.journey_id == journey.id,
+                                                          StepRun.status == StepStatus.WAITING)
+                                    .order_by(StepRun.id)))
 
 
 def end_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,

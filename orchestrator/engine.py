@@ -54,11 +54,11 @@ from orchestrator.steps import (
     finish,
     flag,
     fresh,
-    jump,
     lock_accounts,
     park,
     playbook_of,
     record,
+    time_out,
     waiting_run,
 )
 
@@ -297,7 +297,7 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
             continue  # a signal moved it on since the query above
         try:
             with session.begin_nested():
-                _time_out(run, journey)
+                time_out(run, journey)
             moved += 1
         except Exception as exc:  # one bad journey never stops the sweep
             log.exception("journey %s failed in the timeout sweep", journey.id)
@@ -308,19 +308,3 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
                                                           StepRun.override_until <= now)):
         step_run.override_until = None
     return moved
-
-
-def _time_out(run: Run, journey: Journey) -> None:
-    version, playbook = playbook_of(run, journey)
-    assert journey.current_step_id is not None
-    step = playbook.step(journey.current_step_id)
-    journey.wait_until = journey.wait_signal = None
-    if isinstance(step, WaitStep):
-        step_run = waiting_run(run, journey)
-        finish(step_run, StepStatus.TIMED_OUT, run.now, f"timed out after {step.timeout.text}")
-        record(run, journey, version, AuditAction.STEP_TIMED_OUT, step.id, f"wait:{step.id} timeout",
-               f"no {step.signal or 'matching condition'} within {step.timeout.text}")
-        run.count("timeouts")
-        advance(run, journey, version, playbook, jump(playbook, step.on_timeout))
-    else:  # a deferred step (quiet hours): run it again now
-        advance(run, journey, version, playbook, Next(step_id=step.id))

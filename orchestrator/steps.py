@@ -380,6 +380,23 @@ _EXECUTORS: dict[type, Any] = {
 }
 
 
+def time_out(run: Run, journey: Journey) -> None:
+    """The journey's wait expired: take its on_timeout path (or re-run a step deferred by quiet hours)."""
+    version, playbook = playbook_of(run, journey)
+    assert journey.current_step_id is not None
+    step = playbook.step(journey.current_step_id)
+    journey.wait_until = journey.wait_signal = None
+    if isinstance(step, WaitStep):
+        step_run = waiting_run(run, journey)
+        finish(step_run, StepStatus.TIMED_OUT, run.now, f"timed out after {step.timeout.text}")
+        record(run, journey, version, AuditAction.STEP_TIMED_OUT, step.id, f"wait:{step.id} timeout",
+               f"no {step.signal or 'matching condition'} within {step.timeout.text}")
+        run.count("timeouts")
+        advance(run, journey, version, playbook, jump(playbook, step.on_timeout))
+    else:  # a deferred step (quiet hours): run it again now
+        advance(run, journey, version, playbook, Next(step_id=step.id))
+
+
 # --- the shared vocabulary ------------------------------------------------------------------
 
 def after(playbook: Playbook, step: Step) -> Next:
@@ -469,7 +486,12 @@ def context_for(run: Run, journey: Journey, account: Account,
 
 def deadline(run: Run, duration: Duration) -> datetime:
     """Now plus `duration`, business time on the default calendar."""
-    return run.settings.calendar().add(run.now, duration)
+    return deadline_from(run, run.now, duration)
+
+
+def deadline_from(run: Run, start: datetime, duration: Duration) -> datetime:
+    """`start` plus `duration`, business time on the default calendar."""
+    return run.settings.calendar().add(start, duration)
 
 
 def _render_args(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:

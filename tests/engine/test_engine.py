@@ -721,3 +721,31 @@ def test_a_journey_caught_looping_keeps_none_of_its_writes_and_is_parked(session
     assert journey.status == "stalled"
     item = session.scalars(select(ExceptionItem)).one()
     assert item.category == "loop_guard" and "nothing they did was kept" in item.message
+
+
+def test_retrying_a_journey_whose_timeout_failed_takes_the_timeout_path(session, feed, settings, clock):
+    account = _start_flow(session, feed, segment="enterprise")
+    engine.decide_task(session=session, settings=settings, task_id=session.scalars(select(Task)).one().id,
+                       outcome="done", actor="x@acme.example", now=clock.now())
+    journey = _journey(session, account)
+    assert journey.current_step_id == "wait-usage"
+    journey.status = "stalled"  # as the sweep leaves it when the timeout itself failed
+    clock.advance(timedelta(days=15))
+    engine.retry_journey(session=session, settings=settings, journey_id=journey.id, actor="ops@acme.example",
+                         now=clock.now())
+    assert session.scalars(select(StepRun).where(StepRun.step_id == "wait-usage")).one().status == "timed_out"
+    assert journey.current_step_id == "rescue" and journey.status == "waiting"
+
+
+def test_retrying_a_wait_before_it_ran_out_waits_again_with_one_waiting_run(session, feed, settings, clock):
+    account = _start_flow(session, feed)
+    engine.decide_task(session=session, settings=settings, task_id=session.scalars(select(Task)).one().id,
+                       outcome="done", actor="x@acme.example", now=clock.now())
+    journey = _journey(session, account)
+    journey.status = "stalled"
+    clock.advance(timedelta(days=2))
+    engine.retry_journey(session=session, settings=settings, journey_id=journey.id, actor="ops@acme.example",
+                         now=clock.now())
+    runs = session.scalars(select(StepRun).where(StepRun.step_id == "wait-usage").order_by(StepRun.id)).all()
+    assert [run.status for run in runs] == ["skipped", "waiting"]
+    assert journey.wait_until == clock.now() + timedelta(days=14)
