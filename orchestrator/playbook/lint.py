@@ -88,8 +88,9 @@ RULES: tuple[Rule, ...] = (
          "No automated customer-facing step after a sensitive signal",
          "Signals listed in sensitive_signals (complaints, negative sentiment, churn risk) open a "
          "protected human zone. The zone starts at the first step when the playbook enrolls on a "
-         "sensitive signal, and at the step after a wait whose `for` is a sensitive signal (the "
-         "path taken when that signal arrives, not the timeout path). It follows the flow "
+         "sensitive signal, and at the step after a wait whose `for` is a sensitive signal, or that "
+         "waits on a condition alone and so can be woken by any signal (the path taken when the "
+         "wait is satisfied, not the timeout path). It follows the flow "
          "(file order, goto, branch, on_timeout, on_reject) and ends at a human or hybrid step, "
          "where a person has taken the moment over. Inside the zone an automated step may not "
          "run an action that touches the customer (the registry's customer_facing flag), "
@@ -187,6 +188,11 @@ def _zone_starts(playbook: Playbook) -> dict[str, str]:
         if isinstance(step, WaitStep) and step.signal in sensitive:
             for target in flow.arrival_successor(playbook, step):
                 starts.setdefault(target, f'wait "{step.id}" receives {step.signal}')
+        elif isinstance(step, WaitStep) and step.signal is None and sensitive:
+            # A wait on a condition alone is woken by any signal, sensitive ones included.
+            for target in flow.arrival_successor(playbook, step):
+                starts.setdefault(target, f'wait "{step.id}" can be woken by any signal, '
+                                          f'{" or ".join(sorted(sensitive))} included')
     return starts
 
 
