@@ -163,7 +163,11 @@ class HybridStep(StepBase):
 
 @dataclass(frozen=True)
 class WaitStep(StepBase):
-    """Wait for a signal (optionally matching `until`) or a condition, up to `timeout`."""
+    """Wait for a signal (optionally matching `until`) or a condition, up to `timeout`.
+
+    A condition-only wait is checked whenever a signal for the account arrives, and
+    gives up at its timeout; nothing re-checks it in between.
+    """
 
     signal: str | None
     until: Expression | None

@@ -220,7 +220,8 @@ def apply_playbooks(
         session.add(PlaybookVersion(
             playbook_id=file.playbook_id, version=latest + 1, name=file.playbook.name,
             stage=file.playbook.stage.value, checksum=digest, source_text=file.text,
-            source_path=str(file.path), active=True, applied_at=now, applied_by=actor,
+            # Absolute, so `diff` finds a missing file whichever directory it runs from.
+            source_path=str(file.path.resolve()), active=True, applied_at=now, applied_by=actor,
         ))
         changes.append(dataclasses.replace(change, new_version=latest + 1))
     session.flush()
