@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from orchestrator import __version__, schema
 from orchestrator.cli._runtime import pass_runtime
@@ -23,6 +23,12 @@ class HandoffGroup(click.Group):
             return super().invoke(ctx)
         except HandoffError as exc:
             click.echo(f"handoff: error: {exc}", err=True)
+            sys.exit(2)
+        except IntegrityError as exc:
+            # Two writers raced for the same unique row (two `playbooks apply` at once, say).
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            click.echo(f"handoff: error: another change got there first ({first}); run the command again",
+                       err=True)
             sys.exit(2)
         except (OperationalError, ProgrammingError) as exc:
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
