@@ -16,6 +16,12 @@ from orchestrator.config import Settings
 from orchestrator.models import PlaybookVersion
 from orchestrator.playbook import load_playbook_text
 
+# The keys every inline test playbook shares (indented like the playbooks that use it).
+HEADER = """
+    maintainer: revops@acme.example
+    review_every: 365d
+"""
+
 
 def install_playbook(session: Session, text: str, path: str = "test.yaml", *, lint: bool = True) -> PlaybookVersion:
     """Validate `text` and make it the active version of its playbook (lint=False: as an older release did)."""

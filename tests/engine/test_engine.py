@@ -19,13 +19,8 @@ from orchestrator.models import (
     StepRun,
     Task,
 )
-from tests.engine.conftest import install_playbook
+from tests.engine.conftest import HEADER, Feeder, install_playbook
 from tests.factories import AccountFactory, DealFactory, OwnerFactory
-
-HEADER = """
-    maintainer: revops@acme.example
-    review_every: 365d
-"""
 
 AUTOMATIONS = """
     id: automations
@@ -223,8 +218,6 @@ def test_a_recent_sensitive_signal_keeps_automation_away_from_the_customer(sessi
 
 def test_quiet_hours_defer_a_customer_facing_step_until_they_end(session, settings, clock):
     from dataclasses import replace
-
-    from tests.engine.conftest import Feeder
 
     quiet = replace(settings, quiet_hours="20:00-08:00", quiet_hours_timezone="UTC")
     install_playbook(session, CAPPED)
@@ -631,8 +624,6 @@ def test_an_approval_given_after_a_complaint_arrived_sends_nothing_and_says_why(
 
 def test_an_approval_given_in_quiet_hours_holds_delivery_until_they_end(session, settings, clock):
     from dataclasses import replace
-
-    from tests.engine.conftest import Feeder
 
     quiet = replace(settings, quiet_hours="20:00-08:00", quiet_hours_timezone="UTC")
     feed = Feeder(session, quiet, clock)

@@ -23,13 +23,8 @@ from orchestrator.config import load_settings
 from orchestrator.db import make_engine
 from orchestrator.models import Account, AuditEvent, ExceptionItem, Journey, OutboxMessage, StepRun, Task
 from tests import factories
-from tests.engine.conftest import install_playbook
+from tests.engine.conftest import HEADER, install_playbook
 from tests.factories import AccountFactory, DealFactory, OwnerFactory
-
-HEADER = """
-    maintainer: revops@acme.example
-    review_every: 365d
-"""
 
 KICKOFF = """
     id: kickoff
