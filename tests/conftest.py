@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
@@ -25,6 +26,12 @@ from orchestrator.db import make_engine, parse_database_url
 from tests import factories
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL")
+
+# CI explores the same examples every run, so a red build always means a change broke
+# something; developers' runs keep exploring new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 BACKENDS = [
     "sqlite",

@@ -63,7 +63,7 @@ def _compose(children):
 expressions = st.recursive(st.one_of(literals, references), _compose, max_leaves=12)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=120))
 def test_random_text_only_ever_raises_expression_error(source):
     try:
@@ -78,7 +78,7 @@ def test_random_text_only_ever_raises_expression_error(source):
 alphabet = st.sampled_from(list("abdhmnotw.()[]\"',=<>!+-*/ 0123456789_") + ["and", "or", "not", "in", "null"])
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(alphabet, max_size=40).map("".join))
 def test_expression_shaped_noise_only_ever_raises_expression_error(source):
     try:
@@ -87,7 +87,7 @@ def test_expression_shaped_noise_only_ever_raises_expression_error(source):
         assert 1 <= exc.column <= len(source) + 1
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expressions, contexts)
 def test_well_formed_expressions_evaluate_or_raise_expression_error(source, context):
     expr = parse_expression(source)  # the generator only writes valid syntax
