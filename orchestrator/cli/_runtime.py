@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,7 +20,9 @@ def get_runtime(ctx: click.Context) -> Runtime:
     root.ensure_object(dict)
     runtime = root.obj.get("runtime")
     if runtime is None:
-        runtime = build_runtime(load_settings())
+        settings = load_settings()
+        logging.getLogger().setLevel(settings.log_level)
+        runtime = build_runtime(settings)
         root.obj["runtime"] = runtime
         root.call_on_close(runtime.close)
     return runtime

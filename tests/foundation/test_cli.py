@@ -66,3 +66,18 @@ def test_a_database_that_was_never_migrated_says_what_to_run(tmp_path):
                   cwd=tmp_path)
     assert result.returncode == 2
     assert "handoff db upgrade" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_log_level_setting_is_applied(fresh_database):
+    import logging
+
+    root = logging.getLogger()
+    before = root.level
+    env = {"HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False),
+           "HANDOFF_LOG_LEVEL": "debug"}
+    try:
+        result = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+        assert result.exit_code == 0, result.output
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(before)
