@@ -102,8 +102,11 @@ RULES: tuple[Rule, ...] = (
          "Following the flow from the first step (file order, goto, branch, on_timeout, "
          "on_reject; exit ends), every step is reached."),
     Rule("loop-without-wait", "error", "No loop that never waits",
-         "A loop must pass through a step that pauses the journey (wait, human, hybrid, or an "
-         "in_the_loop approval); otherwise it spins forever."),
+         "A loop must pass through a step that surely pauses the journey: a wait `for` a signal, "
+         "a human or hybrid step, or an in_the_loop approval of an action that does not touch the "
+         "customer. A wait on a condition alone moves on at once when it holds, and a "
+         "customer-facing step can be skipped by a cap, so neither counts; otherwise the loop "
+         "spins forever."),
     Rule("review-overdue", "warning", "The playbook was reviewed recently enough",
          "The last change of the file (its last git commit, or its modification time outside "
          "git) plus review_every is in the past: ask the maintainer to review it."),
