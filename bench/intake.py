@@ -32,14 +32,15 @@ import click
 from sqlalchemy import create_engine, delete, insert, select, text
 from sqlalchemy.engine import URL
 
-from orchestrator import engine as engine_module
-from orchestrator import schema, signals
+from orchestrator import schema
 from orchestrator.config import Settings, load_settings
 from orchestrator.db import make_engine, make_session_factory, parse_database_url, unit_of_work
+from orchestrator.intake import signals
+from orchestrator.journeys import engine as engine_module
 from orchestrator.models import Account, Signal
 from orchestrator.playbook.store import apply_playbooks
+from orchestrator.replay.samples import load_sample_data, sample_signals
 from orchestrator.resources import shipped_playbooks_dir
-from orchestrator.samples import load_sample_data, sample_signals
 
 START = datetime(2026, 10, 5, 13, 0, tzinfo=UTC)
 

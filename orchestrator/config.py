@@ -20,9 +20,8 @@ from sqlalchemy.engine import URL
 
 from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
 from orchestrator.db import parse_database_url
-from orchestrator.durations import DurationError, parse_duration
+from orchestrator.durations import DurationError, GovernanceError, parse_duration, parse_quiet_hours, parse_touch_cap
 from orchestrator.errors import ConfigError
-from orchestrator.governance import GovernanceError, parse_quiet_hours, parse_touch_cap
 from orchestrator.hints import closest
 from orchestrator.models.exceptions import Category
 

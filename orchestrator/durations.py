@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 
 from orchestrator.hints import closest
 
-__all__ = ["Duration", "DurationError", "parse_duration"]
+__all__ = ["Duration", "DurationError", "GovernanceError", "parse_duration", "parse_quiet_hours", "parse_touch_cap"]
 
 _EXAMPLES = '"14d", "1h30m", "4 business hours" or "2 business days"'
 
@@ -183,3 +183,44 @@ def parse_duration(text: str) -> Duration:
         business_minutes=business_minutes,
         business_days=business_days,
     )
+
+
+# -- governance settings: caps and quiet hours (parsed by config at start) --------
+
+_CAP = re.compile(r"^\s*(\d+)\s+per\s+(.+?)\s*$")
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class GovernanceError(ValueError):
+    """A cap or quiet-hours setting that cannot be understood."""
+
+
+def parse_touch_cap(text: str) -> tuple[int, Duration]:
+    """ "3 per 7d" -> (3, 7 days). The period must be wall-clock time."""
+    match = _CAP.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise GovernanceError(f'customer-touch cap "{text}" is not a cap; write e.g. "3 per 7d"')
+    try:
+        period = parse_duration(match.group(2))
+    except DurationError as exc:
+        raise GovernanceError(f'customer-touch cap "{text}": {exc}') from None
+    if period.is_business:
+        # "Per 2 business days" would let a weekend burst through; caps protect the customer's week.
+        raise GovernanceError(f'customer-touch cap "{text}": use calendar time, e.g. "3 per 7d"')
+    return int(match.group(1)), period
+
+
+def parse_quiet_hours(text: str) -> tuple[time, time]:
+    """ "20:00-08:00" -> (20:00, 08:00). The window may wrap midnight."""
+    match = _WINDOW.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise GovernanceError(f'quiet hours "{text}" is not a time range; write e.g. "20:00-08:00"')
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise GovernanceError(f'quiet hours "{text}" has an impossible time; write e.g. "20:00-08:00"')
+    start, end = time(h1, m1), time(h2, m2)
+    if start == end:
+        raise GovernanceError(f'quiet hours "{text}" starts and ends at the same time')
+    return start, end
+
+

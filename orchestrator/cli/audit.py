@@ -7,8 +7,8 @@ import click
 from orchestrator.audit import render_timeline, timeline
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
+from orchestrator.intake.signals import find_account, parse_account_ref
 from orchestrator.runtime import Runtime
-from orchestrator.signals import find_account, parse_account_ref
 
 
 @click.command("audit")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli._runtime import pass_runtime
-from orchestrator.demo import render_demo, run_demo
+from orchestrator.replay.demo import render_demo, run_demo
 from orchestrator.runtime import Runtime
 
 

@@ -6,7 +6,7 @@ import click
 
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
-from orchestrator.engine import process_pending, sweep_timeouts
+from orchestrator.journeys.engine import process_pending, sweep_timeouts
 from orchestrator.runtime import Runtime
 
 

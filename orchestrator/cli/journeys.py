@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from orchestrator import engine
 from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
-from orchestrator.journeys import list_journeys
+from orchestrator.intake.signals import find_account, parse_account_ref
+from orchestrator.journeys import engine
+from orchestrator.journeys.listing import list_journeys
 from orchestrator.models import Account, Journey, JourneyStatus, PlaybookVersion
 from orchestrator.runtime import Runtime
-from orchestrator.signals import find_account, parse_account_ref
 
 
 def describe_journey(journey: Journey) -> str:

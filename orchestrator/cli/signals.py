@@ -10,8 +10,8 @@ import click
 
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
+from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest
 from orchestrator.runtime import Runtime
-from orchestrator.signals import IntakeResult, IntakeStatus, ingest
 
 
 @click.group()
@@ -53,9 +53,9 @@ def describe(result: IntakeResult) -> str:
 def _run_engine(runtime: Runtime) -> None:
     # Intake works on its own; evaluation runs when the engine (issue 4) provides
     # `process_pending`. A broken engine module still fails loudly on import.
-    if importlib.util.find_spec("orchestrator.engine") is None:
+    if importlib.util.find_spec("orchestrator.journeys.engine") is None:
         return
-    process_pending = getattr(importlib.import_module("orchestrator.engine"), "process_pending", None)
+    process_pending = getattr(importlib.import_module("orchestrator.journeys.engine"), "process_pending", None)
     if process_pending is None:
         return
     # The engine takes a bounded batch per call; keep going until a pass finds nothing.

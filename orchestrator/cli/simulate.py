@@ -8,8 +8,8 @@ import click
 
 from orchestrator.cli._runtime import get_runtime
 from orchestrator.config import load_settings
-from orchestrator.simulation import read_signals_file, render_simulation
-from orchestrator.simulation import simulate as run_simulation
+from orchestrator.replay.simulation import read_signals_file, render_simulation
+from orchestrator.replay.simulation import simulate as run_simulation
 
 
 @click.command("simulate")

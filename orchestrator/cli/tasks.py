@@ -6,16 +6,16 @@ import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from orchestrator import engine
 from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.cli.journeys import describe_journey
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
+from orchestrator.intake.signals import find_account, parse_account_ref
+from orchestrator.journeys import engine
 from orchestrator.models import OPEN_STATUSES, Journey, Owner, Task
 from orchestrator.runtime import Runtime
-from orchestrator.signals import find_account, parse_account_ref
-from orchestrator.tasks import acknowledge_task, list_tasks
+from orchestrator.work.tasks import acknowledge_task, list_tasks
 
 
 def _task(session: Session, task_id: int) -> Task:

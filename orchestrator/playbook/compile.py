@@ -30,8 +30,8 @@ from orchestrator.playbook.model import (
     TouchLimit,
     WaitStep,
 )
+from orchestrator.playbook.templates import compile_template
 from orchestrator.playbook.yamlsafe import Document
-from orchestrator.templates import compile_template
 
 __all__ = ["build_playbook"]
 

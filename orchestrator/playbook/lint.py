@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orchestrator.actions import REGISTRY
 from orchestrator.durations import Duration
+from orchestrator.journeys.actions import REGISTRY
 from orchestrator.playbook import flow
 from orchestrator.playbook.findings import Finding, Severity
 from orchestrator.playbook.model import (

@@ -11,8 +11,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from orchestrator.durations import Duration
-from orchestrator.expressions import Expression
-from orchestrator.templates import Template
+from orchestrator.playbook.expressions import Expression
+from orchestrator.playbook.templates import Template
 
 # What expressions and templates may read: the context the engine provides.
 CONTEXT_ROOTS: frozenset[str] = frozenset({"account", "deal", "signal", "journey", "owner", "now"})

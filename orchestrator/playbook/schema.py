@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Self
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
 
-from orchestrator.actions import REGISTRY
 from orchestrator.durations import Duration, DurationError, parse_duration
-from orchestrator.expressions import ExpressionError, check_roots, parse_expression
 from orchestrator.hints import closest
+from orchestrator.journeys.actions import REGISTRY
+from orchestrator.playbook.expressions import ExpressionError, check_roots, parse_expression
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,
     CONTEXT_ROOTS,
@@ -26,7 +26,7 @@ from orchestrator.playbook.model import (
     Oversight,
     Stage,
 )
-from orchestrator.templates import TemplateError, check_variables, compile_template
+from orchestrator.playbook.templates import TemplateError, check_variables, compile_template
 
 # Markers for marshmallow's own messages; `errors.py` turns them into sentences that
 # can name the key, which marshmallow's message templates cannot.

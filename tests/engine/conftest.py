@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator import engine, signals
 from orchestrator.config import Settings
+from orchestrator.intake import signals
+from orchestrator.journeys import engine
 from orchestrator.models import PlaybookVersion
 from orchestrator.playbook import load_playbook_text
 

@@ -6,9 +6,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from orchestrator import models, schema
-from orchestrator.assignment import UnknownReference, resolve_assignee
 from orchestrator.db import make_engine
 from orchestrator.playbook.model import Assignment
+from orchestrator.work.assignment import UnknownReference, resolve_assignee
 from tests.factories import AccountFactory, DealFactory, OwnerFactory
 
 _roles = itertools.count()

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from orchestrator import models
-from orchestrator.briefs import MAX_TEXT_LENGTH, build_brief
-from orchestrator.governance import record_touch
+from orchestrator.journeys.governance import record_touch
+from orchestrator.work.briefs import MAX_TEXT_LENGTH, build_brief
 from tests.factories import AccountFactory, ContactFactory, DealFactory, OwnerFactory
 
 ALL = ("trigger", "account", "contacts", "recent_signals", "journey", "automations", "deal")

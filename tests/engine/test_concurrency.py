@@ -8,10 +8,12 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from orchestrator import engine, schema, signals
+from orchestrator import schema
 from orchestrator.clock import FrozenClock
 from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory, unit_of_work
+from orchestrator.intake import signals
+from orchestrator.journeys import engine
 from orchestrator.models import Account, Deal, Journey, Owner, Signal, Task
 from orchestrator.playbook.store import apply_playbooks
 from orchestrator.resources import shipped_playbooks_dir

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from orchestrator import models
-from orchestrator.context import build_context
-from orchestrator.templates import Template
+from orchestrator.playbook.context import build_context
+from orchestrator.playbook.templates import Template
 from tests.factories import AccountFactory, DealFactory, OwnerFactory
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import engine
+from orchestrator.journeys import engine
 from orchestrator.models import (
     AuditEvent,
     CustomerTouch,

@@ -26,12 +26,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator import engine, signals
-from orchestrator.actions import get_action
 from orchestrator.clock import FrozenClock
 from orchestrator.config import Settings
-from orchestrator.decisions import OUTCOMES
 from orchestrator.exception_queue import Category
+from orchestrator.intake import signals
+from orchestrator.journeys import engine
+from orchestrator.journeys.actions import get_action
+from orchestrator.journeys.decisions import OUTCOMES
 from orchestrator.models import (
     OPEN_STATUSES,
     Account,

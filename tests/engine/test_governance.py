@@ -5,7 +5,7 @@ import pytest
 
 from orchestrator import models
 from orchestrator.durations import parse_duration
-from orchestrator.governance import (
+from orchestrator.journeys.governance import (
     GovernanceError,
     in_quiet_hours,
     parse_touch_cap,

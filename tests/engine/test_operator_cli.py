@@ -17,10 +17,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from orchestrator import engine, schema, signals
+from orchestrator import schema
 from orchestrator.cli import main
 from orchestrator.config import load_settings
 from orchestrator.db import make_engine
+from orchestrator.intake import signals
+from orchestrator.journeys import engine
 from orchestrator.models import Account, AuditEvent, ExceptionItem, Journey, OutboxMessage, StepRun, Task
 from tests import factories
 from tests.engine.conftest import HEADER, install_playbook

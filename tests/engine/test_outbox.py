@@ -4,8 +4,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from orchestrator import outbox, schema
+from orchestrator import schema
 from orchestrator.db import make_engine
+from orchestrator.delivery import outbox
 from orchestrator.models import ExceptionItem, OutboxMessage, OutboxStatus
 from tests.factories import AccountFactory
 

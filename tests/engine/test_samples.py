@@ -7,8 +7,14 @@ from sqlalchemy.orm import Session
 
 from orchestrator.models import Account, Contact, Deal, ExternalId, Owner
 from orchestrator.playbook import load_playbook
+from orchestrator.replay.samples import (
+    load_sample_data,
+    sample_accounts,
+    sample_decisions,
+    sample_owners,
+    sample_signals,
+)
 from orchestrator.resources import shipped_playbooks_dir
-from orchestrator.samples import load_sample_data, sample_accounts, sample_decisions, sample_owners, sample_signals
 
 
 def _counts(session: Session) -> dict[str, int]:

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import engine
+from orchestrator.journeys import engine
 from orchestrator.models import (
     CustomerTouch,
     ExceptionItem,

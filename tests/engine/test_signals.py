@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import signals
+from orchestrator.intake import signals
+from orchestrator.intake.signals import IntakeStatus, ingest
 from orchestrator.models import AuditEvent, ExceptionItem, ExternalId, Signal
-from orchestrator.signals import IntakeStatus, ingest
 from tests.factories import AccountFactory, DealFactory
 
 

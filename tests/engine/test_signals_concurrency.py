@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from orchestrator import schema
 from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory, unit_of_work
+from orchestrator.intake.signals import ingest
 from orchestrator.models import Account, ExceptionItem, Signal
-from orchestrator.signals import ingest
 
 ROUNDS = 8
 
@@ -91,7 +91,7 @@ def test_an_unknown_account_signal_received_twice_at_once_raises_one_exception_i
 def test_two_engine_workers_never_claim_the_same_signal(backend, fresh_database):
     if backend != "postgresql":
         pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite has a single writer")
-    from orchestrator.signals import pending_signals
+    from orchestrator.intake.signals import pending_signals
 
     url = _migrated(fresh_database)
     engine = make_engine(url)

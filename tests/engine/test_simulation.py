@@ -17,17 +17,17 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from orchestrator import engine, schema, signals
+from orchestrator import schema
 from orchestrator.cli.simulate import simulate as simulate_command
 from orchestrator.clock import ensure_utc
 from orchestrator.config import Settings, load_settings
 from orchestrator.db import unit_of_work
+from orchestrator.intake import signals
+from orchestrator.journeys import engine
 from orchestrator.models import Account, Base, ExceptionItem, Journey
 from orchestrator.playbook.store import apply_playbooks
-from orchestrator.resources import shipped_playbooks_dir
-from orchestrator.runtime import Runtime, build_runtime
-from orchestrator.samples import load_sample_data, sample_signals, sample_signals_text
-from orchestrator.simulation import (
+from orchestrator.replay.samples import load_sample_data, sample_signals, sample_signals_text
+from orchestrator.replay.simulation import (
     SimulationError,
     SimulationReport,
     caps_hit,
@@ -36,6 +36,8 @@ from orchestrator.simulation import (
     steps_per_stage,
     tasks_per_owner_week,
 )
+from orchestrator.resources import shipped_playbooks_dir
+from orchestrator.runtime import Runtime, build_runtime
 from tests.conftest import BACKENDS, POSTGRES_URL
 
 REPO = Path(__file__).resolve().parents[2]

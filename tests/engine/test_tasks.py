@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator import models
-from orchestrator.briefs import Brief
 from orchestrator.durations import parse_duration
 from orchestrator.models import Priority, TaskStatus
 from orchestrator.playbook.model import Escalation, Sla
-from orchestrator.tasks import (
+from orchestrator.work.briefs import Brief
+from orchestrator.work.tasks import (
     TaskStateError,
     acknowledge_task,
     calendar_for,
@@ -292,7 +292,7 @@ def test_open_task_count_counts_open_and_acknowledged_only(session, clock):
 
 
 def test_an_owner_without_a_timezone_works_on_the_default_calendars(session, settings):
-    from orchestrator.tasks import calendar_for
+    from orchestrator.work.tasks import calendar_for
 
     owner = OwnerFactory(timezone=None)
     assert calendar_for(owner, settings).timezone == settings.calendars["default"]["timezone"]

@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from orchestrator import engine, outbox, signals
+from orchestrator.delivery import outbox
+from orchestrator.intake import signals
+from orchestrator.journeys import engine
 from tests.conftest import T0
 
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from orchestrator.expressions import (
+from orchestrator.playbook.expressions import (
     MAX_SOURCE_LENGTH,
     Expression,
     ExpressionError,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.expressions import Expression, ExpressionError, parse_expression
+from orchestrator.playbook.expressions import Expression, ExpressionError, parse_expression
 
 # Hypothesis warns that the repr of these nested strategies is large; it is only a repr.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")

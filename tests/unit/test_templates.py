@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from orchestrator.templates import (
+from orchestrator.playbook.templates import (
     Template,
     TemplateError,
     check_variables,

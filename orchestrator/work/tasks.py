@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from orchestrator import audit, outbox
+from orchestrator import audit
 from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
+from orchestrator.delivery import outbox
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
     OPEN_STATUSES,
@@ -34,8 +35,8 @@ from orchestrator.models import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.briefs import Brief
     from orchestrator.playbook.model import Escalation, Sla
+    from orchestrator.work.briefs import Brief
 
 __all__ = [
     "OUTCOMES", "TaskStateError", "acknowledge_task", "calendar_for", "complete_task", "create_task",

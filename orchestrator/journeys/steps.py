@@ -18,17 +18,16 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator import audit, exception_queue, governance, outbox
-from orchestrator.actions import get_action
-from orchestrator.assignment import resolve_assignee
+from orchestrator import audit, exception_queue
 from orchestrator.audit import AuditAction
-from orchestrator.briefs import build_brief
 from orchestrator.calendars import CalendarError
 from orchestrator.config import Settings
-from orchestrator.context import build_context
+from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.exception_queue import Category
-from orchestrator.expressions import ExpressionError
+from orchestrator.journeys import governance
+from orchestrator.journeys.actions import get_action
+from orchestrator.journeys.stages import StageError, change_stage
 from orchestrator.models import (
     OPEN_STATUSES,
     Account,
@@ -42,6 +41,8 @@ from orchestrator.models import (
     Task,
     TaskKind,
 )
+from orchestrator.playbook.context import build_context
+from orchestrator.playbook.expressions import ExpressionError
 from orchestrator.playbook.model import (
     ActionCall,
     Assignment,
@@ -60,9 +61,10 @@ from orchestrator.playbook.model import (
     WaitStep,
 )
 from orchestrator.playbook.store import active_playbooks, compiled
-from orchestrator.stages import StageError, change_stage
-from orchestrator.tasks import complete_task, create_task
-from orchestrator.templates import Template, TemplateError
+from orchestrator.playbook.templates import Template, TemplateError
+from orchestrator.work.assignment import resolve_assignee
+from orchestrator.work.briefs import build_brief
+from orchestrator.work.tasks import complete_task, create_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,31 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orchestrator import audit, exception_queue, signals
+from orchestrator import audit, exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
-from orchestrator.context import build_context
-from orchestrator.decisions import OUTCOMES, decide, decide_task, end_journey, override_step, retry_journey
 from orchestrator.errors import EngineError
 from orchestrator.exception_queue import Category
-from orchestrator.expressions import Expression, ExpressionError
-from orchestrator.models import (
-    OPEN_STATUSES,
-    Account,
-    Deal,
-    Journey,
-    JourneyStatus,
-    Signal,
-    StepRun,
-    StepStatus,
-    Task,
-    TaskKind,
-)
-from orchestrator.playbook.model import (
-    Playbook,
-    WaitStep,
-)
-from orchestrator.steps import (
+from orchestrator.intake import signals
+from orchestrator.journeys.decisions import OUTCOMES, decide, decide_task, end_journey, override_step, retry_journey
+from orchestrator.journeys.steps import (
     Next,
     ProcessReport,
     Run,
@@ -60,6 +43,24 @@ from orchestrator.steps import (
     record,
     time_out,
     waiting_run,
+)
+from orchestrator.models import (
+    OPEN_STATUSES,
+    Account,
+    Deal,
+    Journey,
+    JourneyStatus,
+    Signal,
+    StepRun,
+    StepStatus,
+    Task,
+    TaskKind,
+)
+from orchestrator.playbook.context import build_context
+from orchestrator.playbook.expressions import Expression, ExpressionError
+from orchestrator.playbook.model import (
+    Playbook,
+    WaitStep,
 )
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db import skip_locked as row_locks_skip
 from orchestrator.models import OPEN_STATUSES, Account, Deal, Owner, Task
-from orchestrator.tasks import open_task_count
+from orchestrator.work.tasks import open_task_count
 
 if TYPE_CHECKING:
     from orchestrator.playbook.model import Assignment

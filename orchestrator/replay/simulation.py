@@ -28,12 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tabulate import tabulate
 
-from orchestrator import engine as engine_module
-from orchestrator import signals as intake
 from orchestrator.clock import FrozenClock, ensure_utc
 from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory, unit_of_work
 from orchestrator.errors import HandoffError
+from orchestrator.intake import signals as intake
+from orchestrator.journeys import engine as engine_module
 from orchestrator.models import (
     OPEN_STATUSES,
     Account,
@@ -52,7 +52,7 @@ from orchestrator.models import (
     TaskKind,
 )
 from orchestrator.playbook.store import apply_playbooks
-from orchestrator.samples import load_sample_data
+from orchestrator.replay.samples import load_sample_data
 
 __all__ = [
     "RepAction", "ReplayReport", "SimulationError", "SimulationReport", "caps_hit", "copy_crm_records",

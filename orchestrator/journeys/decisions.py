@@ -14,25 +14,7 @@ from orchestrator import exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
 from orchestrator.errors import EngineError
-from orchestrator.models import (
-    OPEN_STATUSES,
-    Account,
-    Journey,
-    JourneyStatus,
-    PlaybookVersion,
-    StepRun,
-    StepStatus,
-    Task,
-    TaskKind,
-)
-from orchestrator.playbook.model import (
-    AutomatedStep,
-    HybridStep,
-    Playbook,
-    Step,
-    WaitStep,
-)
-from orchestrator.steps import (
+from orchestrator.journeys.steps import (
     DATA_ERRORS,
     Next,
     Run,
@@ -52,7 +34,25 @@ from orchestrator.steps import (
     record,
     time_out,
 )
-from orchestrator.tasks import complete_task
+from orchestrator.models import (
+    OPEN_STATUSES,
+    Account,
+    Journey,
+    JourneyStatus,
+    PlaybookVersion,
+    StepRun,
+    StepStatus,
+    Task,
+    TaskKind,
+)
+from orchestrator.playbook.model import (
+    AutomatedStep,
+    HybridStep,
+    Playbook,
+    Step,
+    WaitStep,
+)
+from orchestrator.work.tasks import complete_task
 
 # What a person may say when closing each kind of task; the first is what a bare
 # "completed" from the CRM means.

@@ -39,16 +39,16 @@ from orchestrator.models import (
     Task,
 )
 from orchestrator.playbook.store import ApplyReport, apply_playbooks
-from orchestrator.resources import shipped_playbooks_dir
-from orchestrator.runtime import Runtime
-from orchestrator.samples import (
+from orchestrator.replay.samples import (
     SampleReport,
     load_sample_data,
     sample_config_path,
     sample_decisions,
     sample_signals,
 )
-from orchestrator.simulation import RepAction, ReplayReport, caps_hit, replay, steps_per_stage, text_table
+from orchestrator.replay.simulation import RepAction, ReplayReport, caps_hit, replay, steps_per_stage, text_table
+from orchestrator.resources import shipped_playbooks_dir
+from orchestrator.runtime import Runtime
 
 __all__ = ["DemoResult", "DemoSummary", "render_demo", "run_demo", "summarize"]
 

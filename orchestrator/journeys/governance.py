@@ -9,19 +9,18 @@ cannot both take the last free touch.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from orchestrator.durations import Duration, DurationError, parse_duration
+from orchestrator.durations import GovernanceError, parse_quiet_hours, parse_touch_cap
 from orchestrator.models import Account, CustomerTouch, Journey
 from orchestrator.playbook.model import TouchLimit
 
-if TYPE_CHECKING:  # config validates its values with the parsers below
+if TYPE_CHECKING:
     from orchestrator.config import Settings
 
 __all__ = [
@@ -33,29 +32,6 @@ __all__ = [
     "record_touch",
     "touch_block_reason",
 ]
-
-_CAP = re.compile(r"^\s*(\d+)\s+per\s+(.+?)\s*$")
-_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-
-
-class GovernanceError(ValueError):
-    """A cap or quiet-hours setting that cannot be understood."""
-
-
-def parse_touch_cap(text: str) -> tuple[int, Duration]:
-    """ "3 per 7d" -> (3, 7 days). The period must be wall-clock time."""
-    match = _CAP.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise GovernanceError(f'customer-touch cap "{text}" is not a cap; write e.g. "3 per 7d"')
-    try:
-        period = parse_duration(match.group(2))
-    except DurationError as exc:
-        raise GovernanceError(f'customer-touch cap "{text}": {exc}') from None
-    if period.is_business:
-        # "Per 2 business days" would let a weekend burst through; caps protect the customer's week.
-        raise GovernanceError(f'customer-touch cap "{text}": use calendar time, e.g. "3 per 7d"')
-    return int(match.group(1)), period
-
 
 def touch_block_reason(
     session: Session,
@@ -121,20 +97,6 @@ def _touches_since(
 
 
 # -- quiet hours ------------------------------------------------------------------
-
-
-def parse_quiet_hours(text: str) -> tuple[time, time]:
-    """ "20:00-08:00" -> (20:00, 08:00). The window may wrap midnight."""
-    match = _WINDOW.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise GovernanceError(f'quiet hours "{text}" is not a time range; write e.g. "20:00-08:00"')
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-        raise GovernanceError(f'quiet hours "{text}" has an impossible time; write e.g. "20:00-08:00"')
-    start, end = time(h1, m1), time(h2, m2)
-    if start == end:
-        raise GovernanceError(f'quiet hours "{text}" starts and ends at the same time')
-    return start, end
 
 
 def in_quiet_hours(at: datetime, settings: Settings) -> bool:

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.context import account_view
 from orchestrator.models import Account, Contact, CustomerTouch, Deal, Journey, Signal, StepRun
+from orchestrator.playbook.context import account_view
 from orchestrator.playbook.model import BRIEF_SECTIONS
 
 __all__ = ["MAX_TEXT_LENGTH", "SECTIONS", "Brief", "build_brief"]
