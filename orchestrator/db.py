@@ -77,9 +77,11 @@ def make_engine(url: URL | str, **kwargs: Any) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "begin", _postgresql_begin)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -95,8 +97,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+_READ_ONLY = "handoff_read_only"
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A reader takes no write lock, so a listing never waits behind an engine batch (WAL).
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _postgresql_begin(connection: Any) -> None:
+    if connection.get_execution_options().get(_READ_ONLY, False):
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -119,9 +131,17 @@ def skip_locked(session: Session) -> bool:
 
 
 @contextmanager
-def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits if the block succeeds and rolls back if it raises."""
-    session = sessions()
+def unit_of_work(sessions: sessionmaker[Session], *, read_only: bool = False) -> Iterator[Session]:
+    """A session that commits if the block succeeds and rolls back if it raises.
+
+    `read_only` is for everything that only reads (reports, listings, API GETs): a deferred
+    BEGIN on SQLite and a READ ONLY transaction on PostgreSQL, which refuses any write.
+    """
+    if read_only:
+        bind = sessions.kw["bind"]
+        session = sessions(bind=bind.execution_options(**{_READ_ONLY: True}))
+    else:
+        session = sessions()
     try:
         yield session
         session.commit()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli._runtime import pass_runtime
-from orchestrator.db import unit_of_work
-from orchestrator.journeys.engine import process_pending, sweep_timeouts
+from orchestrator.journeys.drain import drain_signals, drain_timeouts
 from orchestrator.runtime import Runtime
 
 
@@ -25,20 +24,12 @@ def run_command(runtime: Runtime, limit: int) -> None:
     Safe to run again at once: processed signals are marked and a timed-out wait is
     cleared, so a second run finds nothing to do.
     """
-    # One transaction per batch, so a long backlog commits as it goes.
-    processed = 0
-    while True:
-        with unit_of_work(runtime.sessions) as session:
-            report = process_pending(session=session, settings=runtime.settings, now=runtime.clock.now(),
-                                     limit=limit)
-        if not report.signals:
-            break
-        processed += report.signals
-        click.echo(f"signals: {report}")
-    if not processed:
+    report = drain_signals(sessions=runtime.sessions, settings=runtime.settings, now=runtime.clock.now(),
+                           limit=limit)
+    for batch in report.batches:
+        click.echo(f"signals: {batch}")
+    if not report.signals:
         click.echo("signals: none pending")
-    # One sweep batch per run: a journey whose timeout fails stays due, and looping here
-    # would queue an exception item for it on every pass; the next run takes the rest.
-    with unit_of_work(runtime.sessions) as session:
-        moved = sweep_timeouts(session=session, settings=runtime.settings, now=runtime.clock.now(), limit=limit)
+    moved = drain_timeouts(sessions=runtime.sessions, settings=runtime.settings, now=runtime.clock.now(),
+                           limit=limit)
     click.echo(f"timeouts: {moved} journey{'s' if moved != 1 else ''} moved on" if moved else "timeouts: none due")

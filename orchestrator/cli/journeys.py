@@ -7,7 +7,7 @@ import click
 from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
-from orchestrator.errors import HandoffError
+from orchestrator.errors import NotFound
 from orchestrator.intake.signals import find_account, parse_account_ref
 from orchestrator.journeys import engine
 from orchestrator.journeys.listing import list_journeys
@@ -74,7 +74,7 @@ def show_command(runtime: Runtime, journey_id: int) -> None:
     with unit_of_work(runtime.sessions) as session:
         journey = session.get(Journey, journey_id)
         if journey is None:
-            raise HandoffError(f"no journey {journey_id}")
+            raise NotFound(f"no journey {journey_id}")
         account = session.get(Account, journey.account_id)
         version = session.get(PlaybookVersion, journey.playbook_version_id)
         assert account is not None and version is not None

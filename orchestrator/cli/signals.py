@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import IO
 
 import click
@@ -11,6 +9,7 @@ import click
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest
+from orchestrator.journeys.drain import drain_signals
 from orchestrator.runtime import Runtime
 
 
@@ -51,17 +50,6 @@ def describe(result: IntakeResult) -> str:
 
 
 def _run_engine(runtime: Runtime) -> None:
-    # Intake works on its own; evaluation runs when the engine (issue 4) provides
-    # `process_pending`. A broken engine module still fails loudly on import.
-    if importlib.util.find_spec("orchestrator.journeys.engine") is None:
-        return
-    process_pending = getattr(importlib.import_module("orchestrator.journeys.engine"), "process_pending", None)
-    if process_pending is None:
-        return
-    # The engine takes a bounded batch per call; keep going until a pass finds nothing.
-    while True:
-        with unit_of_work(runtime.sessions) as session:
-            report = process_pending(session=session, settings=runtime.settings, now=runtime.clock.now())
-        if not getattr(report, "signals", 0):
-            return
-        click.echo(f"engine: {report}")
+    report = drain_signals(sessions=runtime.sessions, settings=runtime.settings, now=runtime.clock.now())
+    for batch in report.batches:
+        click.echo(f"engine: {batch}")

@@ -10,7 +10,7 @@ from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.cli.journeys import describe_journey
 from orchestrator.db import unit_of_work
-from orchestrator.errors import HandoffError
+from orchestrator.errors import NotFound
 from orchestrator.intake.signals import find_account, parse_account_ref
 from orchestrator.journeys import engine
 from orchestrator.models import OPEN_STATUSES, Journey, Owner, Task
@@ -21,7 +21,7 @@ from orchestrator.work.tasks import acknowledge_task, list_tasks
 def _task(session: Session, task_id: int) -> Task:
     task = session.get(Task, task_id)
     if task is None:
-        raise HandoffError(f"no task {task_id}")
+        raise NotFound(f"no task {task_id}")
     return task
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from orchestrator import exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
-from orchestrator.errors import EngineError
+from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.journeys.steps import (
     DATA_ERRORS,
     Next,
@@ -68,12 +68,12 @@ def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: 
     """Close a task as a person did (done, approved, rejected, published) and move its journey on."""
     task = session.get(Task, task_id)
     if task is None:
-        raise EngineError(f"no task {task_id}")
+        raise NotFound(f"no task {task_id}")
     lock_accounts(session, [task.account_id])
     task = fresh(session, Task, task_id)
     assert task is not None
     if task.status not in OPEN_STATUSES:
-        raise EngineError(f"task {task_id} is already {task.status}")
+        raise Conflict(f"task {task_id} is already {task.status}")
     run = Run(session, settings, now)
     decide(run, task, outcome, actor)
     return task
@@ -82,7 +82,7 @@ def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: 
 def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True) -> None:
     allowed = OUTCOMES[TaskKind(task.kind)]
     if outcome not in allowed:
-        raise EngineError(f"a {task.kind} task takes {' or '.join(allowed)}, not {outcome!r}")
+        raise Invalid(f"a {task.kind} task takes {' or '.join(allowed)}, not {outcome!r}", field="outcome")
     complete_task(run.session, task=task, actor=actor, outcome=outcome, now=run.now, sync_crm=sync_crm)
     # The caller holds the account's lock: what we read now is what no other worker can change.
     journey = fresh(run.session, Journey, task.journey_id) if task.journey_id else None
@@ -155,12 +155,12 @@ def override_step(*, session: Session, settings: Settings, step_run_id: int, act
     """Undo an on_the_loop step inside its override window by running its compensation."""
     step_run = session.get(StepRun, step_run_id)
     if step_run is None:
-        raise EngineError(f"no step run {step_run_id}")
+        raise NotFound(f"no step run {step_run_id}")
     lock_accounts(session, [step_run.journey.account_id])
     step_run = fresh(session, StepRun, step_run_id)
     assert step_run is not None
     if step_run.override_until is None or now > step_run.override_until:
-        raise EngineError(f"step run {step_run_id} has no open override window")
+        raise Conflict(f"step run {step_run_id} has no open override window")
     run = Run(session, settings, now)
     journey = step_run.journey
     version, playbook = playbook_of(run, journey)
@@ -213,7 +213,7 @@ def end_journey(*, session: Session, settings: Settings, journey_id: int, actor:
     """End an open or parked journey by hand; its open tasks are cancelled."""
     journey = _locked_journey(session, journey_id)
     if journey.ended_at is not None:
-        raise EngineError(f"journey {journey_id} already ended ({journey.status})")
+        raise Conflict(f"journey {journey_id} already ended ({journey.status})")
     run = Run(session, settings, now)
     version, _ = playbook_of(run, journey)
     _resolve_exceptions(run, journey, actor, f"journey ended: {reason}")
@@ -224,7 +224,7 @@ def end_journey(*, session: Session, settings: Settings, journey_id: int, actor:
 def _locked_journey(session: Session, journey_id: int) -> Journey:
     journey = session.get(Journey, journey_id)
     if journey is None:
-        raise EngineError(f"no journey {journey_id}")
+        raise NotFound(f"no journey {journey_id}")
     lock_accounts(session, [journey.account_id])
     locked = fresh(session, Journey, journey_id)
     assert locked is not None
@@ -234,7 +234,7 @@ def _locked_journey(session: Session, journey_id: int) -> Journey:
 def _parked(session: Session, journey_id: int) -> Journey:
     journey = _locked_journey(session, journey_id)
     if journey.status != JourneyStatus.STALLED or journey.current_step_id is None:
-        raise EngineError(f"journey {journey_id} is {journey.status}, not parked in the exception queue")
+        raise Conflict(f"journey {journey_id} is {journey.status}, not parked in the exception queue")
     return journey
 
 

@@ -34,6 +34,7 @@ from orchestrator.db import make_engine, make_session_factory, unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.intake import signals as intake
 from orchestrator.journeys import engine as engine_module
+from orchestrator.journeys.drain import drain_signals, drain_timeouts
 from orchestrator.models import (
     OPEN_STATUSES,
     Account,
@@ -168,8 +169,7 @@ def replay(
             break
         clock.set(max(min(upcoming), now))
         now = clock.now()
-        with unit_of_work(sessions) as session:
-            report.timeouts += engine_module.sweep_timeouts(session=session, settings=settings, now=now)
+        report.timeouts += drain_timeouts(sessions=sessions, settings=settings, now=now)
         if work_tasks:
             _work_due_tasks(sessions, settings, now, report, failed_tasks)
         while position < len(events) and events[position][0] <= now:
@@ -182,8 +182,7 @@ def replay(
     if clock.now() < horizon:
         # Time runs on to the horizon even when nothing is due, so the window is what was asked for.
         clock.set(horizon)
-        with unit_of_work(sessions) as session:
-            report.timeouts += engine_module.sweep_timeouts(session=session, settings=settings, now=horizon)
+        report.timeouts += drain_timeouts(sessions=sessions, settings=settings, now=horizon)
     report.ended_at = clock.now()
     report.beyond_window = sum(1 for event in events[position:] if event[1] == 0)
     return report
@@ -202,15 +201,15 @@ def _ingest(sessions: sessionmaker[Session], settings: Settings, clock: FrozenCl
     now = clock.now()
     with unit_of_work(sessions) as session:
         result = intake.ingest(session=session, raw=raw, source=source, now=now, settings=settings)
-        if result.status == intake.IntakeStatus.ACCEPTED:
-            report.accepted += 1
-            processed = engine_module.process_pending(session=session, settings=settings, now=now)
-            report.engine.update(processed.counts)
-        elif result.status == intake.IntakeStatus.DUPLICATE:
-            report.duplicates += 1
-        else:
-            where = f"{result.field}: " if result.field else ""
-            report.rejected.append(f"item {index + 1}: {where}{result.reason}")
+    if result.status == intake.IntakeStatus.ACCEPTED:
+        report.accepted += 1
+        for batch in drain_signals(sessions=sessions, settings=settings, now=now).batches:
+            report.engine.update(batch.counts)
+    elif result.status == intake.IntakeStatus.DUPLICATE:
+        report.duplicates += 1
+    else:
+        where = f"{result.field}: " if result.field else ""
+        report.rejected.append(f"item {index + 1}: {where}{result.reason}")
 
 
 def _act(sessions: sessionmaker[Session], settings: Settings, now: datetime, action: RepAction,
