@@ -16,24 +16,21 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.clock import ensure_utc
-from orchestrator.models import Account, Contact, Deal, ExternalId, Owner
+from orchestrator.intake.records import Record, RecordKind, upsert_records
 
 __all__ = ["SampleReport", "load_sample_data", "sample_accounts", "sample_config_path", "sample_decisions",
-           "sample_owners",
+           "sample_owners", "sample_records",
            "sample_signals", "sample_signals_text"]
 
 _KINDS = ("owner", "account", "contact", "deal")
-M = TypeVar("M", Owner, Account, Contact, Deal)
 
 
 @dataclass
@@ -97,124 +94,56 @@ def sample_decisions() -> list[dict[str, Any]]:
 
 # -- loading ------------------------------------------------------------------------------------
 
-def load_sample_data(*, session: Session) -> SampleReport:
+def sample_records() -> list[Record]:
+    """The sample team as canonical records, in the shape every source hands to `upsert_records`."""
+    records: list[Record] = []
+    for owner in sample_owners():
+        fields = {key: value for key, value in owner.items() if key not in ("external_ids", "manager")}
+        if owner.get("manager"):
+            fields["manager"] = {"email": owner["manager"]}
+        records.append(_record("owner", owner, fields))
+    for account in sample_accounts():
+        fields = {key: value for key, value in account.items()
+                  if key not in ("external_ids", "contacts", "deals", "owner", "csm")}
+        for role in ("owner", "csm"):
+            if account.get(role):
+                fields[role] = {"email": account[role]}
+        records.append(_record("account", account, fields))
+        reference = {"domain": account["domain"]}
+        for contact in account.get("contacts", []):
+            records.append(_record("contact", contact, {**_plain(contact), "account": reference}))
+        for deal in account.get("deals", []):
+            fields = {**_plain(deal), "account": reference}
+            if deal.get("owner"):
+                fields["owner"] = {"email": deal["owner"]}
+            records.append(_record("deal", deal, fields))
+    return records
+
+
+def load_sample_data(*, session: Session, now: datetime | None = None) -> SampleReport:
     """Add the sample owners, accounts, contacts and deals that are not in the database yet.
 
-    Works inside the caller's transaction (flushes, never commits).
+    Works inside the caller's transaction (flushes, never commits), through the same
+    record-upsert path as the connectors; rows already there are left exactly as they are.
     """
-    report = SampleReport()
-    owners = sample_owners()
-    by_email: dict[str, Owner] = {}
-    for record in owners:
-        owner = _find(session, Owner, "owner", record, Owner.email == record["email"])
-        if owner is None:
-            owner = Owner(
-                email=record["email"], name=record["name"], role=record["role"], team=record.get("team"),
-                timezone=record.get("timezone"), working_hours=record.get("working_hours", {}),
-                active=record.get("active", True), max_open_tasks=record.get("max_open_tasks"),
-                out_of_office_until=_when_or_none(record.get("out_of_office_until")))
-            _add(session, owner, "owner", report)
-        else:
-            report.existing["owner"] += 1
-        _link(session, "owner", owner.id, record, report)
-        by_email[record["email"]] = owner
-    # Managers are people too, so they can only be linked once everybody exists.
-    for record in owners:
-        owner = by_email[record["email"]]
-        manager = record.get("manager")
-        if manager and owner.manager_id is None:
-            owner.manager_id = by_email[manager].id
-
-    for record in sample_accounts():
-        account = _find(session, Account, "account", record, Account.domain == record["domain"])
-        if account is None:
-            account = Account(
-                name=record["name"], domain=record["domain"], segment=record.get("segment"),
-                industry=record.get("industry"), arr=_money(record.get("arr")), health=record.get("health"),
-                renewal_date=_when_or_none(record.get("renewal_date")),
-                owner_id=_owner_id(by_email, record.get("owner")), csm_id=_owner_id(by_email, record.get("csm")),
-                stage=record.get("stage", "acquire"),
-                stage_entered_at=_when(record["stage_entered_at"]),
-                attributes=dict(record.get("attributes", {})))
-            _add(session, account, "account", report)
-        else:
-            report.existing["account"] += 1
-        _link(session, "account", account.id, record, report)
-
-        for item in record.get("contacts", []):
-            contact = _find(session, Contact, "contact", item,
-                            (Contact.account_id == account.id) & (Contact.email == item.get("email")))
-            if contact is None:
-                contact = Contact(account_id=account.id, name=item["name"], email=item.get("email"),
-                                  title=item.get("title"), role=item.get("role"),
-                                  is_primary=item.get("is_primary", False),
-                                  attributes=dict(item.get("attributes", {})))
-                _add(session, contact, "contact", report)
-            else:
-                report.existing["contact"] += 1
-            _link(session, "contact", contact.id, item, report)
-
-        for item in record.get("deals", []):
-            deal = _find(session, Deal, "deal", item,
-                         (Deal.account_id == account.id) & (Deal.name == item["name"]))
-            if deal is None:
-                deal = Deal(account_id=account.id, name=item["name"], amount=_money(item.get("amount")),
-                            stage=item.get("stage"), kind=item.get("kind", "new"),
-                            close_date=_when_or_none(item.get("close_date")),
-                            is_closed=item.get("is_closed", False), is_won=item.get("is_won", False),
-                            owner_id=_owner_id(by_email, item.get("owner")),
-                            attributes=dict(item.get("attributes", {})))
-                _add(session, deal, "deal", report)
-            else:
-                report.existing["deal"] += 1
-            _link(session, "deal", deal.id, item, report)
-    session.flush()
-    return report
+    upserted = upsert_records(session, source="sample", records=sample_records(),
+                              now=now or datetime.now(UTC), update_existing=False)
+    if upserted.problems:
+        raise ValueError("the bundled sample data is inconsistent: " + "; ".join(upserted.problems[:3]))
+    return SampleReport(created=Counter(upserted.created), existing=Counter(upserted.unchanged),
+                        external_ids_added=upserted.external_ids_added)
 
 
-def _find(session: Session, model: type[M], kind: str, record: Mapping[str, Any], natural: Any) -> M | None:
-    """The row this record already is: by any of its external ids first, then by its natural key."""
-    for source, external_id in record.get("external_ids", {}).items():
-        local_id = session.scalar(select(ExternalId.local_id).where(
-            ExternalId.kind == kind, ExternalId.source == source, ExternalId.external_id == external_id))
-        if local_id is not None:
-            row = session.get(model, local_id)
-            if row is not None:
-                return row
-    # A natural key (email, domain, name) catches rows a connector synced before the
-    # sample data was loaded, so loading never trips a unique constraint.
-    return session.scalars(select(model).where(natural).limit(1)).first()
+def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key not in ("external_ids", "owner")}
 
 
-def _add(session: Session, row: Any, kind: str, report: SampleReport) -> None:
-    session.add(row)
-    session.flush()
-    report.created[kind] += 1
-
-
-def _link(session: Session, kind: str, local_id: int, record: Mapping[str, Any], report: SampleReport) -> None:
-    for source, external_id in record.get("external_ids", {}).items():
-        known = session.scalar(select(ExternalId.id).where(
-            ExternalId.kind == kind, ExternalId.local_id == local_id, ExternalId.source == source))
-        taken = session.scalar(select(ExternalId.id).where(
-            ExternalId.kind == kind, ExternalId.source == source, ExternalId.external_id == external_id))
-        if known is None and taken is None:
-            session.add(ExternalId(kind=kind, local_id=local_id, source=source, external_id=external_id))
-            report.external_ids_added += 1
-    session.flush()
-
-
-def _owner_id(by_email: Mapping[str, Owner], email: str | None) -> int | None:
-    return by_email[email].id if email else None
-
-
-def _money(value: Any) -> Decimal | None:
-    return Decimal(str(value)) if value is not None else None
+def _record(kind: RecordKind, row: Mapping[str, Any], fields: Mapping[str, Any]) -> Record:
+    # A record's first CRM id is its own; its ids in the other systems are linked as well.
+    ids = list(row.get("external_ids", {}).items())
+    source, external_id = ids[0] if ids else ("sample", "")
+    return Record(kind=kind, source=source, external_id=external_id, fields=fields, also=dict(ids[1:]))
 
 
 def _when(text: str) -> datetime:
     return ensure_utc(datetime.fromisoformat(text))
-
-
-def _when_or_none(text: str | None) -> datetime | None:
-    return _when(text) if text else None

@@ -1,0 +1,430 @@
+"""The one record-upsert path: owners, accounts, contacts, deals and tasks from any source.
+
+CRM connectors, the files connector and the bundled sample data all come through
+`upsert_records`, so "is this row already here?" is answered the same way everywhere:
+by the record's (source, external id) through `ExternalId` first, then by its natural key
+(an owner's email, an account's domain, a contact's email or a deal's name within its
+account), so a row another source created is found instead of duplicated.
+
+Nothing here commits: the caller's transaction holds a page of records (and, for a sync,
+the cursor that follows them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from orchestrator.clock import ensure_utc
+from orchestrator.errors import Invalid
+from orchestrator.models import Account, Contact, Deal, ExternalId, Owner, Task, TaskStatus
+from orchestrator.models.tasks import OPEN_STATUSES
+
+__all__ = ["KINDS", "Record", "RecordKind", "UpsertReport", "resolve_local_id", "upsert_records"]
+
+RecordKind = Literal["owner", "account", "contact", "deal", "task"]
+KINDS: tuple[RecordKind, ...] = ("owner", "account", "contact", "deal", "task")
+_MAX_PROBLEMS = 50  # a report keeps the first few problems, never an unbounded list
+
+# Fields a source sets when it creates a row but never overwrites later: the engine owns them.
+_CREATE_ONLY: Mapping[str, frozenset[str]] = {"account": frozenset({"stage", "stage_entered_at"})}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One canonical record from a source.
+
+    `fields` uses canonical names (see `_FIELDS`). References (an account's `owner`, a
+    contact's `account`) are `{"source": ..., "external_id": ...}`, a plain string (an
+    external id of the same source), `{"email": ...}` for owners or `{"domain": ...}` for
+    accounts. `also` holds the record's ids in other systems (`{"hubspot": "7001"}`), linked
+    as well. An empty `external_id` means the record is matched by its natural key only.
+    """
+
+    kind: RecordKind
+    source: str
+    external_id: str
+    fields: Mapping[str, Any]
+    deleted: bool = False
+    also: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class UpsertReport:
+    """What an upsert did, per kind: created, updated, unchanged (already there), deleted, skipped."""
+
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
+    deleted: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    external_ids_added: int = 0
+    problems: list[str] = field(default_factory=list)  # short lines naming the record and field
+
+    def problem(self, kind: str, text: str) -> None:
+        self.skipped[kind] += 1
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(text)
+
+    def merge(self, other: UpsertReport) -> None:
+        for mine, theirs in ((self.created, other.created), (self.updated, other.updated),
+                             (self.unchanged, other.unchanged), (self.deleted, other.deleted),
+                             (self.skipped, other.skipped)):
+            mine.update(theirs)
+        self.external_ids_added += other.external_ids_added
+        self.problems.extend(other.problems[: max(0, _MAX_PROBLEMS - len(self.problems))])
+
+    def total(self, counter: Literal["created", "updated", "unchanged", "deleted", "skipped"]) -> int:
+        return sum(getattr(self, counter).values())
+
+
+def upsert_records(
+    session: Session,
+    *,
+    source: str,
+    records: Sequence[Record],
+    now: datetime,
+    update_existing: bool = True,
+) -> UpsertReport:
+    """Create or update local rows for `records`; flushes, never commits.
+
+    Kinds are applied in dependency order (owners, accounts, contacts, deals, tasks) whatever
+    the input order, and managers are linked once every owner of the batch exists. With
+    `update_existing=False` a known record is left exactly as it is (the sample data).
+    A record that cannot be applied (a reference to an unknown account, a bad value) is
+    skipped and named in `report.problems`; the rest of the batch goes on.
+    """
+    report = UpsertReport()
+    by_kind: dict[str, list[Record]] = {kind: [] for kind in KINDS}
+    for record in records:
+        if record.kind not in by_kind:
+            raise Invalid(f"unknown record kind {record.kind!r}; expected one of {', '.join(KINDS)}", field="kind")
+        by_kind[record.kind].append(record)
+    upserter = _Upserter(session=session, source=source, now=ensure_utc(now), report=report,
+                         update_existing=update_existing)
+    owners = [(record, upserter.apply(record)) for record in by_kind["owner"]]
+    for record, owner in owners:
+        if isinstance(owner, Owner) and "manager" in record.fields:
+            upserter.link_manager(record, owner)
+    for kind in KINDS[1:]:
+        for record in by_kind[kind]:
+            upserter.apply(record)
+    session.flush()
+    return report
+
+
+def resolve_local_id(session: Session, *, kind: str, source: str, external_id: str) -> int | None:
+    """The local id of the `kind` row known in `source` as `external_id`, if any."""
+    return session.scalar(select(ExternalId.local_id).where(
+        ExternalId.kind == kind, ExternalId.source == source, ExternalId.external_id == external_id))
+
+
+# -- per-kind field handling ------------------------------------------------------------------------
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value).strip() or None
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return ensure_utc(value)
+    try:
+        return ensure_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO date-time") from None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a whole number") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"true", "1", "yes", "y"}:
+            return True
+        if lowered in {"false", "0", "no", "n", ""}:
+            return False
+        raise ValueError(f"{value!r} is not true or false")
+    return bool(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("expected an object")
+    return dict(value)
+
+
+# canonical field -> converter; references (owner, csm, manager, account) are handled apart
+_FIELDS: Mapping[str, Mapping[str, Any]] = {
+    "owner": {"email": _text, "name": _text, "role": _text, "team": _text, "timezone": _text,
+              "working_hours": _mapping, "active": _bool, "max_open_tasks": _int,
+              "out_of_office_until": _when},
+    "account": {"name": _text, "domain": _text, "segment": _text, "industry": _text, "arr": _money,
+                "health": _int, "renewal_date": _when, "stage": _text, "stage_entered_at": _when,
+                "churned_at": _when, "attributes": _mapping},
+    "contact": {"name": _text, "email": _text, "title": _text, "role": _text, "is_primary": _bool,
+                "attributes": _mapping},
+    "deal": {"name": _text, "amount": _money, "stage": _text, "kind": _text, "close_date": _when,
+             "is_closed": _bool, "is_won": _bool, "attributes": _mapping},
+    "task": {"status": _text, "completed_at": _when, "completed_by": _text, "outcome": _text},
+}
+_REFERENCES: Mapping[str, Mapping[str, str]] = {  # field -> kind it points at
+    "owner": {},
+    "account": {"owner": "owner", "csm": "owner"},
+    "contact": {"account": "account"},
+    "deal": {"account": "account", "owner": "owner"},
+    "task": {},
+}
+_REQUIRED_ON_CREATE: Mapping[str, tuple[str, ...]] = {
+    "owner": ("email", "name", "role"), "account": ("name",), "contact": ("account", "name"),
+    "deal": ("account", "name"), "task": (),
+}
+_MODELS: Mapping[str, type[Any]] = {"owner": Owner, "account": Account, "contact": Contact, "deal": Deal,
+                                   "task": Task}
+_TASK_STATUSES = {status.value for status in TaskStatus}
+
+
+class _Skip(Exception):
+    """This record cannot be applied; the message names the field."""
+
+
+@dataclass
+class _Upserter:
+    session: Session
+    source: str
+    now: datetime
+    report: UpsertReport
+    update_existing: bool
+
+    def apply(self, record: Record) -> Any:
+        """Upsert one record; a problem skips it (reported), never the batch."""
+        label = f"{record.kind} {record.source}:{record.external_id or '(no id)'}"
+        try:
+            with self.session.begin_nested():
+                return self._apply(record)
+        except _Skip as exc:
+            self.report.problem(record.kind, f"{label}: {exc}")
+        except ValueError as exc:
+            self.report.problem(record.kind, f"{label}: {exc}")
+        return None
+
+    def _apply(self, record: Record) -> Any:
+        values = self._values(record)
+        row = self._find(record, values)
+        if record.deleted:
+            if row is not None:
+                self._delete(record, row)
+                self.report.deleted[record.kind] += 1
+            return None
+        if record.kind == "task":
+            return self._apply_task(record, row, values)
+        if row is None:
+            for name in _REQUIRED_ON_CREATE[record.kind]:
+                if values.get(name) is None:
+                    raise _Skip(f"{name} is required to create a {record.kind}")
+            row = _MODELS[record.kind](**self._create_defaults(record.kind, values))
+            self.session.add(row)
+            self.session.flush()
+            self.report.created[record.kind] += 1
+        elif self.update_existing and self._update(record.kind, row, values):
+            self.report.updated[record.kind] += 1
+        else:
+            self.report.unchanged[record.kind] += 1
+        self._link(record, row.id)
+        return row
+
+    def _values(self, record: Record) -> dict[str, Any]:
+        converters = _FIELDS[record.kind]
+        references = _REFERENCES[record.kind]
+        values: dict[str, Any] = {}
+        for name, raw in record.fields.items():
+            if name in references:
+                values[name] = self._reference(references[name], raw, field_name=name)
+            elif name in converters:
+                try:
+                    values[name] = converters[name](raw)
+                except ValueError as exc:
+                    raise _Skip(f"{name}: {exc}") from None
+            # Unknown fields are ignored: sources send more than Handoff mirrors.
+        if record.kind == "task" and values.get("status") not in (None, *_TASK_STATUSES):
+            raise _Skip(f"status: {values['status']!r} is not one of {', '.join(sorted(_TASK_STATUSES))}")
+        return values
+
+    def _reference(self, kind: str, raw: Any, *, field_name: str) -> int | None:
+        if raw is None or raw == "":
+            return None
+        if isinstance(raw, str):
+            raw = {"source": self.source, "external_id": raw}
+        if not isinstance(raw, Mapping):
+            raise _Skip(f"{field_name}: expected an external id or an object")
+        local_id: int | None = None
+        if raw.get("external_id"):
+            local_id = resolve_local_id(self.session, kind=kind, source=str(raw.get("source") or self.source),
+                                        external_id=str(raw["external_id"]))
+        elif kind == "owner" and raw.get("email"):
+            local_id = self.session.scalar(select(Owner.id).where(Owner.email == str(raw["email"]).strip()))
+        elif kind == "account" and raw.get("domain"):
+            local_id = self.session.scalar(select(Account.id).where(
+                Account.domain == str(raw["domain"]).strip().lower()))
+        elif kind == "account" and raw.get("id"):
+            local_id = self.session.scalar(select(Account.id).where(Account.id == _int(raw["id"])))
+        if local_id is None:
+            raise _Skip(f"{field_name}: no {kind} {_describe(raw)}")
+        return local_id
+
+    def _find(self, record: Record, values: Mapping[str, Any]) -> Any:
+        model = _MODELS[record.kind]
+        for source, external_id in self._ids(record):
+            local_id = resolve_local_id(self.session, kind=record.kind, source=source, external_id=external_id)
+            if local_id is not None:
+                row = self.session.get(model, local_id)
+                if row is not None:
+                    return row
+        natural = self._natural_key(record, values)
+        if natural is None:
+            return None
+        return self.session.scalars(select(model).where(natural).limit(1)).first()
+
+    def _natural_key(self, record: Record, values: Mapping[str, Any]) -> Any:
+        if record.kind == "owner" and values.get("email"):
+            return Owner.email == values["email"]
+        if record.kind == "account" and values.get("domain"):
+            return Account.domain == values["domain"].lower()
+        if record.kind == "contact" and values.get("account") and values.get("email"):
+            return (Contact.account_id == values["account"]) & (Contact.email == values["email"])
+        if record.kind == "deal" and values.get("account") and values.get("name"):
+            return (Deal.account_id == values["account"]) & (Deal.name == values["name"])
+        if record.kind == "task" and record.external_id:
+            # Tasks Handoff created carry the CRM's id once delivered.
+            return (Task.crm_id == record.external_id) & (Task.crm_source == record.source)
+        return None
+
+    def _ids(self, record: Record) -> list[tuple[str, str]]:
+        ids = [(record.source, record.external_id)] if record.external_id else []
+        ids.extend((source, str(external_id)) for source, external_id in record.also.items() if external_id)
+        return ids
+
+    def _create_defaults(self, kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        row = {_column(kind, name): value for name, value in values.items() if value is not None}
+        if kind == "account":
+            row.setdefault("stage", "acquire")
+            row.setdefault("stage_entered_at", self.now)
+        if kind == "owner":
+            row.setdefault("working_hours", {})
+        return row
+
+    def _update(self, kind: str, row: Any, values: Mapping[str, Any]) -> bool:
+        changed = False
+        for name, value in values.items():
+            if name in _CREATE_ONLY.get(kind, frozenset()):
+                continue
+            column = _column(kind, name)
+            if getattr(row, column) != value:
+                setattr(row, column, value)
+                changed = True
+        return changed
+
+    def _apply_task(self, record: Record, row: Task | None, values: Mapping[str, Any]) -> Task | None:
+        # Tasks are Handoff's own: a source only reports back on them (done or cancelled in
+        # the CRM); a CRM task Handoff did not create is not mirrored.
+        if row is None:
+            self.report.skipped["task"] += 1
+            return None
+        changed = False
+        if self.update_existing and row.status in OPEN_STATUSES and values.get("status") not in (None, row.status):
+            row.status = values["status"]
+            row.completed_at = values.get("completed_at") or self.now
+            row.completed_by = values.get("completed_by") or row.completed_by
+            row.outcome = values.get("outcome") or row.outcome
+            changed = True
+        (self.report.updated if changed else self.report.unchanged)["task"] += 1
+        self._link(record, row.id)
+        return row
+
+    def _delete(self, record: Record, row: Any) -> None:
+        # Only rows nothing else depends on are removed; the others are retired, so journeys,
+        # signals and the audit trail that name them stay readable.
+        if record.kind == "contact":
+            self.session.execute(delete(ExternalId).where(ExternalId.kind == "contact",
+                                                          ExternalId.local_id == row.id))
+            self.session.delete(row)
+        elif record.kind == "owner":
+            row.active = False
+        elif record.kind == "task":
+            if row.status in OPEN_STATUSES:
+                row.status = TaskStatus.CANCELLED
+                row.completed_at = self.now
+        else:  # account, deal: forget the link to this source, note when it went away
+            row.attributes = {**(row.attributes or {}),
+                              "deleted_in": {**(row.attributes or {}).get("deleted_in", {}),
+                                             record.source: self.now.isoformat()}}
+            self.session.execute(delete(ExternalId).where(
+                ExternalId.kind == record.kind, ExternalId.local_id == row.id, ExternalId.source == record.source))
+        self.session.flush()
+
+    def _link(self, record: Record, local_id: int) -> None:
+        for source, external_id in self._ids(record):
+            known = self.session.scalar(select(ExternalId.id).where(
+                ExternalId.kind == record.kind, ExternalId.local_id == local_id, ExternalId.source == source))
+            taken = self.session.scalar(select(ExternalId.id).where(
+                ExternalId.kind == record.kind, ExternalId.source == source, ExternalId.external_id == external_id))
+            if known is None and taken is None:
+                self.session.add(ExternalId(kind=record.kind, local_id=local_id, source=source,
+                                            external_id=external_id))
+                self.report.external_ids_added += 1
+        self.session.flush()
+
+    def link_manager(self, record: Record, owner: Owner) -> None:
+        """Managers are people too, so they are linked once every owner of the batch exists."""
+        try:
+            manager_id = self._reference("owner", record.fields.get("manager"), field_name="manager")
+        except _Skip as exc:
+            if len(self.report.problems) < _MAX_PROBLEMS:
+                self.report.problems.append(f"owner {record.source}:{record.external_id}: {exc}")
+            return
+        if manager_id is None or manager_id == owner.id:
+            return
+        if owner.manager_id is None or (self.update_existing and owner.manager_id != manager_id):
+            owner.manager_id = manager_id
+
+
+def _column(kind: str, name: str) -> str:
+    if name in ("owner", "csm", "account", "manager"):
+        return f"{name}_id"
+    return name
+
+
+def _describe(raw: Mapping[str, Any]) -> str:
+    # Names the reference without echoing more than its keys' values of an id kind.
+    if raw.get("external_id"):
+        return f"{raw.get('source', '')}:{raw['external_id']}".lstrip(":")
+    for key in ("email", "domain", "id"):
+        if raw.get(key):
+            return f"{key} {raw[key]}"
+    return "given"
