@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Target = Literal["crm", "email", "webhook", "journey"]
+Target = Literal["crm", "email", "webhook", "chat", "journey"]
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,11 @@ _ACTIONS = (
                "email", required=("to", "subject", "body")),
     ActionSpec("notify.webhook", "POST a JSON payload to an internal webhook (Slack, Teams...).",
                False, "webhook", required=("url",), optional=("payload",)),
+    ActionSpec("notify.chat", "Message a person on our side in chat (Slack, Teams): the account owner, "
+               "the owner's manager, the CSM or an email.", False, "chat", required=("to", "text")),
     ActionSpec("journey.set_stage", "Move the account to another journey stage.", False, "journey",
                required=("stage",)),
-    ActionSpec("customer.email", "Send an email to a customer contact.", True, "crm",
+    ActionSpec("customer.email", "Send an email to a customer contact.", True, "email",
                required=("to", "subject", "body")),
     ActionSpec("customer.in_app_message", "Show an in-app message to the customer's users.", True,
                "webhook", required=("body",), optional=("audience",)),

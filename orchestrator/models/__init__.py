@@ -9,11 +9,12 @@ from orchestrator.models.ops import ApiKey, SyncCursor
 from orchestrator.models.outbox import OutboxMessage, OutboxStatus
 from orchestrator.models.playbooks import PlaybookVersion
 from orchestrator.models.signals import Signal
+from orchestrator.models.suppressions import EmailSuppression, SuppressionReason
 from orchestrator.models.tasks import OPEN_STATUSES, Priority, SlaEvent, Task, TaskKind, TaskStatus
 
 __all__ = [
     "OPEN_STATUSES", "Account", "ApiKey", "AuditEvent", "Base", "Contact", "CustomerTouch", "Deal",
-    "ExceptionItem", "ExternalId", "Journey", "JourneyStage", "JourneyStatus", "OutboxMessage",
+    "EmailSuppression", "ExceptionItem", "ExternalId", "Journey", "JourneyStage", "JourneyStatus", "OutboxMessage",
     "OutboxStatus", "Owner", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "StageChange",
-    "StepRun", "StepStatus", "SyncCursor", "Task", "TaskKind", "TaskStatus",
+    "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task", "TaskKind", "TaskStatus",
 ]

@@ -381,11 +381,34 @@ def _check_action_args(action: Any, args: Any, errors: dict[str, Any], args_key:
         errors.setdefault(args_key, {})["_schema"] = [Problem(
             f'{action} needs {_all_of(missing)} under "{args_key}"', "action",
         )]
+    _check_recipient(action, given, errors, args_key)
     stage = given.get("stage") if action == "journey.set_stage" else None
     if isinstance(stage, str) and "{" not in stage and stage not in {s.value for s in Stage}:
         errors.setdefault(args_key, {})["stage"] = [Problem(
             f'"{stage}" is not a journey stage; use {_one_of([s.value for s in Stage])}'
             f"{did_you_mean(stage, [s.value for s in Stage])}", "action",
+        )]
+
+
+# People an internal notification may name besides an email address; the delivery connector
+# reads them from the account when it sends (connectors/recipients.py).
+NOTIFY_REFERENCES = ("account.owner", "owner.manager", "account.csm")
+
+
+def _check_recipient(action: Any, given: Mapping[str, Any], errors: dict[str, Any], args_key: str) -> None:
+    """A literal `to` of notify.email / notify.chat names a person; a literal webhook url is http(s)."""
+    to = given.get("to")
+    if action in ("notify.email", "notify.chat") and isinstance(to, str) and "{" not in to:
+        if to.strip() not in NOTIFY_REFERENCES and "@" not in to:
+            errors.setdefault(args_key, {})["to"] = [Problem(
+                f'"{to}" is not a recipient; use {_one_of(NOTIFY_REFERENCES)} or an email address'
+                f"{did_you_mean(to, NOTIFY_REFERENCES)}", "action",
+            )]
+    url = given.get("url")
+    if action == "notify.webhook" and isinstance(url, str) and "{" not in url \
+            and not url.lower().startswith(("https://", "http://")):
+        errors.setdefault(args_key, {})["url"] = [Problem(
+            f'"{url}" is not a webhook URL; it must start with https:// (or http://)', "action",
         )]
 
 
