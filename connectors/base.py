@@ -38,6 +38,8 @@ import marshmallow
 from orchestrator.intake.records import Record
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from orchestrator.config import Settings
 
 __all__ = [
@@ -83,6 +85,10 @@ class AccountRef:
     name: str
     domain: str | None
     external_ids: Mapping[str, str] = field(default_factory=dict)  # source -> id
+    # The people internal notifications name (`to: account.owner | owner.manager | account.csm`).
+    owner_email: str | None = None
+    owner_manager_email: str | None = None
+    csm_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,9 @@ class ConnectorContext:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     data_dir: Path = field(default_factory=Path.cwd)  # the journal file and other local state live here
     timeout: float = 30.0  # seconds, for every remote call
+    # Opens a database session (the runtime's sessionmaker) for connectors that read or keep
+    # core state, such as the smtp connector's suppression list; None where there is no database.
+    sessions: Callable[[], Session] | None = None
 
 
 # -- the bases --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 
 from connectors.base import Connector, ConnectorContext, DeliveryConnector, SourceConnector, secret_fields
 from orchestrator import crypto
@@ -151,13 +152,17 @@ def connector_config(*, name: str, settings: Settings, registry: Registry,
 
 def build_connector(*, name: str, settings: Settings, registry: Registry,
                     clock: Callable[[], datetime] | None = None,
-                    environ: Mapping[str, str] | None = None) -> Connector:
-    """An instance of the named connector, configured; ConfigError when it cannot be used."""
+                    environ: Mapping[str, str] | None = None,
+                    sessions: Callable[[], Session] | None = None) -> Connector:
+    """An instance of the named connector, configured; ConfigError when it cannot be used.
+
+    `sessions` (a session factory) is handed to connectors that keep core state (smtp's suppression list).
+    """
     entry = _entry(name, registry)
     assert entry.cls is not None
     config = connector_config(name=name, settings=settings, registry=registry, environ=environ)
     context = ConnectorContext(name=name, settings=settings, clock=clock or (lambda: datetime.now(UTC)),
-                               data_dir=data_dir(settings))
+                               data_dir=data_dir(settings), sessions=sessions)
     return entry.cls(config=config, context=context)
 
 

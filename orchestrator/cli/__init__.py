@@ -74,6 +74,7 @@ def db_current(runtime: Runtime) -> None:
 # Sub-commands live one module per idea; they import this module's nothing, so no cycle.
 from orchestrator.cli.audit import audit  # noqa: E402
 from orchestrator.cli.demo import demo  # noqa: E402
+from orchestrator.cli.email import email  # noqa: E402
 from orchestrator.cli.engine import engine  # noqa: E402
 from orchestrator.cli.exceptions import exceptions  # noqa: E402
 from orchestrator.cli.journeys import journeys  # noqa: E402
@@ -83,6 +84,7 @@ from orchestrator.cli.signals import signals  # noqa: E402
 from orchestrator.cli.simulate import simulate  # noqa: E402
 from orchestrator.cli.tasks import tasks  # noqa: E402
 
-for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine):
+for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine,
+                 email):
     main.add_command(_command)
 playbooks.add_command(simulate)

@@ -96,7 +96,8 @@ class WebhookReceiver:
         self.state = ReceiverState()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
