@@ -11,13 +11,14 @@ from sqlalchemy import JSON, DateTime, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from orchestrator.errors import ConfigError
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+LOCK_TIMEOUT_MS = 10_000
 
 # JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -74,11 +75,15 @@ def _redact(raw: str) -> str:
 def make_engine(url: URL | str, **kwargs: Any) -> Engine:
     """An engine with the per-backend settings Handoff relies on."""
     url = parse_database_url(url) if isinstance(url, str) else url
+    # SQL parameters carry customer data (emails, brief text): never in a message or a log line.
+    kwargs.setdefault("hide_parameters", True)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # A lock wait longer than this is a transient failure (the work is retried), never a hang.
+    kwargs.setdefault("connect_args", {"options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"})
     engine = create_engine(url, pool_pre_ping=True, **kwargs)
     event.listen(engine, "begin", _postgresql_begin)
     return engine
@@ -150,3 +155,52 @@ def unit_of_work(sessions: sessionmaker[Session], *, read_only: bool = False) ->
         raise
     finally:
         session.close()
+
+
+# -- failure classes ---------------------------------------------------------------------------
+
+class RowBusy(Exception):
+    """A row this work needs is held by another worker right now; try again shortly."""
+
+
+# SQLSTATE classes and codes that say "try again", not "this item is wrong": connection
+# exceptions (08), transaction rollbacks such as deadlocks and serialization failures (40),
+# insufficient resources (53), lock_not_available (55P03), operator intervention and
+# cancellations (57), system errors (58).
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+_TRANSIENT_CODES = ("55P03",)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that say nothing about the item being processed: retry it later."""
+    if isinstance(exc, RowBusy):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate:
+            return sqlstate[:2] in _TRANSIENT_CLASSES or sqlstate in _TRANSIENT_CODES
+        # SQLite: another writer held the database past busy_timeout.
+        return isinstance(exc, OperationalError) and "locked" in str(orig).lower()
+    return False
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when the connection itself is gone: the whole transaction is lost, not one savepoint."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short description safe for logs: the error kind, the SQLSTATE and the statement's verb and table.
+
+    Never the parameters or the database's detail text, which quote customer data.
+    """
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        words = (exc.statement or "").split()
+        verb = " ".join(words[:3]) if words else "statement"
+        return f"{type(orig).__name__}{f' (SQLSTATE {sqlstate})' if sqlstate else ''} in {verb}"[:200]
+    return type(exc).__name__

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from orchestrator import __version__, schema
 from orchestrator.cli._runtime import pass_runtime
+from orchestrator.db import RowBusy
 from orchestrator.errors import HandoffError
 from orchestrator.runtime import Runtime
 
@@ -24,6 +25,10 @@ class HandoffGroup(click.Group):
         except HandoffError as exc:
             click.echo(f"handoff: error: {exc}", err=True)
             sys.exit(2)
+        except RowBusy:
+            click.echo("handoff: error: another worker is changing the same records; run the command again",
+                       err=True)
+            sys.exit(75)  # EX_TEMPFAIL: nothing was changed, and trying again will do
         except IntegrityError as exc:
             # Two writers raced for the same unique row (two `playbooks apply` at once, say).
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.cli._format import table, when
@@ -13,8 +12,9 @@ from orchestrator.db import unit_of_work
 from orchestrator.errors import NotFound
 from orchestrator.intake.signals import find_account, parse_account_ref
 from orchestrator.journeys import engine
-from orchestrator.models import OPEN_STATUSES, Journey, Owner, Task
+from orchestrator.models import OPEN_STATUSES, Journey, Task
 from orchestrator.runtime import Runtime
+from orchestrator.work.assignment import find_owner
 from orchestrator.work.tasks import acknowledge_task, list_tasks
 
 
@@ -41,8 +41,7 @@ def list_command(runtime: Runtime, owner: str | None, account: str | None, show_
     with unit_of_work(runtime.sessions) as session:
         owner_id = account_id = None
         if owner is not None:
-            found_owner = session.scalars(
-                select(Owner).where(func.lower(Owner.email) == owner.strip().lower())).one_or_none()
+            found_owner = find_owner(session, email=owner)
             if found_owner is None:
                 raise click.BadParameter(f"no owner has the email {owner!r}", param_hint="--owner")
             owner_id = found_owner.id

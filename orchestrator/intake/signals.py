@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
@@ -26,8 +27,8 @@ from orchestrator.models import Account, Deal, ExternalId, Signal
 
 __all__ = [
     "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "AccountRef", "DealRef", "IntakeResult", "IntakeStatus",
-    "SignalSchema", "default_dedupe_key", "find_account", "ingest", "mark_processed", "parse_account_ref",
-    "pending_signals",
+    "SignalSchema", "default_dedupe_key", "defer", "find_account", "ingest", "mark_processed",
+    "parse_account_ref", "pending_heads", "pending_signals",
 ]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -303,16 +304,96 @@ def _deal_problem(ref: DealRef | None, deal: Deal | None, account: Account | Non
 
 
 # -- the engine's work queue ------------------------------------------------------------------
+#
+# An account's signals are evaluated in arrival order, whatever the number of workers: the
+# engine claims whole accounts. A signal is an account's head when no older signal of the
+# same account is still pending; the engine locks the heads' accounts (skipping those
+# another worker holds) and takes those accounts' pending signals in order. A later signal
+# is never taken while an earlier one is held elsewhere or waiting out a retry.
 
-def pending_signals(session: Session, *, limit: int) -> list[Signal]:
-    """Claim up to `limit` unprocessed signals, oldest first; on PostgreSQL rows other workers hold are skipped."""
-    query = (select(Signal).where(Signal.processed_at.is_(None))
+RETRY_BASE = timedelta(seconds=1)
+RETRY_CAP = timedelta(minutes=5)
+MAX_TRANSIENT_ATTEMPTS = 12
+
+
+def _due(now: datetime | None) -> ColumnElement[bool]:
+    pending = Signal.processed_at.is_(None)
+    if now is None:
+        return pending
+    return and_(pending, or_(Signal.retry_at.is_(None), Signal.retry_at <= now))
+
+
+def pending_heads(session: Session, *, limit: int, now: datetime | None = None) -> list[int]:
+    """Accounts whose oldest pending signal is due, in the order those signals arrived."""
+    older = aliased(Signal)
+    no_older_pending = ~exists().where(
+        older.account_id == Signal.account_id, older.processed_at.is_(None),
+        or_(older.received_at < Signal.received_at,
+            and_(older.received_at == Signal.received_at, older.id < Signal.id)))
+    query = (select(Signal.account_id)
+             .where(_due(now), Signal.account_id.is_not(None), no_older_pending)
+             .order_by(Signal.received_at, Signal.id).limit(limit))
+    return [account_id for account_id in session.scalars(query) if account_id is not None]
+
+
+def pending_for_accounts(session: Session, *, account_ids: Sequence[int], limit: int) -> list[Signal]:
+    """These (locked) accounts' pending signals in arrival order.
+
+    Each account here has a due head (`pending_heads`), and a later signal is tried only
+    after the ones before it succeeded, so none of these waits on a retry of its own.
+    """
+    if not account_ids:
+        return []
+    query = (select(Signal).where(Signal.processed_at.is_(None), Signal.account_id.in_(account_ids))
+             .order_by(Signal.received_at, Signal.id).limit(limit)
+             .execution_options(populate_existing=True))
+    return list(session.scalars(query))
+
+
+def pending_without_account(session: Session, *, limit: int, now: datetime | None = None) -> list[Signal]:
+    """Pending signals of unknown accounts (already in the exception queue); on PostgreSQL, held rows are skipped."""
+    query = (select(Signal).where(_due(now), Signal.account_id.is_(None))
              .order_by(Signal.received_at, Signal.id).limit(limit))
     if skip_locked(session):
         query = query.with_for_update(skip_locked=True)
     return list(session.scalars(query))
 
 
+def pending_signals(session: Session, *, limit: int, now: datetime | None = None) -> list[Signal]:
+    """Claim up to `limit` pending signals of whole accounts, oldest first.
+
+    On PostgreSQL the accounts are locked for the transaction (SKIP LOCKED: an account
+    another worker holds is left to it, never waited for); SQLite has a single writer.
+    """
+    heads = pending_heads(session, limit=limit, now=now)
+    if heads and skip_locked(session):
+        # Read fresh with the lock, so the engine sees the account as committed.
+        locked = {account.id for account in session.scalars(
+            select(Account).where(Account.id.in_(heads)).order_by(Account.id)
+            .with_for_update(skip_locked=True).execution_options(populate_existing=True))}
+        heads = [account_id for account_id in heads if account_id in locked]
+    claimed = pending_for_accounts(session, account_ids=heads, limit=limit)
+    claimed += pending_without_account(session, limit=max(limit - len(claimed), 0), now=now)
+    return sorted(claimed, key=lambda signal: (signal.received_at, signal.id))
+
+
 def mark_processed(signal: Signal, at: datetime) -> None:
     """The engine has evaluated this signal; it leaves the work queue."""
     signal.processed_at = at
+    signal.retry_at = None
+
+
+def defer(signal: Signal, *, now: datetime, error: str) -> bool:
+    """A transient failure: the signal stays pending and is retried with backoff and jitter.
+
+    Returns False when its retry budget is spent; the caller then treats the failure as
+    this signal's own (an exception item) rather than retrying forever.
+    """
+    signal.attempts += 1
+    signal.last_error = error[:200]
+    if signal.attempts >= MAX_TRANSIENT_ATTEMPTS:
+        return False
+    delay = min(RETRY_BASE * (2 ** (signal.attempts - 1)), RETRY_CAP)
+    # Jitter spreads retries of signals that failed together (one deadlock, many workers).
+    signal.retry_at = now + delay * (0.5 + random.random() / 2)
+    return True

@@ -36,6 +36,7 @@ from orchestrator.journeys.steps import (
 )
 from orchestrator.models import (
     OPEN_STATUSES,
+    OUTCOMES_BY_KIND,
     Account,
     Journey,
     JourneyStatus,
@@ -54,13 +55,7 @@ from orchestrator.playbook.model import (
 )
 from orchestrator.work.tasks import complete_task
 
-# What a person may say when closing each kind of task; the first is what a bare
-# "completed" from the CRM means.
-OUTCOMES = {
-    TaskKind.ACTION: ("done",),
-    TaskKind.APPROVAL: ("approved", "rejected"),
-    TaskKind.REVIEW: ("published", "rejected"),
-}
+OUTCOMES = OUTCOMES_BY_KIND  # the one table lives with the Task model
 
 
 def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: str, actor: str,

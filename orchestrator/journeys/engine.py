@@ -16,12 +16,13 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
+from orchestrator.db import connection_lost, describe_error, is_transient
 from orchestrator.errors import EngineError
 from orchestrator.exception_queue import Category
 from orchestrator.intake import signals
@@ -74,24 +75,47 @@ __all__ = [
 
 def process_pending(*, session: Session, settings: Settings, now: datetime,
                     limit: int = 500) -> ProcessReport:
-    """Evaluate stored signals not yet processed, oldest first; one bad signal never stops the rest."""
+    """Evaluate pending signals of whole accounts, each account's in arrival order.
+
+    A transient failure (deadlock, lock timeout, a busy row) leaves the signal pending with
+    a backoff, and holds that account's later signals back with it; only a failure that
+    belongs to the signal itself takes it off the queue, as an `engine_error` item. A lost
+    connection loses the whole batch: it is raised, and nothing of it was committed.
+    """
     run = Run(session, settings, now)
-    claimed = signals.pending_signals(session, limit=limit)
-    lock_accounts(session, (signal.account_id for signal in claimed if signal.account_id is not None))
-    for signal in claimed:
+    held_back: set[int | None] = set()
+    for signal in signals.pending_signals(session, limit=limit, now=now):
+        if signal.account_id is not None and signal.account_id in held_back:
+            continue
         try:
             with session.begin_nested():
                 _process_signal(run, signal)
-        except Exception as exc:  # isolate the failure to this signal, and say so
-            log.exception("signal %s failed in the engine", signal.id)
+        except Exception as exc:  # isolate the failure to this signal, and say what kind it was
+            if connection_lost(exc):
+                raise
+            error = describe_error(exc)
+            if is_transient(exc) and signals.defer(signal, now=now, error=error):
+                log.warning("signal %s deferred after a transient error: %s", signal.id, error)
+                held_back.add(signal.account_id)
+                run.count("deferred")
+                continue
+            log.error("signal %s failed in the engine: %s", signal.id, error)
+            log.debug("signal %s failure", signal.id, exc_info=True)
             exception_queue.raise_item(
                 session, settings=settings, category=Category.ENGINE_ERROR, at=now,
-                message=f"signal {signal.type} could not be processed: {exc}",
-                account_id=signal.account_id, signal_id=signal.id)
+                message=f"signal {signal.type} could not be processed: {_failure_text(exc)}",
+                account_id=signal.account_id, signal_id=signal.id, detail={"error": error})
             run.count("errors")
         signals.mark_processed(signal, now)
         run.report.signals += 1
     return run.report
+
+
+def _failure_text(exc: BaseException) -> str:
+    # A database error's text quotes rows (customer data); the item says its kind instead.
+    if isinstance(exc, DBAPIError):
+        return describe_error(exc)
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _process_signal(run: Run, signal: Signal) -> None:
@@ -301,10 +325,19 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
                 time_out(run, journey)
             moved += 1
         except Exception as exc:  # one bad journey never stops the sweep
-            log.exception("journey %s failed in the timeout sweep", journey.id)
+            if connection_lost(exc):
+                raise
+            if is_transient(exc):
+                # Still waiting and still due: the next sweep takes it again.
+                log.warning("journey %s timeout deferred after a transient error: %s", journey.id,
+                            describe_error(exc))
+                continue
+            log.error("journey %s failed in the timeout sweep: %s", journey.id, describe_error(exc))
+            log.debug("journey %s failure", journey.id, exc_info=True)
             # Parked, it is no longer due: the next sweep does not fail (and report) it again.
             version, _ = playbook_of(run, journey)
-            park(run, journey, version, Category.ENGINE_ERROR, f"timeout of journey {journey.id} failed: {exc}")
+            park(run, journey, version, Category.ENGINE_ERROR,
+                 f"timeout of journey {journey.id} failed: {_failure_text(exc)}")
     for step_run in session.scalars(select(StepRun).where(StepRun.override_until.is_not(None),
                                                           StepRun.override_until <= now)):
         step_run.override_until = None

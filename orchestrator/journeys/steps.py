@@ -26,7 +26,6 @@ from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.exception_queue import Category
 from orchestrator.journeys import governance
-from orchestrator.journeys.actions import get_action
 from orchestrator.journeys.stages import StageError, change_stage
 from orchestrator.models import (
     OPEN_STATUSES,
@@ -41,6 +40,7 @@ from orchestrator.models import (
     Task,
     TaskKind,
 )
+from orchestrator.playbook.actions import get_action
 from orchestrator.playbook.context import build_context
 from orchestrator.playbook.expressions import ExpressionError
 from orchestrator.playbook.model import (

@@ -10,11 +10,21 @@ from orchestrator.models.outbox import OutboxMessage, OutboxStatus
 from orchestrator.models.playbooks import PlaybookVersion
 from orchestrator.models.signals import Signal
 from orchestrator.models.suppressions import EmailSuppression, SuppressionReason
-from orchestrator.models.tasks import OPEN_STATUSES, Priority, SlaEvent, Task, TaskKind, TaskStatus
+from orchestrator.models.tasks import (
+    OPEN_STATUSES,
+    OUTCOME_STATUS,
+    OUTCOMES_BY_KIND,
+    Priority,
+    SlaEvent,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
 
 __all__ = [
-    "OPEN_STATUSES", "Account", "ApiKey", "AuditEvent", "Base", "Contact", "CustomerTouch", "Deal",
-    "EmailSuppression", "ExceptionItem", "ExternalId", "Journey", "JourneyStage", "JourneyStatus", "OutboxMessage",
+    "OPEN_STATUSES", "OUTCOMES_BY_KIND", "OUTCOME_STATUS", "Account", "ApiKey", "AuditEvent", "Base", "Contact",
+    "CustomerTouch", "Deal", "EmailSuppression", "ExceptionItem", "ExternalId", "Journey", "JourneyStage",
+    "JourneyStatus", "OutboxMessage",
     "OutboxStatus", "Owner", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "StageChange",
     "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task", "TaskKind", "TaskStatus",
 ]

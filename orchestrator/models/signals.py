@@ -19,6 +19,10 @@ class Signal(IdMixin, Base):
         Index("ix_signals_pending", "received_at", "id",
               sqlite_where=text("processed_at IS NULL"),
               postgresql_where=text("processed_at IS NULL")),
+        # Claiming whole accounts: "is there an older pending signal of this account?"
+        Index("ix_signals_pending_by_account", "account_id", "received_at", "id",
+              sqlite_where=text("processed_at IS NULL"),
+              postgresql_where=text("processed_at IS NULL")),
     )
 
     type: Mapped[str] = mapped_column(String(100), index=True)  # deal.closed_won, product.usage, ...
@@ -30,3 +34,8 @@ class Signal(IdMixin, Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
+    # A transient failure (deadlock, lock timeout, lost connection, a busy owner row) leaves
+    # the signal pending: counted, and not claimed again before `retry_at`.
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    retry_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(200))

@@ -29,6 +29,22 @@ class TaskStatus(StrEnum):
 
 OPEN_STATUSES = (TaskStatus.OPEN, TaskStatus.ACKNOWLEDGED)
 
+# What a person can say when closing a task, and the status each leaves it in.
+OUTCOME_STATUS: dict[str, TaskStatus] = {
+    "done": TaskStatus.DONE,
+    "approved": TaskStatus.DONE,
+    "published": TaskStatus.DONE,
+    "rejected": TaskStatus.REJECTED,
+    "cancelled": TaskStatus.CANCELLED,  # the journey ended first; nobody has to act any more
+}
+# What a person may say when closing each kind of task; the first is what a bare
+# "completed" from the CRM means.
+OUTCOMES_BY_KIND: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.ACTION: ("done",),
+    TaskKind.APPROVAL: ("approved", "rejected"),
+    TaskKind.REVIEW: ("published", "rejected"),
+}
+
 
 class Priority(StrEnum):
     LOW = "low"

@@ -9,7 +9,7 @@ Lint and the engine's simulator both read the flow from here.
 
 from __future__ import annotations
 
-from orchestrator.journeys.actions import get_action
+from orchestrator.playbook.actions import get_action
 from orchestrator.playbook.model import (
     AutomatedStep,
     BranchStep,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.journeys.actions import REGISTRY
+from orchestrator.playbook.actions import REGISTRY
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,
     PERSON_REFERENCES,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from orchestrator.durations import Duration
-from orchestrator.journeys.actions import REGISTRY
 from orchestrator.playbook import flow
+from orchestrator.playbook.actions import REGISTRY
 from orchestrator.playbook.findings import Finding, Severity
 from orchestrator.playbook.model import (
     AutomatedStep,

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from orchestrator.durations import Duration
+from orchestrator.models.crm import JourneyStage
 from orchestrator.playbook.expressions import Expression
 from orchestrator.playbook.templates import Template
 
@@ -32,14 +33,8 @@ PERSON_REFERENCES: dict[str, str] = {
 }
 
 
-class Stage(StrEnum):
-    """The journey loop, in order; a renewal starts a new adopt phase."""
-
-    ACQUIRE = "acquire"
-    ONBOARD = "onboard"
-    ADOPT = "adopt"
-    EXPAND = "expand"
-    RENEW = "renew"
+# The journey loop, in order; a renewal starts a new adopt phase. One enum, with the tables.
+Stage = JourneyStage
 
 
 class Oversight(StrEnum):

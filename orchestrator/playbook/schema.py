@@ -17,7 +17,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_sche
 
 from orchestrator.durations import Duration, DurationError, parse_duration
 from orchestrator.hints import closest
-from orchestrator.journeys.actions import REGISTRY
+from orchestrator.playbook.actions import REGISTRY
 from orchestrator.playbook.expressions import ExpressionError, check_roots, parse_expression
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,

@@ -1,0 +1,1 @@
+"""Replays with no side effects on the real database: simulation of candidate playbooks, and the demo."""

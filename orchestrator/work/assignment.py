@@ -9,8 +9,9 @@ caller then raises a `no_assignee` exception item.
 Concurrency: on PostgreSQL a pool pick locks the chosen person's row with
 `FOR UPDATE SKIP LOCKED`, so two workers assigning at the same moment take
 different people and each sees the other's `last_assigned_at` after commit. When
-every eligible person is held by another transaction we wait for the first of them
-rather than report nobody.
+every eligible person is held by another transaction we do not report nobody: the
+caller gets `RowBusy`, a transient failure, and the work is retried (never a blocking
+wait while other locks are held: that is how workers deadlock).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
+from orchestrator.db import RowBusy
 from orchestrator.db import skip_locked as row_locks_skip
 from orchestrator.models import OPEN_STATUSES, Account, Deal, Owner, Task
 from orchestrator.work.tasks import open_task_count
@@ -30,7 +32,7 @@ from orchestrator.work.tasks import open_task_count
 if TYPE_CHECKING:
     from orchestrator.playbook.model import Assignment
 
-__all__ = ["Assignee", "UnknownReference", "eligibility_problem", "resolve_assignee", "resolve_person"]
+__all__ = ["Assignee", "UnknownReference", "eligibility_problem", "find_owner", "resolve_assignee", "resolve_person"]
 
 _STRATEGY_WORDS = {"round_robin": "round robin", "least_loaded": "least loaded"}
 _REFERENCE_WORDS = {
@@ -92,7 +94,7 @@ def resolve_person(session: Session, *, reference: str, account: Account, deal: 
         owner = account.owner
         return owner if owner is not None and owner.role == "csm" else None
     if "@" in reference and " " not in reference.strip():
-        return _by_email(session, reference.strip())
+        return find_owner(session, email=reference)
     raise UnknownReference(
         f'"{reference}" is not a person: use account.owner, deal.owner, owner.manager, '
         "account.csm or an email address"
@@ -127,9 +129,10 @@ def _try(
         if person is None:
             skipped.append(f"no {label}")
         else:
-            if person.max_open_tasks is not None:
-                # Hold the row so a concurrent assignment cannot also take the last free slot.
-                _lock(session, [person.id], skip_locked=False)
+            if person.max_open_tasks is not None and not _lock(session, [person.id], skip_locked=True):
+                # Hold the row so a concurrent assignment cannot also take the last free slot;
+                # never wait for it while this transaction holds other locks (deadlocks).
+                raise RowBusy(f"owner {person.id} is being assigned by another worker")
             problem = eligibility_problem(session, owner=person, now=now)
             if problem is None:
                 return Assignee(owner=person, how=label)
@@ -155,15 +158,11 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
             owner.last_assigned_at = now
             session.flush()
             return owner
-    if postgres:
-        # Everyone eligible was busy in other transactions: wait for the first,
-        # then look again with their committed state.
-        for owner in candidates:
-            _lock(session, [owner.id], skip_locked=False)
-            if eligibility_problem(session, owner=owner, now=now) is None:
-                owner.last_assigned_at = now
-                session.flush()
-                return owner
+    if postgres and any(eligibility_problem(session, owner=owner, now=now) is None for owner in candidates):
+        # Everyone who could take it is being assigned in other transactions. Waiting for
+        # one of them while holding this batch's locks is how workers deadlock: the work
+        # is retried shortly instead, with their committed state.
+        raise RowBusy(f"every available person with role {role} is being assigned by another worker")
     return None
 
 
@@ -207,5 +206,6 @@ def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:
     return len(session.scalars(query).all()) == len(owner_ids)
 
 
-def _by_email(session: Session, email: str) -> Owner | None:
-    return session.scalars(select(Owner).where(func.lower(Owner.email) == email.lower())).first()
+def find_owner(session: Session, *, email: str) -> Owner | None:
+    """The person with this email, case and surrounding spaces ignored (the one owner lookup)."""
+    return session.scalars(select(Owner).where(func.lower(Owner.email) == email.strip().lower())).first()

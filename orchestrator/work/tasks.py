@@ -22,6 +22,7 @@ from orchestrator.delivery import outbox
 from orchestrator.errors import HandoffError
 from orchestrator.models import (
     OPEN_STATUSES,
+    OUTCOME_STATUS,
     Account,
     Journey,
     Owner,
@@ -43,14 +44,7 @@ __all__ = [
     "deadlines", "escalation_time", "list_tasks", "open_task_count", "priority_for", "priority_score",
 ]
 
-# What a person can say when closing a task, and the status each leaves it in.
-OUTCOMES: dict[str, TaskStatus] = {
-    "done": TaskStatus.DONE,
-    "approved": TaskStatus.DONE,
-    "published": TaskStatus.DONE,
-    "rejected": TaskStatus.REJECTED,
-    "cancelled": TaskStatus.CANCELLED,  # the journey ended first; nobody has to act any more
-}
+OUTCOMES = OUTCOME_STATUS  # the one table lives with the Task model
 # The task's own life; what an approval or rejection does to a journey the engine records.
 _COMPLETION_ACTIONS = {
     "done": audit.AuditAction.TASK_COMPLETED,

@@ -8,6 +8,7 @@ a duplicate trigger or a second replica finds nothing left to do.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,10 +74,16 @@ def all_jobs(runtime: Runtime) -> list[Job]:
     return list(found.values())
 
 
+# Modules that define jobs with `@job`; imported by name when the jobs are listed, so the
+# registry depends on none of them (they depend on it) and importing it stays cheap.
+BUILTIN_JOB_MODULES = [
+    "orchestrator.journeys.drain",
+]
+
+
 def _load_builtin_jobs() -> None:
-    # Importing the modules that define jobs registers them; done lazily so importing the
-    # registry stays cheap and cycle-free.
-    import orchestrator.journeys.drain  # noqa: F401
+    for name in BUILTIN_JOB_MODULES:
+        importlib.import_module(name)
 
 
 def run_at(job: Job, *, runtime: Runtime, now: datetime) -> JobResult:

@@ -31,7 +31,6 @@ from orchestrator.config import Settings
 from orchestrator.exception_queue import Category
 from orchestrator.intake import signals
 from orchestrator.journeys import engine
-from orchestrator.journeys.actions import get_action
 from orchestrator.journeys.decisions import OUTCOMES
 from orchestrator.models import (
     OPEN_STATUSES,
@@ -50,6 +49,7 @@ from orchestrator.models import (
     Task,
     TaskKind,
 )
+from orchestrator.playbook.actions import get_action
 from orchestrator.playbook.model import AutomatedStep, HybridStep, Playbook
 from orchestrator.playbook.store import active_playbooks, apply_playbooks, compiled
 from orchestrator.resources import shipped_playbooks_dir

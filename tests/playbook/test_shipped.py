@@ -6,8 +6,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from orchestrator.journeys.actions import REGISTRY
 from orchestrator.playbook import load_playbook, validate_paths
+from orchestrator.playbook.actions import REGISTRY
 from orchestrator.playbook.json_schema import playbook_json_schema
 from orchestrator.playbook.model import (
     AutomatedStep,
