@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from orchestrator.journeys.actions import get_action
 from orchestrator.playbook import load_playbook_text
+from orchestrator.playbook.actions import get_action
 from orchestrator.playbook.loader import PlaybookInvalid
 
 PLAYBOOK = """
