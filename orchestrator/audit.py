@@ -38,6 +38,7 @@ class AuditAction(StrEnum):
     COMPLETED = "completed"
     EXCEPTION_RAISED = "exception_raised"
     EXCEPTION_RESOLVED = "exception_resolved"
+    EXCEPTION_ASSIGNED = "exception_assigned"
     SIGNAL_RECEIVED = "signal_received"
     SIGNAL_REJECTED = "signal_rejected"
 

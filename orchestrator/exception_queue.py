@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from orchestrator import audit
 from orchestrator.config import Settings
 from orchestrator.durations import parse_duration
-from orchestrator.errors import HandoffError
+from orchestrator.errors import NotFound
 from orchestrator.models import ExceptionItem, Journey, PlaybookVersion
 from orchestrator.models.exceptions import Category
 
@@ -28,7 +28,7 @@ class ItemStatus(StrEnum):
     RESOLVED = "resolved"
 
 
-class UnknownExceptionItem(HandoffError):
+class UnknownExceptionItem(NotFound):
     """No exception item has this id."""
 
 
@@ -163,3 +163,16 @@ def weekly_fallback_report(session: Session, *, now: datetime, weeks: int = 4) -
                                                              until=start + timedelta(weeks=1))))
     return reports
 
+
+
+def assign_item(session: Session, *, item_id: int, owner: str, by: str, at: datetime) -> ExceptionItem:
+    """Hand an open item to another named person (audited)."""
+    item = session.get(ExceptionItem, item_id)
+    if item is None:
+        raise UnknownExceptionItem(f"no exception item {item_id}")
+    previous, item.owner = item.owner, owner.strip().lower()
+    session.flush()
+    audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_ASSIGNED,
+                 actor=by, rule=f"exception:{item.category}", reason=f"assigned from {previous} to {item.owner}",
+                 account_id=item.account_id, journey_id=item.journey_id, detail={"exception_id": item.id})
+    return item

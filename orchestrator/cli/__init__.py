@@ -77,6 +77,7 @@ def db_current(runtime: Runtime) -> None:
 
 
 # Sub-commands live one module per idea; they import this module's nothing, so no cycle.
+from orchestrator.cli.apikeys import apikeys  # noqa: E402
 from orchestrator.cli.audit import audit  # noqa: E402
 from orchestrator.cli.demo import demo  # noqa: E402
 from orchestrator.cli.email import email  # noqa: E402
@@ -90,6 +91,6 @@ from orchestrator.cli.simulate import simulate  # noqa: E402
 from orchestrator.cli.tasks import tasks  # noqa: E402
 
 for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine,
-                 email):
+                 email, apikeys):
     main.add_command(_command)
 playbooks.add_command(simulate)

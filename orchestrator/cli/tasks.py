@@ -15,6 +15,7 @@ from orchestrator.journeys import engine
 from orchestrator.models import OPEN_STATUSES, Journey, Task
 from orchestrator.runtime import Runtime
 from orchestrator.work.assignment import find_owner
+from orchestrator.work.entitlements import check_decider, known_actor
 from orchestrator.work.tasks import acknowledge_task, list_tasks
 
 
@@ -92,19 +93,22 @@ def show_command(runtime: Runtime, task_id: int) -> None:
 
 @tasks.command("ack")
 @click.argument("task_id", type=int)
-@click.option("--by", "by", required=True, help="Who acknowledges it (an email).")
+@click.option("--by", "by", required=True, help="Who acknowledges it: the assignee or their manager (an email).")
 @pass_runtime
 def ack_command(runtime: Runtime, task_id: int, by: str) -> None:
     """Acknowledge task TASK_ID: someone has seen it and owns it (stops the ack clock)."""
     with unit_of_work(runtime.sessions) as session:
-        task = acknowledge_task(session, task=_task(session, task_id), actor=by, now=runtime.clock.now())
+        task = _task(session, task_id)
+        actor = known_actor(session, email=by)
+        check_decider(session, task=task, actor=actor)
+        task = acknowledge_task(session, task=task, actor=actor.email, now=runtime.clock.now())
         click.echo(f"task {task.id} acknowledged at {when(task.acknowledged_at)}; due {when(task.due_at)}")
 
 
 @tasks.command("decide")
 @click.argument("task_id", type=int)
 @click.argument("outcome")
-@click.option("--by", "by", required=True, help="Who decided (an email).")
+@click.option("--by", "by", required=True, help="Who decided: the assignee or up their manager chain (an email).")
 @pass_runtime
 def decide_command(runtime: Runtime, task_id: int, outcome: str, by: str) -> None:
     """Close task TASK_ID with OUTCOME and move its journey on.
@@ -113,9 +117,13 @@ def decide_command(runtime: Runtime, task_id: int, outcome: str, by: str) -> Non
     `published` or `rejected` for a review.
     """
     with unit_of_work(runtime.sessions) as session:
+        # The same rule as the API: the assignee or someone up their manager chain, never the requester.
+        task = _task(session, task_id)
+        actor = known_actor(session, email=by)
+        check_decider(session, task=task, actor=actor)
         task = engine.decide_task(session=session, settings=runtime.settings, task_id=task_id,
-                                  outcome=outcome, actor=by, now=runtime.clock.now())
-        click.echo(f"task {task.id} {task.outcome} by {by}")
+                                  outcome=outcome, actor=actor.email, now=runtime.clock.now())
+        click.echo(f"task {task.id} {task.outcome} by {actor.email}")
         journey = session.get(Journey, task.journey_id) if task.journey_id is not None else None
         if journey is not None:
             click.echo(f"journey {journey.id} ({journey.playbook_id}): {describe_journey(journey)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.models.base import Base, IdMixin, utcnow
@@ -30,7 +30,8 @@ class ApiKey(IdMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(20))  # admin, revops, reader, ingest
+    role: Mapped[str] = mapped_column(String(20))  # admin, leader, rep, ingest
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))  # a rep key acts as this person
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

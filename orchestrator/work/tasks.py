@@ -19,7 +19,7 @@ from orchestrator import audit
 from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
 from orchestrator.delivery import outbox
-from orchestrator.errors import HandoffError
+from orchestrator.errors import Conflict
 from orchestrator.models import (
     OPEN_STATUSES,
     OUTCOME_STATUS,
@@ -55,7 +55,7 @@ _COMPLETION_ACTIONS = {
 }
 
 
-class TaskStateError(HandoffError):
+class TaskStateError(Conflict):
     """A task change that its current state does not allow (e.g. completing it twice differently)."""
 
 

@@ -1,0 +1,91 @@
+"""/accounts: accounts the caller may see, and each one's timeline of decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from orchestrator.api.access import READERS, account_for, principal, roles, visible_accounts
+from orchestrator.api.app import page_of, runtime
+from orchestrator.db import unit_of_work
+from orchestrator.models import Account, AuditEvent
+
+blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts and their timelines.")
+
+
+class AccountOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    domain = fields.String(allow_none=True)
+    segment = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True)
+    owner_id = fields.Integer(allow_none=True)
+    csm_id = fields.Integer(allow_none=True)
+
+
+class AccountPage(Schema):
+    items = fields.List(fields.Nested(AccountOut), required=True)
+    next = fields.String(allow_none=True)
+
+
+class PageQuery(Schema):
+    after = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class EventOut(Schema):
+    id = fields.Integer()
+    at = fields.AwareDateTime()
+    action = fields.String()
+    journey_id = fields.Integer(allow_none=True)
+    playbook_id = fields.String(allow_none=True)
+    playbook_version = fields.Integer(allow_none=True)
+    step_id = fields.String(allow_none=True)
+    rule = fields.String(metadata={"description": "which rule made the decision"})
+    actor = fields.String()
+    reason = fields.String(metadata={"description": "why"})
+
+
+class TimelinePage(Schema):
+    items = fields.List(fields.Nested(EventOut), required=True)
+    next = fields.String(allow_none=True)
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, AccountPage)
+@roles(*READERS)
+def list_accounts(query: dict[str, Any]) -> Any:
+    """Accounts the caller may see."""
+    statement = visible_accounts(select(Account), principal()).order_by(Account.id).limit(query["limit"] + 1)
+    if "after" in query:
+        statement = statement.where(Account.id > query["after"])
+    with unit_of_work(runtime().sessions, read_only=True) as session:
+        return page_of(list(session.scalars(statement)), limit=query["limit"], key=lambda a: a.id)
+
+
+@blp.route("/<id:account_id>", methods=["GET"])
+@blp.response(200, AccountOut)
+@roles(*READERS)
+def get_account(account_id: int) -> Any:
+    """One account."""
+    with unit_of_work(runtime().sessions, read_only=True) as session:
+        return account_for(session, account_id, principal())
+
+
+@blp.route("/<id:account_id>/timeline", methods=["GET"])
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, TimelinePage)
+@roles(*READERS)
+def timeline(query: dict[str, Any], account_id: int) -> Any:
+    """Signals, steps, tasks and automated actions, each with playbook version, rule and reason, in order."""
+    with unit_of_work(runtime().sessions, read_only=True) as session:
+        account_for(session, account_id, principal())
+        statement = (select(AuditEvent).where(AuditEvent.account_id == account_id)
+                     .order_by(AuditEvent.id).limit(query["limit"] + 1))
+        if "after" in query:
+            statement = statement.where(AuditEvent.id > query["after"])
+        return page_of(list(session.scalars(statement)), limit=query["limit"], key=lambda e: e.id)

@@ -1,0 +1,75 @@
+"""POST /signals: one signal or a batch of up to 1,000, idempotent by dedupe key, a result per item."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from orchestrator.api.access import roles
+from orchestrator.api.app import runtime
+from orchestrator.api.problems import problem
+from orchestrator.apikeys import Role
+from orchestrator.db import unit_of_work
+from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest
+
+blp = Blueprint("signals", __name__, url_prefix="/signals", description="Facts about accounts that drive journeys.")
+
+MAX_BATCH = 1000
+
+
+class SignalResult(Schema):
+    index = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"enum": [s.value for s in IntakeStatus]})
+    signal_id = fields.Integer(allow_none=True)
+    field = fields.String(allow_none=True)
+    reason = fields.String()
+
+
+class SignalBatchResult(Schema):
+    accepted = fields.Integer(required=True)
+    duplicates = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    results = fields.List(fields.Nested(SignalResult), required=True)
+
+
+_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH}]}}},
+    "description": "A signal as `handoff signals ingest` reads it, or a JSON array of up to 1,000."}
+
+
+@blp.route("", methods=["POST"])
+@blp.doc(requestBody=_BODY, responses={"422": {"description": "the signal is malformed"}})
+@blp.response(200, SignalBatchResult)
+@roles(Role.ADMIN, Role.INGEST)
+def post_signals() -> Any:
+    """Store signals (the engine evaluates them on its next pass); malformed ones are refused, naming the field."""
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except (ValueError, RecursionError):
+        return problem(status=400, title="Bad Request", detail="the body is not valid JSON")
+    items = body if isinstance(body, list) else [body]
+    if len(items) > MAX_BATCH:
+        return problem(status=413, title="Payload Too Large", detail=f"at most {MAX_BATCH} signals per request")
+    rt = runtime()
+    results: list[IntakeResult] = []
+    with unit_of_work(rt.sessions) as session:
+        for item in items:
+            with session.begin_nested():
+                results.append(ingest(session=session, raw=item, source="api", now=rt.clock.now(),
+                                      settings=rt.settings))
+    if not isinstance(body, list) and results[0].status == IntakeStatus.REJECTED:
+        return problem(status=422, title="Unprocessable Entity", detail=results[0].reason, field=results[0].field,
+                       type_="/problems/invalid")
+    return {
+        "accepted": sum(r.status == IntakeStatus.ACCEPTED for r in results),
+        "duplicates": sum(r.status == IntakeStatus.DUPLICATE for r in results),
+        "rejected": sum(r.status == IntakeStatus.REJECTED for r in results),
+        "results": [{"index": n, "status": r.status.value, "signal_id": r.signal_id, "field": r.field,
+                     "reason": r.reason} for n, r in enumerate(results)],
+    }
+
+

@@ -1,0 +1,159 @@
+"""/tasks: people's work with its brief; acknowledge and decide, only by those entitled to."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.api.access import READERS, acting_owner, principal, roles, task_for, visible_tasks
+from orchestrator.api.app import page_of, runtime
+from orchestrator.apikeys import Principal, Role
+from orchestrator.db import unit_of_work
+from orchestrator.errors import HandoffError
+from orchestrator.journeys.decisions import decide_task
+from orchestrator.models import OPEN_STATUSES, Journey, Task, TaskStatus
+from orchestrator.work.entitlements import check_decider
+from orchestrator.work.tasks import acknowledge_task
+
+blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="People's tasks and their decision briefs.")
+
+
+class PreconditionFailed(HandoffError):
+    status = 412
+    problem = "/problems/precondition-failed"
+
+
+class TaskOut(Schema):
+    id = fields.Integer()
+    account_id = fields.Integer()
+    journey_id = fields.Integer(allow_none=True)
+    owner_id = fields.Integer()
+    kind = fields.String()
+    title = fields.String()
+    recommendation = fields.String()
+    status = fields.String()
+    priority = fields.String()
+    outcome = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    ack_by = fields.AwareDateTime(allow_none=True)
+    due_at = fields.AwareDateTime()
+    acknowledged_at = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True)
+    completed_by = fields.String(allow_none=True)
+    draft = fields.String(allow_none=True)
+
+
+class TaskDetail(TaskOut):
+    brief = fields.Dict()
+    brief_text = fields.String()
+
+
+class TaskPage(Schema):
+    items = fields.List(fields.Nested(TaskOut), required=True)
+    next = fields.String(allow_none=True, metadata={"description": "cursor of the next page (pass as `after`)"})
+
+
+class TaskQuery(Schema):
+    owner_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    status = fields.String(validate=validate.OneOf([s.value for s in TaskStatus] + ["open_any"]))
+    due_before = fields.AwareDateTime()
+    playbook = fields.String(validate=validate.Length(max=100))
+    after = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1), metadata={"description": "cursor"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class Decision(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(["done", "approved", "rejected", "published"]))
+
+
+def etag(task: Task) -> str:
+    """Changes whenever the task's state does, so If-Match catches a decision made meanwhile."""
+    state = f"{task.id}:{task.status}:{task.outcome}:{task.owner_id}:{task.acknowledged_at}:{task.priority}"
+    return '"' + hashlib.sha256(state.encode()).hexdigest()[:20] + '"'
+
+
+def _check_precondition(task: Task) -> None:
+    expected = request.headers.get("If-Match")
+    if expected and expected.strip() not in (etag(task), "*"):
+        raise PreconditionFailed(f"task {task.id} changed since you read it; read it again")
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(TaskQuery, location="query")
+@blp.response(200, TaskPage)
+@roles(*READERS)
+def list_tasks(query: dict[str, Any]) -> Any:
+    """Tasks the caller may see, oldest id first; filter by owner, status, due date, playbook."""
+    who = principal()
+    statement = visible_tasks(select(Task), who).order_by(Task.id).limit(query["limit"] + 1)
+    if "after" in query:
+        statement = statement.where(Task.id > query["after"])
+    if "owner_id" in query:
+        statement = statement.where(Task.owner_id == query["owner_id"])
+    if query.get("status") == "open_any":
+        statement = statement.where(Task.status.in_([str(s) for s in OPEN_STATUSES]))
+    elif "status" in query:
+        statement = statement.where(Task.status == query["status"])
+    if "due_before" in query:
+        statement = statement.where(Task.due_at < query["due_before"])
+    if "playbook" in query:
+        statement = statement.join(Journey, Journey.id == Task.journey_id).where(
+            Journey.playbook_id == query["playbook"])
+    with unit_of_work(runtime().sessions, read_only=True) as session:
+        items = list(session.scalars(statement))
+        return page_of(items, limit=query["limit"], key=lambda task: task.id)
+
+
+@blp.route("/<id:task_id>", methods=["GET"])
+@blp.response(200, TaskDetail)
+@roles(*READERS)
+def get_task(task_id: int) -> Any:
+    """One task with its decision brief; the ETag goes back in If-Match on a decision."""
+    with unit_of_work(runtime().sessions, read_only=True) as session:
+        task = task_for(session, task_id, principal())
+        return task, 200, {"ETag": etag(task)}
+
+
+def _actor(session: Session, who: Principal, task: Task) -> str:
+    owner = acting_owner(session, who)
+    if owner is None:  # an admin key bound to nobody acts as itself, by name
+        return f"apikey:{who.name}"
+    check_decider(session, task=task, actor=owner, admin=who.role == Role.ADMIN)
+    return owner.email
+
+
+@blp.route("/<id:task_id>/ack", methods=["POST"])
+@blp.response(200, TaskOut)
+@roles(Role.ADMIN, Role.REP)
+def ack_task(task_id: int) -> Any:
+    """Acknowledge a task (stops its acknowledgement clock)."""
+    rt = runtime()
+    with unit_of_work(rt.sessions) as session:
+        task = task_for(session, task_id, principal())
+        _check_precondition(task)
+        actor = _actor(session, principal(), task)
+        task = acknowledge_task(session, task=task, actor=actor, now=rt.clock.now())
+        return task, 200, {"ETag": etag(task)}
+
+
+@blp.route("/<id:task_id>/decision", methods=["POST"])
+@blp.arguments(Decision)
+@blp.response(200, TaskOut)
+@roles(Role.ADMIN, Role.REP)
+def decide(decision: dict[str, Any], task_id: int) -> Any:
+    """Close a task with an outcome; the journey moves on. A second decision gets 409."""
+    rt = runtime()
+    who = principal()
+    with unit_of_work(rt.sessions) as session:
+        task = task_for(session, task_id, who)
+        _check_precondition(task)
+        actor = _actor(session, who, task)
+        task = decide_task(session=session, settings=rt.settings, task_id=task.id, outcome=decision["outcome"],
+                           actor=actor, now=rt.clock.now())
+        return task, 200, {"ETag": etag(task)}
