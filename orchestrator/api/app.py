@@ -73,8 +73,18 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
     Limiter(key_func=_rate_key, app=app, default_limits=[rate_limit], storage_uri="memory://",
             headers_enabled=True)
 
-    from orchestrator.api.routes import accounts, docs, exceptions, health, journeys, playbooks, signals, tasks
-    for module in (signals, tasks, journeys, exceptions, accounts, playbooks, health):
+    from orchestrator.api.routes import (
+        accounts,
+        docs,
+        exceptions,
+        health,
+        journeys,
+        playbooks,
+        signals,
+        tasks,
+        webhooks,
+    )
+    for module in (signals, webhooks, tasks, journeys, exceptions, accounts, playbooks, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
     _document_problems(api)

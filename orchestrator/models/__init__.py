@@ -5,7 +5,7 @@ from orchestrator.models.base import Base
 from orchestrator.models.crm import Account, Contact, Deal, ExternalId, JourneyStage, Owner, StageChange
 from orchestrator.models.exceptions import ExceptionItem
 from orchestrator.models.journeys import CustomerTouch, Journey, JourneyStatus, StepRun, StepStatus
-from orchestrator.models.ops import ApiKey, SyncCursor
+from orchestrator.models.ops import ApiKey, SyncCursor, WebhookReceipt
 from orchestrator.models.outbox import OutboxMessage, OutboxStatus
 from orchestrator.models.playbooks import PlaybookVersion
 from orchestrator.models.signals import Signal
@@ -26,5 +26,5 @@ __all__ = [
     "CustomerTouch", "Deal", "EmailSuppression", "ExceptionItem", "ExternalId", "Journey", "JourneyStage",
     "JourneyStatus", "OutboxMessage",
     "OutboxStatus", "Owner", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "StageChange",
-    "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task", "TaskKind", "TaskStatus",
+    "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task", "TaskKind", "TaskStatus", "WebhookReceipt",
 ]

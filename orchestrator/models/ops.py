@@ -35,3 +35,13 @@ class ApiKey(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class WebhookReceipt(IdMixin, Base):
+    """A signed webhook already accepted: the same signature again is a replay."""
+
+    __tablename__ = "webhook_receipts"
+
+    source: Mapped[str] = mapped_column(String(40))
+    signature: Mapped[str] = mapped_column(String(128), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

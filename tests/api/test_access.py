@@ -174,3 +174,30 @@ def test_health_ready_metrics_and_openapi_need_no_key(world):
     assert "/tasks/{task_id}/decision" in spec["paths"]
     docs = world.call("GET", "/docs", None).get_data(as_text=True)
     assert "/tasks/{task_id}/decision" in docs and "cdn" not in docs.lower()
+
+
+def test_two_concurrent_decisions_on_one_task_one_wins_the_other_gets_409(world):
+    import threading
+
+    sams = world.ids["sams_task"]
+    barrier, codes = threading.Barrier(2), []
+    # Two clients of one app, as two browser tabs or two people would be.
+    clients = [world.client.application.test_client() for _ in range(2)]
+
+    def decide(client, key):
+        barrier.wait(10)
+        response = client.post(f"/tasks/{sams}/decision", json={"outcome": "done"},
+                               headers={"Authorization": f"Bearer {world.keys[key]}"})
+        codes.append(response.status_code)
+
+    pairs = zip(clients, ["sam", "admin"], strict=True)
+    threads = [threading.Thread(target=decide, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(codes) == [200, 409]
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        from orchestrator.models import AuditEvent
+        completions = session.scalars(select(AuditEvent).where(AuditEvent.action == "task_completed")).all()
+        assert len(completions) == 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+from sqlalchemy.orm import Session
 
 from orchestrator.api.access import roles
 from orchestrator.api.app import runtime
@@ -47,8 +49,17 @@ _BODY = {"required": True, "content": {"application/json": {"schema": {
 @roles(Role.ADMIN, Role.INGEST)
 def post_signals() -> Any:
     """Store signals (the engine evaluates them on its next pass); malformed ones are refused, naming the field."""
+    return ingest_body(request.get_data(cache=False), source="api")
+
+
+def ingest_body(raw: bytes, *, source: str, first: Callable[[Session], Any] | None = None) -> Any:
+    """Parse one signal or a batch and store each; the answer for a single or a batch request.
+
+    `first` runs in the same transaction before any signal is stored (a webhook's replay
+    check); what it returns, if anything, is the answer instead, and nothing is kept.
+    """
     try:
-        body = json.loads(request.get_data(cache=False) or b"null")
+        body = json.loads(raw or b"null")
     except (ValueError, RecursionError):
         return problem(status=400, title="Bad Request", detail="the body is not valid JSON")
     items = body if isinstance(body, list) else [body]
@@ -57,19 +68,24 @@ def post_signals() -> Any:
     rt = runtime()
     results: list[IntakeResult] = []
     with unit_of_work(rt.sessions) as session:
+        refusal = first(session) if first is not None else None
+        if refusal is not None:
+            session.rollback()
+            return refusal
         for item in items:
             with session.begin_nested():
-                results.append(ingest(session=session, raw=item, source="api", now=rt.clock.now(),
+                results.append(ingest(session=session, raw=item, source=source, now=rt.clock.now(),
                                       settings=rt.settings))
-    if not isinstance(body, list) and results[0].status == IntakeStatus.REJECTED:
+        single_rejected = not isinstance(body, list) and results[0].status == IntakeStatus.REJECTED
+        if single_rejected:
+            session.rollback()  # nothing of a refused request is kept (a webhook's receipt included)
+    if single_rejected:
         return problem(status=422, title="Unprocessable Entity", detail=results[0].reason, field=results[0].field,
                        type_="/problems/invalid")
-    return {
+    return SignalBatchResult().dump({
         "accepted": sum(r.status == IntakeStatus.ACCEPTED for r in results),
         "duplicates": sum(r.status == IntakeStatus.DUPLICATE for r in results),
         "rejected": sum(r.status == IntakeStatus.REJECTED for r in results),
         "results": [{"index": n, "status": r.status.value, "signal_id": r.signal_id, "field": r.field,
                      "reason": r.reason} for n, r in enumerate(results)],
-    }
-
-
+    })
