@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -215,16 +215,20 @@ class SalesforceApi:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def query_pages(self, soql: str, *, include_deleted: bool) -> Any:
+    def query_pages(self, soql: str, *, include_deleted: bool) -> Iterator[dict[str, Any]]:
         """Yield the pages (dicts with `records`) of one SOQL query, following `nextRecordsUrl`."""
-        page = self.call("query", lambda sf: sf.query(soql, include_deleted=include_deleted, timeout=self.timeout))
+        page: dict[str, Any] = self.call(
+            "query", lambda sf: sf.query(soql, include_deleted=include_deleted, timeout=self.timeout))
         while True:
             yield page
             if page.get("done", True) or not page.get("nextRecordsUrl"):
                 return
-            url = page["nextRecordsUrl"]
-            page = self.call("query_more", lambda sf, url=url: sf.query_more(url, identifier_is_url=True,
-                                                                             timeout=self.timeout))
+            url = str(page["nextRecordsUrl"])
+
+            def more(sf: Salesforce, url: str = url) -> dict[str, Any]:
+                return dict(sf.query_more(url, identifier_is_url=True, timeout=self.timeout))
+
+            page = self.call("query_more", more)
 
     def collection(self, method: str, path: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """An sObject Collections request (up to 200 records, allOrNone false): one result per record."""
@@ -236,8 +240,9 @@ class SalesforceApi:
         return result
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        return dict(self.call(f"describe {sobject}",
-                              lambda sf: sf.restful(f"sobjects/{sobject}/describe", timeout=self.timeout)))
+        answer = self.call(f"describe {sobject}",
+                           lambda sf: sf.restful(f"sobjects/{sobject}/describe", timeout=self.timeout))
+        return dict(answer or {})
 
     def close(self) -> None:
         self.http.close()

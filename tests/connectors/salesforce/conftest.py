@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connectors.base import ConnectorContext
 
+from connectors.base import ConnectorContext
 from connectors.salesforce import SalesforceConnector
 from tests.fakes.salesforce import FakeSalesforce, seed_users
 

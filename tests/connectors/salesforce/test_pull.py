@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connectors.base import Page
-
 from tests.fakes.salesforce import FakeSalesforce, iter_accounts
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from connectors.base import AccountRef, Outbound, TaskRef
 
+from connectors.base import AccountRef, Outbound, TaskRef
 from tests.fakes.salesforce import FakeSalesforce
 
 
