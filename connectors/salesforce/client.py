@@ -15,7 +15,6 @@ Error texts name the request and Salesforce's error code, never record values.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from connectors.base import PermanentError, TransientError
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _TRANSIENT_CODES = frozenset({"SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG",
@@ -158,6 +156,9 @@ class SalesforceApi:
         if budget.blocked_until is not None and budget.blocked_until > now:
             raise TransientError("salesforce API budget spent",
                                  retry_after=(budget.blocked_until - now).total_seconds())
+        if budget.blocked_until is not None:
+            # The back-off is over: the usage we saw is stale (the org's window rolls), so one call probes it.
+            budget.blocked_until = budget.used = None
         if budget.used is not None and budget.total and budget.used >= budget.total * float(self.config["api_budget"]):
             self._block(now)
             raise TransientError("salesforce API budget spent", retry_after=float(self.config["limit_backoff_seconds"]))

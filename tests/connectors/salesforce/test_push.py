@@ -122,7 +122,8 @@ def test_request_limit_exceeded_backs_off_until_the_budget_resets(fake_sf, sf_us
 
 def test_the_client_side_budget_stops_short_of_the_org_allocation(fake_sf, sf_users, sf_account,
                                                                   make_connector) -> None:
-    connector = make_connector(api_budget=0.5)
+    now = [datetime(2026, 12, 2, 9, 0, tzinfo=UTC)]
+    connector = make_connector(api_budget=0.5, clock=lambda: now[0], limit_backoff_seconds=60)
     fake_sf.org.api_limit = 100
     fake_sf.org.api_used = 49
     assert connector.push([_task_message(1, account_sf_id=sf_account["Id"],
@@ -131,6 +132,10 @@ def test_the_client_side_budget_stops_short_of_the_org_allocation(fake_sf, sf_us
     (held,) = connector.push([_task_message(2, account_sf_id=sf_account["Id"], owner_sf_id=sf_users[1]["Id"])])
     assert held.outcome == "retry" and held.error == "salesforce API budget spent"
     assert fake_sf.org.api_used == 50 and "task:2:create" not in _tasks(fake_sf)
+    fake_sf.org.api_used = 10  # the org's rolling 24 hours moved on
+    now[0] += timedelta(seconds=61)
+    assert connector.push([_task_message(2, account_sf_id=sf_account["Id"],
+                                         owner_sf_id=sf_users[1]["Id"])])[0].outcome == "delivered"
 
 
 def test_a_picklist_value_the_org_does_not_have_fails_that_item_only(fake_sf, sf_users, sf_account,
