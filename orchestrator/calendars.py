@@ -149,24 +149,33 @@ class BusinessCalendar:
         _require_aware(b, "the second time")
         if b < a:
             return -self.business_minutes_between(b, a)
-        seconds = 0.0
+        return self.business_time_between(a, b) // timedelta(minutes=1)
+
+    def business_time_between(self, a: datetime, b: datetime) -> timedelta:
+        """Exact business time from `a` to `b` (zero when `b` is not after `a`).
+
+        Summed as timedeltas (whole microseconds), never float seconds: float sums of
+        windows drift just under a whole minute and flooring then loses that minute.
+        """
+        _require_aware(a, "the first time")
+        _require_aware(b, "the second time")
+        total = timedelta(0)
+        if b <= a:
+            return total
         for opening, closing in self._windows_from(a.astimezone(self.zone).date()):
             if opening >= b:
                 break
             overlap = min(closing, b) - max(opening, a)
             if overlap > timedelta(0):
-                seconds += overlap.total_seconds()
-        return int(seconds // 60)
+                total += overlap
+        return total
 
     # -- internals -----------------------------------------------------------------
 
     def _window(self, day: date) -> tuple[datetime, datetime]:
         # Local wall times to UTC: across a DST change the window keeps its local
         # opening and closing, and its real length is what the clocks say.
-        zone = self.zone
-        opening = datetime.combine(day, self.start, tzinfo=zone).astimezone(UTC)
-        closing = datetime.combine(day, self.end, tzinfo=zone).astimezone(UTC)
-        return opening, closing
+        return _wall_to_utc(day, self.start, self.zone), _wall_to_utc(day, self.end, self.zone)
 
     def _windows_from(self, day: date) -> Iterator[tuple[datetime, datetime]]:
         """Working windows from `day` on, for ever; the caller stops."""
@@ -198,7 +207,7 @@ class BusinessCalendar:
         for window_open, _ in self._windows_from(opening.astimezone(self.zone).date()):
             if counted == days:
                 day = window_open.astimezone(self.zone).date()
-                return datetime.combine(day, local_time, tzinfo=self.zone).astimezone(UTC)
+                return _wall_to_utc(day, local_time, self.zone)
             counted += 1
         raise AssertionError("unreachable: _windows_from never ends")  # pragma: no cover
 
@@ -213,6 +222,30 @@ class BusinessCalendar:
                 return cursor + remaining
             remaining -= available
         raise AssertionError("unreachable: _windows_from never ends")  # pragma: no cover
+
+
+def _wall_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall time; one that a spring-forward gap skips is the jump itself.
+
+    Python reads a skipped wall time (02:30 when clocks go 02:00 -> 03:00) with the old
+    offset, which lands at 03:30, after the gap; a working day that opens "at 02:30"
+    opens when the clocks reach it, at 03:00.
+    """
+    wall = datetime.combine(day, at)
+    before = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if before.astimezone(zone).replace(tzinfo=None) == wall:
+        return before  # an ordinary or repeated (fall-back: first occurrence) wall time
+    # In a gap: the jump lies between the two readings; find the first instant whose wall
+    # clock is at or past `wall` (about 40 halvings of an hour-long gap).
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    high = before
+    while high - low > timedelta(microseconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def _unknown_timezone_message(name: object) -> str:

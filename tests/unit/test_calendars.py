@@ -2,6 +2,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
 from orchestrator.durations import parse_duration
@@ -221,3 +223,49 @@ def test_calendar_config_errors_name_the_bad_key(config, message):
 
 def test_calendars_are_hashable_values():
     assert hash(BusinessCalendar(holidays="US")) == hash(BusinessCalendar(holidays="US"))
+
+
+# -- exact arithmetic and DST gaps (issue 18) --------------------------------------
+
+
+def test_business_minutes_between_sums_exact_durations_not_float_seconds():
+    # Float seconds summed over three windows came to 31199.99999... and floored to 519.
+    calendar = BusinessCalendar()
+    start = datetime(2026, 11, 2, 16, 34, 37, 878251, tzinfo=UTC)
+    deadline = calendar.add(start, parse_duration("520 business minutes"))
+    assert deadline == datetime(2026, 11, 4, 9, 14, 37, 878251, tzinfo=UTC)
+    assert calendar.business_minutes_between(start, deadline) == 520
+    assert calendar.business_time_between(start, deadline) == timedelta(minutes=520)
+
+
+@settings(max_examples=200)
+@given(offset=st.integers(min_value=0, max_value=14 * 24 * 3600 * 10**6 - 1),
+       minutes=st.integers(min_value=1, max_value=5000))
+def test_between_inverts_add_for_starts_with_microseconds(offset, minutes):
+    calendar = BusinessCalendar(timezone="America/New_York", holidays="US")
+    start = datetime(2026, 11, 2, tzinfo=UTC) + timedelta(microseconds=offset)
+    deadline = calendar.add(start, parse_duration(f"{minutes} business minutes"))
+    assert calendar.business_minutes_between(start, deadline) == minutes
+
+
+def test_an_opening_time_in_the_spring_forward_gap_opens_when_the_clocks_jump():
+    # New York, 2026-03-08: 02:00 EST -> 03:00 EDT. "02:30" does not exist that day; the
+    # day opens at the jump (07:00 UTC), not at 03:30 EDT (07:30 UTC).
+    calendar = BusinessCalendar(timezone="America/New_York", workdays=tuple(range(7)),
+                                start=time(2, 30), end=time(17, 0))
+    opening = datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+    assert calendar.is_business_time(opening)
+    assert not calendar.is_business_time(opening - timedelta(microseconds=1))
+    sunday_night = datetime(2026, 3, 8, 4, 0, tzinfo=UTC)  # 23:00 EST on Saturday
+    assert calendar.add(sunday_night, parse_duration("30 business minutes")) == opening + timedelta(minutes=30)
+    # The next day opens at 02:30 EDT as usual.
+    assert calendar.is_business_time(datetime(2026, 3, 9, 6, 30, tzinfo=UTC))
+    assert not calendar.is_business_time(datetime(2026, 3, 9, 6, 29, tzinfo=UTC))
+
+
+def test_a_closing_time_in_the_spring_forward_gap_closes_when_the_clocks_jump():
+    calendar = BusinessCalendar(timezone="America/New_York", workdays=tuple(range(7)),
+                                start=time(0, 0), end=time(2, 30))
+    # Opens 00:00 EST (05:00 UTC), closes at the jump (07:00 UTC): two real hours.
+    day = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)
+    assert calendar.business_minutes_between(day, day + timedelta(hours=3)) == 120
