@@ -51,6 +51,14 @@ class Settings:
     quiet_hours: str | None = None
     quiet_hours_timezone: str = "UTC"
     connectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    # SLA enforcement: a task is "at risk" once this share of its window has elapsed.
+    sla_at_risk_share: float = 0.75
+    # The owner is reminded this long (business time) before a task is due.
+    sla_reminder_lead: str = "2 business hours"
+    # CRM task statuses that mean "waiting on the customer": the SLA clock pauses.
+    sla_waiting_statuses: tuple[str, ...] = ("Waiting on someone else", "WAITING")
+    # After the last rung of an escalation chain, how long until an exception item opens.
+    sla_exhausted_after: str = "1 business day"
 
     def calendar(self, name: str = "default") -> BusinessCalendar:
         """A configured business calendar; without a "default" one, Mon-Fri 09:00-17:00 UTC."""
@@ -134,12 +142,25 @@ def _valid_calendars(calendars: dict[str, Any]) -> None:
             raise ValidationError(f"{name}: {exc}") from None
 
 
+class _SlaSchema(Schema):
+    at_risk_share = fields.Float(load_default=0.75, validate=lambda value: _share(value))
+    reminder_lead = fields.String(load_default="2 business hours", validate=_duration)
+    waiting_statuses = fields.List(fields.String(), load_default=lambda: ["Waiting on someone else", "WAITING"])
+    exhausted_after = fields.String(load_default="1 business day", validate=_duration)
+
+
+def _share(value: float) -> None:
+    if not 0 < value < 1:
+        raise ValidationError(f"{value} is not a share between 0 and 1 (e.g. 0.75)")
+
+
 class _FileSchema(Schema):
     calendars = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict,
                             validate=_valid_calendars)
     exceptions = fields.Nested(_ExceptionsSchema, load_default=lambda: _ExceptionsSchema().load({}))
     governance = fields.Nested(_GovernanceSchema, load_default=lambda: _GovernanceSchema().load({}))
     connectors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    sla = fields.Nested(_SlaSchema, load_default=lambda: _SlaSchema().load({}))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -171,6 +192,10 @@ def _file_settings(config_file: Path | None) -> dict[str, Any]:
         quiet_hours=governance["quiet_hours"],
         quiet_hours_timezone=governance["timezone"],
         connectors=data["connectors"],
+        sla_at_risk_share=data["sla"]["at_risk_share"],
+        sla_reminder_lead=data["sla"]["reminder_lead"],
+        sla_waiting_statuses=tuple(data["sla"]["waiting_statuses"]),
+        sla_exhausted_after=data["sla"]["exhausted_after"],
     )
 
 

@@ -122,3 +122,24 @@ def test_exception_categories_and_windows_are_checked_when_handoff_starts(tmp_pa
     with pytest.raises(ConfigError, match="exceptions.categories") as error:
         load_settings({"HANDOFF_CONFIG": str(path)})
     assert fragment in str(error.value)
+
+
+def test_the_config_file_supplies_sla_enforcement_settings(tmp_path: Path):
+    path = tmp_path / "handoff.toml"
+    path.write_text('[sla]\nat_risk_share = 0.5\nreminder_lead = "1 business hour"\n'
+                    'waiting_statuses = ["Waiting on customer"]\nexhausted_after = "4 business hours"\n')
+    settings = load_settings({"HANDOFF_CONFIG": str(path)})
+    assert settings.sla_at_risk_share == 0.5
+    assert settings.sla_reminder_lead == "1 business hour"
+    assert settings.sla_waiting_statuses == ("Waiting on customer",)
+    assert settings.sla_exhausted_after == "4 business hours"
+
+
+@pytest.mark.parametrize("line, key", [("at_risk_share = 1.5", "sla.at_risk_share"),
+                                       ('reminder_lead = "soon"', "sla.reminder_lead")])
+def test_a_wrong_sla_setting_names_its_key(tmp_path: Path, line, key):
+    path = tmp_path / "handoff.toml"
+    path.write_text(f"[sla]\n{line}\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings({"HANDOFF_CONFIG": str(path)})
+    assert key in str(error.value)
