@@ -143,6 +143,18 @@ class BusinessCalendar:
             result = self._add_business_minutes(result, duration.business_minutes)
         return result.astimezone(UTC)
 
+    def add_business_time(self, start: datetime, amount: timedelta) -> datetime:
+        """`amount` of working time after `start` (to the microsecond), in UTC."""
+        _require_aware(start, "the start time")
+        if amount <= timedelta(0):
+            return start.astimezone(UTC)
+        return self._add_business_time(start.astimezone(UTC), amount).astimezone(UTC)
+
+    @property
+    def day_length(self) -> timedelta:
+        """Working time in an ordinary business day (no DST change)."""
+        return datetime.combine(date.min, self.end) - datetime.combine(date.min, self.start)
+
     def business_minutes_between(self, a: datetime, b: datetime) -> int:
         """Whole business minutes from `a` to `b`; negative when `b` is before `a`."""
         _require_aware(a, "the first time")
@@ -212,7 +224,9 @@ class BusinessCalendar:
         raise AssertionError("unreachable: _windows_from never ends")  # pragma: no cover
 
     def _add_business_minutes(self, at: datetime, minutes: int) -> datetime:
-        remaining = timedelta(minutes=minutes)
+        return self._add_business_time(at, timedelta(minutes=minutes))
+
+    def _add_business_time(self, at: datetime, remaining: timedelta) -> datetime:
         for opening, closing in self._windows_from(at.astimezone(self.zone).date()):
             if at >= closing:
                 continue

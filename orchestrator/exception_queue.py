@@ -72,6 +72,7 @@ def raise_item(
         category=str(category), owner=configured.owner, message=message, detail=dict(detail or {}),
         account_id=account_id, signal_id=signal_id, journey_id=journey_id,
         status=ItemStatus.OPEN, created_at=at, respond_by=respond_by,
+        next_escalation_at=respond_by,  # past its window it escalates (work.exception_escalation)
     )
     session.add(item)
     session.flush()

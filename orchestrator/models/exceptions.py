@@ -26,6 +26,7 @@ class Category(StrEnum):
     EXPRESSION_ERROR = "expression_error"
     ENGINE_ERROR = "engine_error"
     CONFIGURATION = "configuration"  # e.g. a playbook names a calendar that is not configured
+    SLA_EXHAUSTED = "sla_exhausted"  # a task's escalation chain ran out of rungs, still not done
 
 
 class ExceptionItem(IdMixin, Base):
@@ -34,6 +35,10 @@ class ExceptionItem(IdMixin, Base):
         Index(None, "category", "created_at"),
         Index("ix_exception_items_open_respond_by", "respond_by",
               sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+        # Exception escalation: open items with a rung still to come (owner, then default owner).
+        Index("ix_exception_items_escalation_due", "next_escalation_at",
+              sqlite_where=text("status = 'open' AND next_escalation_at IS NOT NULL"),
+              postgresql_where=text("status = 'open' AND next_escalation_at IS NOT NULL")),
     )
 
     category: Mapped[str] = mapped_column(String(60))  # unknown_account, unmatched_branch, no_assignee, ...
@@ -48,3 +53,6 @@ class ExceptionItem(IdMixin, Base):
     respond_by: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(320))
+    # Past its window an item escalates: 1 = its owner told, 2 = the default owner told.
+    escalation_level: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_escalation_at: Mapped[datetime | None]

@@ -1,10 +1,10 @@
-"""Operational state: connector sync cursors and API keys."""
+"""Operational state: connector sync cursors, API keys and job run history."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.models.base import Base, IdMixin, utcnow
@@ -45,3 +45,20 @@ class WebhookReceipt(IdMixin, Base):
     source: Mapped[str] = mapped_column(String(40))
     signature: Mapped[str] = mapped_column(String(128), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class JobRun(IdMixin, Base):
+    """The last run of one scheduled job (one row per job id), for `handoff status` and `tick`."""
+
+    __tablename__ = "job_runs"
+
+    job_id: Mapped[str] = mapped_column(String(100), unique=True)
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    last_duration_ms: Mapped[int] = mapped_column(default=0)
+    last_items: Mapped[int] = mapped_column(default=0)
+    last_errors: Mapped[int] = mapped_column(default=0)
+    last_detail: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str | None] = mapped_column(Text)  # the exception of a run that raised
+    runs: Mapped[int] = mapped_column(default=0)
+    failed_runs: Mapped[int] = mapped_column(default=0)

@@ -46,6 +46,26 @@ OUTCOMES_BY_KIND: dict[TaskKind, tuple[str, ...]] = {
 }
 
 
+class SlaState(StrEnum):
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"    # a configured share of the window has elapsed
+    BREACHED = "breached"  # past ack_by unacknowledged, or past due_at
+    PAUSED = "paused"      # waiting on the customer: the clock stands still
+
+
+class SlaEventKind(StrEnum):
+    AT_RISK = "at_risk"
+    ACK_MET = "ack_met"
+    ACK_BREACHED = "ack_breached"
+    DUE_MET = "due_met"
+    DUE_BREACHED = "due_breached"
+    REMINDED = "reminded"
+    ESCALATED = "escalated"      # level = the rung's number, from 1
+    EXHAUSTED = "exhausted"      # the chain ran out; an exception item took over
+    PAUSED = "paused"            # level = the pause's number, from 1
+    RESUMED = "resumed"
+
+
 class Priority(StrEnum):
     LOW = "low"
     NORMAL = "normal"
@@ -69,6 +89,10 @@ class Task(IdMixin, Base):
         Index("ix_tasks_next_escalation", "next_escalation_at",
               sqlite_where=text("next_escalation_at IS NOT NULL"),
               postgresql_where=text("next_escalation_at IS NOT NULL")),
+        # The SLA sweep: what needs looking at next (state change, reminder, rung), nothing else.
+        Index("ix_tasks_sla_check", "sla_check_at",
+              sqlite_where=text("sla_check_at IS NOT NULL"),
+              postgresql_where=text("sla_check_at IS NOT NULL")),
     )
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -93,6 +117,15 @@ class Task(IdMixin, Base):
     escalation_level: Mapped[int] = mapped_column(default=0)  # rungs of the chain already taken
     next_escalation_at: Mapped[datetime | None]
     last_reminder_at: Mapped[datetime | None]
+    # SLA enforcement (orchestrator.work.sla): the state shown to people, when the sweep
+    # must next look at this task, the ack/due verdicts once known, and pause bookkeeping.
+    sla_state: Mapped[str] = mapped_column(String(20), default=SlaState.ON_TRACK,
+                                           server_default=SlaState.ON_TRACK.value)
+    sla_check_at: Mapped[datetime | None]
+    ack_outcome: Mapped[str | None] = mapped_column(String(10))  # met, breached
+    due_outcome: Mapped[str | None] = mapped_column(String(10))
+    paused_at: Mapped[datetime | None]
+    paused_seconds: Mapped[int] = mapped_column(default=0, server_default="0")  # elapsed time paused
     crm_source: Mapped[str | None] = mapped_column(String(40))
     crm_id: Mapped[str | None] = mapped_column(String(255))
 
@@ -101,10 +134,15 @@ class Task(IdMixin, Base):
 
 class SlaEvent(IdMixin, Base):
     __tablename__ = "sla_events"
-    __table_args__ = (Index(None, "task_id", "at"),)
+    __table_args__ = (
+        Index(None, "task_id", "at"),
+        # Exactly once: a second worker recording the same rung (or verdict) adds nothing.
+        UniqueConstraint("task_id", "kind", "level", name="uq_sla_events_once"),
+        Index(None, "kind", "at"),  # the SLA report reads events by kind over a period
+    )
 
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(30))  # ack_met, ack_breached, due_met, due_breached, escalated
+    kind: Mapped[str] = mapped_column(String(30))  # SlaEventKind
     level: Mapped[int] = mapped_column(default=0)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

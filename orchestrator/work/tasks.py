@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
-from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
 from orchestrator.delivery import outbox
 from orchestrator.errors import Conflict
@@ -34,9 +33,11 @@ from orchestrator.models import (
     TaskKind,
     TaskStatus,
 )
+from orchestrator.work import sla as sla_clock
+from orchestrator.work.sla import calendar_for, deadlines, escalation_time
 
 if TYPE_CHECKING:
-    from orchestrator.playbook.model import Escalation, Sla
+    from orchestrator.playbook.model import Sla
     from orchestrator.work.briefs import Brief
 
 __all__ = [
@@ -147,39 +148,6 @@ def _signal_severity(signal: Signal | None) -> tuple[int, str]:
     return max(found, key=lambda item: item[0])
 
 
-# -- calendars and deadlines ------------------------------------------------------
-
-
-def calendar_for(owner: Owner, settings: Settings, name: str | None = None) -> BusinessCalendar:
-    """The business calendar for the owner's deadlines.
-
-    A calendar named by the playbook (`sla.calendar`) wins. Otherwise the configured
-    "default" calendar, overlaid with the owner's own working hours, on the owner's
-    time zone: people work their hours on their own clock.
-    """
-    if name:
-        return settings.calendar(name)
-    config: dict[str, Any] = dict(settings.calendars.get("default") or {})
-    config.update(owner.working_hours or {})
-    if owner.timezone:
-        config["timezone"] = owner.timezone
-    return calendar_from_config(config)
-
-
-def deadlines(*, sla: Sla, calendar: BusinessCalendar, start: datetime) -> tuple[datetime | None, datetime]:
-    """(ack_by, due_at) for a task started at `start`; ack_by is None without an ack SLA."""
-    ack_by = calendar.add(start, sla.ack) if sla.ack is not None else None
-    return ack_by, calendar.add(start, sla.due)
-
-
-def escalation_time(
-    *, rung: Escalation, ack_by: datetime | None, due_at: datetime, calendar: BusinessCalendar
-) -> datetime:
-    """When an escalation rung fires: its anchor (ack, else due) plus its offset, in business time if so written."""
-    anchor = ack_by if rung.anchor == "ack" and ack_by is not None else due_at
-    return calendar.add(anchor, rung.offset) if rung.offset is not None else anchor
-
-
 # -- the task's life --------------------------------------------------------------
 
 
@@ -230,10 +198,6 @@ def create_task(
     calendar = calendar_for(owner, settings, calendar_name or sla.calendar)
     ack_by, due_at = deadlines(sla=sla, calendar=calendar, start=now)
     score = priority_score(account=account, signal=signal, due_in=due_at - now)
-    next_escalation_at = (
-        escalation_time(rung=sla.escalate[0], ack_by=ack_by, due_at=due_at, calendar=calendar)
-        if sla.escalate else None
-    )
     task = Task(
         account_id=account.id,
         journey_id=journey.id if journey is not None else None,
@@ -250,8 +214,14 @@ def create_task(
         created_at=now,
         ack_by=ack_by,
         due_at=due_at,
-        next_escalation_at=next_escalation_at,
+        escalation_level=0,
+        paused_seconds=0,
+        sla_state=sla_clock.SlaState.ON_TRACK,
     )
+    playbook_id, version, step_id = _provenance(session, journey, step_run)
+    sla_clock.schedule(task, settings=settings, sla=sla_clock.TaskSla(
+        calendar=calendar, rungs=sla.escalate, playbook_id=playbook_id, playbook_version=version,
+        step_id=step_id))
     session.add(task)
     session.flush()  # the id names the outbox message
 
@@ -281,7 +251,6 @@ def create_task(
             "status": str(task.status),
         },
     )
-    playbook_id, version, step_id = _provenance(session, journey, step_run)
     audit.record(
         session,
         at=now,
@@ -316,6 +285,7 @@ def acknowledge_task(session: Session, *, task: Task, actor: str, now: datetime)
         raise TaskStateError(f"task {task.id} is {task.status}; only an open task can be acknowledged")
     task.status = TaskStatus.ACKNOWLEDGED
     task.acknowledged_at = now
+    sla_clock.on_acknowledged(session, task=task, now=now)
     session.flush()
     playbook_id, version, step_id = _provenance(session, _journey(session, task), _step_run(session, task))
     audit.record(session, at=now, action=audit.AuditAction.TASK_ACKNOWLEDGED, actor=actor, rule="task",
@@ -344,7 +314,7 @@ def complete_task(
     task.outcome = outcome
     task.completed_at = now
     task.completed_by = actor
-    task.next_escalation_at = None  # nothing left to escalate
+    sla_clock.on_closed(session, task=task, now=now)  # verdicts; nothing left to escalate
     session.flush()
     if sync_crm:
         outbox.enqueue(
