@@ -86,11 +86,13 @@ from orchestrator.cli.exceptions import exceptions  # noqa: E402
 from orchestrator.cli.journeys import journeys  # noqa: E402
 from orchestrator.cli.lifecycle import init, status  # noqa: E402
 from orchestrator.cli.playbooks import playbooks  # noqa: E402
+from orchestrator.cli.report import report  # noqa: E402
 from orchestrator.cli.signals import signals  # noqa: E402
 from orchestrator.cli.simulate import simulate  # noqa: E402
 from orchestrator.cli.tasks import tasks  # noqa: E402
+from orchestrator.cli.worker import serve, tick_command, worker  # noqa: E402
 
 for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine,
-                 email, apikeys):
+                 email, apikeys, worker, serve, tick_command, report):
     main.add_command(_command)
 playbooks.add_command(simulate)

@@ -22,9 +22,11 @@ def get_runtime(ctx: click.Context) -> Runtime:
     if runtime is None:
         settings = load_settings()
         logging.getLogger().setLevel(settings.log_level)
-        # Alembic announces each migration step at INFO; the commands print their own summary.
+        # Alembic announces each migration step and APScheduler each job run at INFO; the
+        # commands print their own summary.
         if settings.log_level != "DEBUG":
             logging.getLogger("alembic").setLevel(logging.WARNING)
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
         runtime = build_runtime(settings)
         root.obj["runtime"] = runtime
         root.call_on_close(runtime.close)

@@ -6,12 +6,15 @@ import click
 from sqlalchemy import func, select
 
 from orchestrator import models, schema
+from orchestrator.cli._format import table, when
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
 from orchestrator.playbook.store import apply_playbooks
 from orchestrator.resources import shipped_playbooks_dir
 from orchestrator.runtime import Runtime
+from orchestrator.worker.jobs import all_jobs
+from orchestrator.worker.scheduler import job_history
 
 _COUNTED = (
     ("accounts", models.Account), ("owners", models.Owner), ("signals", models.Signal),
@@ -46,6 +49,24 @@ def status(runtime: Runtime) -> None:
     for key, value in runtime.settings.describe().items():
         click.echo(f"{key}: {value}")
     _print_status(runtime)
+    _print_jobs(runtime)
+
+
+def _print_jobs(runtime: Runtime) -> None:
+    """Each scheduled job's last run (any process): when, how long, items done, errors."""
+    history = job_history(runtime)
+    rows = []
+    for job in all_jobs(runtime):
+        run = history.get(job.id)
+        if run is None:
+            rows.append([job.id, "never", "-", "-", "-", ""])
+            continue
+        problem = run.last_error or run.last_detail
+        rows.append([job.id, when(run.last_started_at), f"{run.last_duration_ms} ms", str(run.last_items),
+                     str(run.last_errors), problem[:80]])
+    click.echo("jobs:")
+    for line in table(["job", "last run", "took", "items", "errors", "detail"], rows):
+        click.echo(f"  {line}")
 
 
 def _print_status(runtime: Runtime) -> None:

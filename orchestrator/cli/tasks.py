@@ -1,4 +1,4 @@
-"""`handoff tasks list|show|ack|decide`: the human side of journeys, from a terminal."""
+"""`handoff tasks list|show|ack|pause|resume|decide`: the human side of journeys, from a terminal."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from orchestrator.models import OPEN_STATUSES, Journey, Task
 from orchestrator.runtime import Runtime
 from orchestrator.work.assignment import find_owner
 from orchestrator.work.entitlements import check_decider, known_actor
+from orchestrator.work.sla import pause_task, resume_task
 from orchestrator.work.tasks import acknowledge_task, list_tasks
 
 
@@ -103,6 +104,34 @@ def ack_command(runtime: Runtime, task_id: int, by: str) -> None:
         check_decider(session, task=task, actor=actor)
         task = acknowledge_task(session, task=task, actor=actor.email, now=runtime.clock.now())
         click.echo(f"task {task.id} acknowledged at {when(task.acknowledged_at)}; due {when(task.due_at)}")
+
+
+@tasks.command("pause")
+@click.argument("task_id", type=int)
+@click.option("--by", "by", required=True, help="Who says the task waits on the customer (an email).")
+@click.option("--reason", default="waiting on the customer", show_default=True)
+@pass_runtime
+def pause_command(runtime: Runtime, task_id: int, by: str, reason: str) -> None:
+    """Stop task TASK_ID's SLA clock while it waits on the customer."""
+    with unit_of_work(runtime.sessions) as session:
+        task = _task(session, task_id)
+        changed = pause_task(session, settings=runtime.settings, task=task, actor=by, now=runtime.clock.now(),
+                             reason=reason)
+        click.echo(f"task {task.id} paused at {when(task.paused_at)}" if changed
+                   else f"task {task.id} was already paused (since {when(task.paused_at)})")
+
+
+@tasks.command("resume")
+@click.argument("task_id", type=int)
+@click.option("--by", "by", required=True, help="Who resumes it (an email).")
+@pass_runtime
+def resume_command(runtime: Runtime, task_id: int, by: str) -> None:
+    """Restart task TASK_ID's SLA clock with the business time it had left."""
+    with unit_of_work(runtime.sessions) as session:
+        task = _task(session, task_id)
+        changed = resume_task(session, settings=runtime.settings, task=task, actor=by, now=runtime.clock.now())
+        click.echo(f"task {task.id} resumed; due {when(task.due_at)}" if changed
+                   else f"task {task.id} was not paused; due {when(task.due_at)}")
 
 
 @tasks.command("decide")

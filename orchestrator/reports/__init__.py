@@ -1,0 +1,1 @@
+"""Read-only reports over what Handoff recorded."""
