@@ -108,28 +108,33 @@ def ack_command(runtime: Runtime, task_id: int, by: str) -> None:
 
 @tasks.command("pause")
 @click.argument("task_id", type=int)
-@click.option("--by", "by", required=True, help="Who says the task waits on the customer (an email).")
+@click.option("--by", "by", required=True, help="The assignee or their manager (an email).")
 @click.option("--reason", default="waiting on the customer", show_default=True)
 @pass_runtime
 def pause_command(runtime: Runtime, task_id: int, by: str, reason: str) -> None:
     """Stop task TASK_ID's SLA clock while it waits on the customer."""
     with unit_of_work(runtime.sessions) as session:
         task = _task(session, task_id)
-        changed = pause_task(session, settings=runtime.settings, task=task, actor=by, now=runtime.clock.now(),
-                             reason=reason)
+        actor = known_actor(session, email=by)
+        check_decider(session, task=task, actor=actor)
+        changed = pause_task(session, settings=runtime.settings, task=task, actor=actor.email,
+                             now=runtime.clock.now(), reason=reason)
         click.echo(f"task {task.id} paused at {when(task.paused_at)}" if changed
                    else f"task {task.id} was already paused (since {when(task.paused_at)})")
 
 
 @tasks.command("resume")
 @click.argument("task_id", type=int)
-@click.option("--by", "by", required=True, help="Who resumes it (an email).")
+@click.option("--by", "by", required=True, help="The assignee or their manager (an email).")
 @pass_runtime
 def resume_command(runtime: Runtime, task_id: int, by: str) -> None:
     """Restart task TASK_ID's SLA clock with the business time it had left."""
     with unit_of_work(runtime.sessions) as session:
         task = _task(session, task_id)
-        changed = resume_task(session, settings=runtime.settings, task=task, actor=by, now=runtime.clock.now())
+        actor = known_actor(session, email=by)
+        check_decider(session, task=task, actor=actor)
+        changed = resume_task(session, settings=runtime.settings, task=task, actor=actor.email,
+                              now=runtime.clock.now())
         click.echo(f"task {task.id} resumed; due {when(task.due_at)}" if changed
                    else f"task {task.id} was not paused; due {when(task.due_at)}")
 
