@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import IO
+from typing import BinaryIO
 
 import click
 
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
-from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest
+from orchestrator.intake.lines import read_lines
+from orchestrator.intake.signals import MAX_RAW_BYTES, IntakeResult, IntakeStatus, ingest, oversized, source_problem
 from orchestrator.journeys.drain import drain_signals
 from orchestrator.runtime import Runtime
 
@@ -19,21 +20,28 @@ def signals() -> None:
 
 
 @signals.command("ingest")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+# Bytes, not text: lines are capped before they are held and decoded one by one.
+@click.argument("file", type=click.File("rb"))
 @click.option("--source", default="cli", show_default=True, help="Recorded as the signals' source.")
 @pass_runtime
-def ingest_command(runtime: Runtime, file: IO[str], source: str) -> None:
+def ingest_command(runtime: Runtime, file: BinaryIO, source: str) -> None:
     """Ingest FILE, one JSON signal per line (`-` reads stdin). Exits 1 if any line was rejected."""
+    problem = source_problem(source)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--source")
     rejected = 0
-    for number, line in enumerate(file, start=1):
-        if not line.strip():
+    for line in read_lines(file, max_bytes=MAX_RAW_BYTES):
+        if line.data is None:
+            result = oversized(line.size)
+        elif not line.data.strip():
             continue
-        # One transaction per line: a bad line never undoes the good ones before it.
-        with unit_of_work(runtime.sessions) as session:
-            result = ingest(session=session, raw=line, source=source, now=runtime.clock.now(),
-                            settings=runtime.settings)
+        else:
+            # One transaction per line: a bad line never undoes the good ones before it.
+            with unit_of_work(runtime.sessions) as session:
+                result = ingest(session=session, raw=line.data, source=source, now=runtime.clock.now(),
+                                settings=runtime.settings)
         rejected += result.status == IntakeStatus.REJECTED
-        click.echo(f"line {number}: {describe(result)}")
+        click.echo(f"line {line.number}: {describe(result)}")
     _run_engine(runtime)
     if rejected:
         raise SystemExit(1)

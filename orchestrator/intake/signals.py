@@ -23,18 +23,21 @@ from sqlalchemy.orm import Session, aliased
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
 from orchestrator.db import dialect_insert, skip_locked
+from orchestrator.intake import values
 from orchestrator.models import Account, Deal, ExternalId, Signal
 
 __all__ = [
-    "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "AccountRef", "DealRef", "IntakeResult", "IntakeStatus",
-    "SignalSchema", "default_dedupe_key", "defer", "find_account", "ingest", "mark_processed",
-    "parse_account_ref", "pending_heads", "pending_signals",
+    "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "MAX_SOURCE_LENGTH", "AccountRef", "DealRef", "IntakeResult",
+    "IntakeStatus", "SignalSchema", "default_dedupe_key", "defer", "find_account", "ingest", "mark_processed",
+    "oversized", "parse_account_ref", "pending_heads", "pending_signals", "source_problem",
 ]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 # Room for the payload plus the envelope; anything larger is refused before it is parsed.
 MAX_RAW_BYTES = MAX_PAYLOAD_BYTES + 16 * 1024
-_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+# \Z, not $: "$" also matches before a trailing newline.
+_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z"
+MAX_SOURCE_LENGTH = 40  # signals.source is VARCHAR(40)
 
 
 class IntakeStatus(StrEnum):
@@ -86,7 +89,7 @@ def _normalize_domain(value: str) -> str:
 
 
 class _AccountRefSchema(Schema):
-    id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    id = fields.Integer(strict=True, validate=validate.Range(min=1, max=values.MAX_ID))
     source = fields.String(validate=validate.Length(min=1, max=40))
     external_id = fields.String(validate=validate.Length(min=1, max=255))
     domain = fields.String(validate=validate.Length(min=1, max=253))
@@ -109,7 +112,7 @@ class _AccountRefSchema(Schema):
 
 
 class _DealRefSchema(Schema):
-    id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    id = fields.Integer(strict=True, validate=validate.Range(min=1, max=values.MAX_ID))
     source = fields.String(validate=validate.Length(min=1, max=40))
     external_id = fields.String(validate=validate.Length(min=1, max=255))
 
@@ -129,6 +132,12 @@ def _payload_fits(payload: dict[str, Any]) -> None:
         raise ValidationError(f"is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}")
 
 
+def _datetime_in_range(value: datetime) -> None:
+    problem = values.datetime_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
 class SignalSchema(Schema):
     """An incoming signal as a caller sends it; unknown keys are refused (they are usually typos)."""
 
@@ -138,7 +147,7 @@ class SignalSchema(Schema):
     ])
     account = fields.Nested(_AccountRefSchema, required=True)
     deal = fields.Nested(_DealRefSchema, load_default=None)
-    occurred_at = fields.AwareDateTime(required=True, format="iso", error_messages={
+    occurred_at = fields.AwareDateTime(required=True, format="iso", validate=_datetime_in_range, error_messages={
         "invalid": 'is not an ISO 8601 date and time, e.g. "2026-11-23T14:00:00Z"',
         "invalid_awareness": 'has no timezone; add one, e.g. "2026-11-23T14:00:00Z" or "+01:00"',
     })
@@ -169,28 +178,55 @@ def _first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None,
         return _first_error(value, path if key == "_schema" else (*path, str(key)))
     if isinstance(messages, list) and messages:
         return _first_error(messages[0], path)
-    return (".".join(path) or None), str(messages)
+    return values.field_name(path), str(messages)
 
 
 def _rejected(field: str | None, reason: str) -> IntakeResult:
     return IntakeResult(status=IntakeStatus.REJECTED, field=field, reason=reason)
 
 
+def oversized(size: int) -> IntakeResult:
+    """The rejection for a signal of `size` bytes over MAX_RAW_BYTES (readers that stop early use it too)."""
+    return _rejected(None, f"the signal is {size} bytes; the limit is {MAX_RAW_BYTES}")
+
+
+def source_problem(source: str) -> str | None:
+    """Why `source` cannot be recorded as a signal's source, or None."""
+    if not 1 <= len(source) <= MAX_SOURCE_LENGTH:
+        return f"must be 1 to {MAX_SOURCE_LENGTH} characters"
+    return values.text_problem(source)
+
+
+def _decode(raw: bytes | bytearray) -> str | IntakeResult:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _rejected(None, f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}")
+
+
 def _parse(raw: Any) -> dict[str, Any] | IntakeResult:
+    # Every check that one backend would fail and the other pass happens here, before the
+    # database sees anything: text, numbers, nesting, id and timestamp ranges.
     if isinstance(raw, (bytes, bytearray)):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return _rejected(None, "is not UTF-8 text")
+        if len(raw) > MAX_RAW_BYTES:
+            return oversized(len(raw))
+        raw = _decode(raw)
+        if isinstance(raw, IntakeResult):
+            return raw
     if isinstance(raw, str):
-        if len(raw.encode("utf-8")) > MAX_RAW_BYTES:
-            return _rejected(None, f"the signal is larger than {MAX_RAW_BYTES} bytes")
+        # Measured without encoding first: a huge string is refused before it is copied.
+        size = len(raw) if len(raw) > MAX_RAW_BYTES else len(raw.encode("utf-8", "surrogatepass"))
+        if size > MAX_RAW_BYTES:
+            return oversized(size)
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            return _rejected(None, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            raw = values.parse_json(raw)
+        except values.JSONError as exc:
+            return _rejected(None, f"not valid JSON: {exc}")
     if not isinstance(raw, Mapping):
         return _rejected(None, f"expected a JSON object, got {type(raw).__name__}")
+    problem = values.mapping_problem(raw)
+    if problem:
+        return _rejected(problem.field, problem.reason)
     try:
         return SignalSchema().load(dict(raw))
     except ValidationError as exc:
@@ -240,6 +276,9 @@ def _find_deal(session: Session, ref: DealRef) -> Deal | None:
 
 def ingest(*, session: Session, raw: Any, source: str, now: datetime, settings: Settings) -> IntakeResult:
     """Validate and store one signal (a mapping, or JSON text/bytes) in the caller's transaction."""
+    problem = source_problem(source)
+    if problem:
+        return _rejected("source", problem)
     data = _parse(raw)
     if isinstance(data, IntakeResult):
         return data
