@@ -54,6 +54,9 @@ class SmtpConfig(Schema):
     suppressed = fields.List(fields.String(), load_default=list)
     # Replies to a customer email go to the account owner when one is known.
     reply_to_owner = fields.Boolean(load_default=True)
+    # List-Unsubscribe on customer emails: a mailto: or https: address that adds the reader to the list.
+    unsubscribe = fields.String(load_default=None, validate=validate.Regexp(r"^(mailto:|https://)\S+$",
+                                error="must be a mailto: or https:// address"))
 
     @validates_schema
     def _consistent(self, data: Mapping[str, Any], **kwargs: Any) -> None:
@@ -193,6 +196,8 @@ class SmtpConnector(DeliveryConnector):
                                     to=recipient, subject=subject, body=body,
                                     idempotency_key=message.idempotency_key, domain=self._domain,
                                     created_at=message.created_at, kind=message.kind, reply_to=reply_to)
+                if message.kind == "customer.email" and self.config.get("unsubscribe"):
+                    email["List-Unsubscribe"] = f"<{self.config['unsubscribe']}>"
             except (ValueError, TypeError) as exc:
                 raise PermanentError(f"the email cannot be built: {type(exc).__name__}") from None
         except PermanentError as exc:

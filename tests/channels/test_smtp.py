@@ -54,12 +54,15 @@ def test_person_references_are_resolved_from_the_account(smtp):
     assert [r.recipients for r in smtp.handler.received] == [["bo@acme.example"], ["cy@acme.example"]]
 
 
-def test_a_customer_email_replies_to_the_account_owner(smtp):
+def test_a_customer_email_replies_to_the_account_owner_and_offers_unsubscribing(smtp):
     message = outbound("customer.email", {"to": "champion@globex.example", "subject": "Welcome",
                                           "body": "Your kickoff is booked."})
-    [result] = connector(smtp).push([message])
-    assert result.outcome == "delivered"
-    assert smtp.handler.received[0].message["Reply-To"] == "ana@acme.example"
+    results = connector(smtp, unsubscribe="mailto:unsubscribe@acme.example").push([message, email()])
+    assert [r.outcome for r in results] == ["delivered", "delivered"]
+    customer, internal = (r.message for r in smtp.handler.received)
+    assert customer["Reply-To"] == "ana@acme.example"
+    assert customer["List-Unsubscribe"] == "<mailto:unsubscribe@acme.example>"
+    assert internal["Reply-To"] is None and internal["List-Unsubscribe"] is None
 
 
 def test_a_batch_goes_over_one_connection_and_each_message_gets_its_own_result(smtp):
@@ -185,6 +188,7 @@ def test_starttls_not_offered_is_not_a_downgrade(smtp):
     ({"username": "u", "password": "p", "security": "none"}, "security"),
     ({"from_address": "handoff"}, "from_address"),
     ({"suppressed": ["nobody"]}, "suppressed"),
+    ({"unsubscribe": "http://acme.example/u"}, "unsubscribe"),
 ])
 def test_config_mistakes_are_named(raw, message):
     from marshmallow import ValidationError
