@@ -42,6 +42,7 @@ _SETUP_ERRORS = frozenset({"not_authed", "invalid_auth", "account_inactive", "to
 _TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                                "request_timeout", "team_added_to_org"})
 _SETUP_RETRY_SECONDS = 300.0
+_SCOPES = ("users:read.email", "im:write", "chat:write")
 # slack_sdk logs request bodies at DEBUG: message text must not reach the logs.
 _SDK_LOG = logging.getLogger("handoff.connectors.slack.sdk")
 _SDK_LOG.setLevel(logging.WARNING)
@@ -85,14 +86,21 @@ class SlackConnector(DeliveryConnector):
                                      retry_handlers=[])
 
     def check(self) -> list[str]:
-        """`auth.test` with the token (when one is set)."""
+        """`auth.test` with the token (when one is set), and the scopes the token was granted."""
         if self._client is None:
             return []
         try:
-            self._client.auth_test()
+            answer = self._client.auth_test()
         except (SlackClientError, URLError, HTTPException, OSError, ValueError) as exc:
             return [f"Slack auth.test failed: {_describe(exc)}"]
-        return []
+        headers = {key.lower(): value for key, value in (answer.headers or {}).items()}
+        granted_text = headers.get("x-oauth-scopes")
+        if granted_text is None:
+            return []
+        granted = {scope.strip() for scope in str(granted_text).split(",")}
+        needed = list(_SCOPES) + (["im:history"] if self.config.get("history_check", True) else [])
+        missing = [scope for scope in needed if scope not in granted]
+        return [f"the Slack token lacks scope {', '.join(missing)}"] if missing else []
 
     def push(self, messages: Sequence[Outbound]) -> list[PushResult]:
         """Post each message once; per-message results."""

@@ -44,6 +44,8 @@ class SlackState:
     calls: list[str] = field(default_factory=list)                  # method names, in order
     faults: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     ts_counter: int = 0
+    # Sent as `x-oauth-scopes` on every answer, as Slack does for the token's granted scopes.
+    scopes: str = "users:read,users:read.email,im:write,chat:write,im:history"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_user(self, email: str, user_id: str) -> None:
@@ -86,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-oauth-scopes", self.server.state.scopes)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()

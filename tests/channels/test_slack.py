@@ -113,6 +113,12 @@ def test_a_bad_token_keeps_the_message_for_later_and_check_says_so(people):
     assert connector(people).check() == []
 
 
+def test_check_names_missing_scopes(people):
+    people.state.scopes = "users:read,chat:write"
+    assert connector(people).check() == ["the Slack token lacks scope users:read.email, im:write, im:history"]
+    assert connector(people, history_check=False).check() == ["the Slack token lacks scope users:read.email, im:write"]
+
+
 def test_an_archived_channel_or_similar_refusal_is_dead(people):
     people.state.fail("chat.postMessage", "error:is_archived")
     [result] = connector(people).push([chat()])
