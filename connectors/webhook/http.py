@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import urllib3
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from connectors.base import PushResult
@@ -36,15 +37,31 @@ class Response:
 
 def post(target: Target, *, body: bytes, headers: Mapping[str, str], connect_timeout: float,
          read_timeout: float, ca_file: str | None = None) -> Response:
-    """POST `body` to `target`; raise HttpFailure when no answer came back."""
+    """POST `body` to `target`; raise HttpFailure when no answer came back.
+
+    The vetted addresses are tried in order while connecting fails (nothing was sent yet);
+    once a connection is made, a failure is final for this attempt.
+    """
+    last = "no address"
+    for address in target.addresses:
+        try:
+            return _post_to(address, target, body=body, headers=headers, connect_timeout=connect_timeout,
+                            read_timeout=read_timeout, ca_file=ca_file)
+        except (NewConnectionError, ConnectTimeoutError) as exc:
+            last = type(exc).__name__
+    raise HttpFailure(last)
+
+
+def _post_to(address: str, target: Target, *, body: bytes, headers: Mapping[str, str], connect_timeout: float,
+             read_timeout: float, ca_file: str | None) -> Response:
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     pool: urllib3.HTTPConnectionPool
     if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(target.address, target.port, timeout=timeout, retries=False,
+        pool = urllib3.HTTPSConnectionPool(address, target.port, timeout=timeout, retries=False,
                                            server_hostname=target.host, assert_hostname=target.host,
                                            cert_reqs="CERT_REQUIRED", ca_certs=ca_file)
     else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False)
+        pool = urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False)
     try:
         answer = pool.urlopen("POST", target.path, body=body, redirect=False, retries=False,
                               headers={**headers, "Host": target.host_header}, preload_content=False,
@@ -54,6 +71,8 @@ def post(target: Target, *, body: bytes, headers: Mapping[str, str], connect_tim
         finally:
             answer.release_conn()
         return Response(status=answer.status, headers={k.lower(): v for k, v in answer.headers.items()}, body=data)
+    except (NewConnectionError, ConnectTimeoutError):
+        raise
     except Urllib3Error as exc:
         raise HttpFailure(type(exc).__name__) from None
     except OSError as exc:

@@ -37,7 +37,11 @@ class Target:
     host: str
     port: int
     path: str          # path plus query, never empty
-    address: str       # the IP literal to connect to
+    addresses: tuple[str, ...]  # every address the name resolved to, all vetted; tried in order
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0]
 
     @property
     def host_header(self) -> str:
@@ -132,4 +136,4 @@ def check_url(url: str, *, allow: AllowList, resolve: Resolver = socket.getaddri
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(scheme=scheme, host=host, port=port, path=path, address=addresses[0])
+    return Target(scheme=scheme, host=host, port=port, path=path, addresses=tuple(addresses))

@@ -12,12 +12,15 @@ What it keeps from the real API (https://api.slack.com/web):
 
 Faults are queued per method: `ratelimited:<seconds>`, `error:<code>`, `http:<status>`,
 `drop_before` (close without doing anything) and `drop_after` (do the work, then close the
-connection without answering: the "Slack accepted, the response was lost" case).
+connection without answering: the "Slack accepted, the response was lost" case) and
+`hang_after` (do the work, then hold the answer until the server stops: a worker can be
+killed between Slack's post and its own bookkeeping).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -125,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = handler(state, args)
         if fault == "drop_after":
             return self._drop()
+        if fault == "hang_after":
+            self.server.stopping.wait(120)
+            return self._drop()
         self._reply(200, body)
 
 
@@ -200,6 +206,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: SlackState
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout) before the answer: expected in fault tests, not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+    stopping: threading.Event
+
 
 class FakeSlack:
     """A running fake: `base_url` for WebClient(base_url=...), `state` to seed users and read messages."""
@@ -208,6 +220,7 @@ class FakeSlack:
         self.state = SlackState()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = self.state
+        self._server.stopping = threading.Event()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -220,5 +233,6 @@ class FakeSlack:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 
 import pytest
+import trustme
 from marshmallow import ValidationError
 
 from connectors.base import ConnectorContext
@@ -13,6 +15,7 @@ from connectors.webhook.signing import verify
 from orchestrator.config import Settings
 from orchestrator.db import parse_database_url
 from tests.channels.conftest import outbound
+from tests.channels.webhook_server import WebhookReceiver
 
 SECRET = "whsec-test-0123456789"
 NOW = datetime(2026, 11, 23, 14, 5, tzinfo=UTC)
@@ -125,3 +128,33 @@ def test_the_signing_secret_is_required_and_long_enough():
     with pytest.raises(ValidationError) as caught:
         WebhookConfig().load({"signing_secret": "short"})
     assert "signing_secret" in caught.value.messages
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_receiver(ca: trustme.CA, name: str) -> WebhookReceiver:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(context)
+    return WebhookReceiver(tls=context)
+
+
+def test_https_connects_to_the_vetted_address_and_checks_the_certificate_for_the_name(ca, tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with tls_receiver(ca, "localhost") as receiver:
+        webhook = connector(allow_hosts=["localhost"], ca_file=str(ca_file))
+        [result] = webhook.push([hook(receiver.url(host="localhost"))])
+        assert result.outcome == "delivered", result
+        assert receiver.state.requests[0].headers["host"].startswith("localhost:")
+
+
+def test_a_certificate_for_another_name_is_not_accepted(ca, tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with tls_receiver(ca, "elsewhere.test") as receiver:
+        [result] = connector(allow_hosts=["localhost"], ca_file=str(ca_file)).push(
+            [hook(receiver.url(host="localhost"))])
+    assert result.outcome == "retry" and receiver.state.requests == []
