@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from connectors.base import Connector, ConnectorContext, DeliveryConnector, SourceConnector, secret_fields
 from orchestrator import crypto
 from orchestrator.config import Settings
+from orchestrator.delivery.routing import ROUTING_KEYS
 from orchestrator.errors import ConfigError
 
 __all__ = ["ENTRY_POINT_GROUP", "ConnectorStatus", "Registry", "RegistryEntry", "build_connector",
@@ -141,7 +142,7 @@ def connector_config(*, name: str, settings: Settings, registry: Registry,
     entry = _entry(name, registry)
     assert entry.cls is not None
     env = os.environ if environ is None else environ
-    raw = {key: value for key, value in (settings.connectors.get(name) or {}).items() if key != "enabled"}
+    raw = {key: value for key, value in (settings.connectors.get(name) or {}).items() if key not in ROUTING_KEYS}
     resolved = {key: _resolve(value, setting=f"connectors.{name}.{key}", environ=env) for key, value in raw.items()}
     try:
         return dict(entry.cls.config_schema().load(resolved))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory
+from orchestrator.delivery.routing import install_routing
 from orchestrator.errors import DatabaseUnavailable
 
 
@@ -29,8 +30,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Connect to the configured database and check that it answers."""
     engine = make_engine(settings.database_url)
     check_connection(engine)
-    return Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine),
-                   clock=clock or SystemClock())
+    sessions = make_session_factory(engine)
+    install_routing(sessions, settings.connectors)  # outbox.enqueue names each message's connector
+    return Runtime(settings=settings, engine=engine, sessions=sessions, clock=clock or SystemClock())
 
 
 def check_connection(engine: Engine) -> None:

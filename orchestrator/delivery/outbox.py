@@ -1,23 +1,34 @@
 """The outbox: outside writes recorded in the deciding transaction, claimed later by delivery workers.
 
 Nothing here commits: `enqueue` joins the caller's transaction, so a decision and the
-write it causes are stored together or not at all.
+write it causes are stored together or not at all. `enqueue` also names the connector
+that will deliver the message (`delivery.routing`).
+
+Delivery workers (`delivery.deliver`) take messages by lease: `claim` stamps `claimed_by`
+and `claimed_until` in a short transaction the caller commits before any remote call, so
+no row lock is ever held across an HTTP request; a worker that dies leaves its messages to
+be claimed again when the lease runs out. The remote side is idempotent on the message's
+key, so a message pushed by a worker that died before recording it is not doubled.
 """
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from orchestrator import exception_queue
+from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
 from orchestrator.db import dialect_insert, skip_locked
+from orchestrator.delivery.routing import route_for
+from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import OutboxMessage, OutboxStatus
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "backoff_delay", "enqueue", "mark_delivered", "mark_failed", "pending"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "backoff_delay", "cancel", "claim", "enqueue", "jittered", "mark_delivered",
+           "mark_failed", "pending", "requeue"]
 
 DEFAULT_MAX_ATTEMPTS = 10
 _BASE_DELAY = timedelta(seconds=30)
@@ -35,14 +46,18 @@ def enqueue(
     account_id: int | None = None,
     task_id: int | None = None,
     not_before: datetime | None = None,
+    connector: str | None = None,
 ) -> OutboxMessage:
     """Record an outside write once per idempotency key; a repeated key returns the first row unchanged.
 
-    `not_before` holds delivery back (quiet hours) without holding back the decision.
+    `not_before` holds delivery back (quiet hours) without holding back the decision. The
+    connector is chosen here, from the account's source system and the deployment's routing,
+    unless the caller names one.
     """
+    connector = connector or route_for(session, target=target, account_id=account_id)
     statement = (
         dialect_insert(session, OutboxMessage)
-        .values(kind=kind, target=target, payload=payload, idempotency_key=idempotency_key,
+        .values(kind=kind, target=target, payload=payload, idempotency_key=idempotency_key, connector=connector,
                 account_id=account_id, task_id=task_id, status=OutboxStatus.PENDING,
                 attempts=0, next_attempt_at=not_before or at, created_at=at)
         # A concurrent writer of the same key makes this a no-op instead of an IntegrityError,
@@ -67,6 +82,44 @@ def pending(session: Session, *, now: datetime, limit: int) -> list[OutboxMessag
     return list(session.scalars(query))
 
 
+def claim(
+    session: Session,
+    *,
+    now: datetime,
+    worker_id: str,
+    lease: timedelta,
+    limit: int,
+    connector: str | None = None,
+) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages to `worker_id` until `now + lease`, earliest first.
+
+    Due: pending, past `next_attempt_at`, and not under someone else's live lease. The
+    caller commits right away; on PostgreSQL the row locks (SKIP LOCKED) last only for this
+    short transaction, on SQLite the write lock taken at BEGIN serialises claims.
+    """
+    query = (select(OutboxMessage)
+             .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now,
+                    or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now))
+             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+             .limit(limit))
+    if connector is not None:
+        query = query.where(OutboxMessage.connector == connector)
+    if skip_locked(session):
+        query = query.with_for_update(skip_locked=True)
+    messages = list(session.scalars(query))
+    for message in messages:
+        message.claimed_by = worker_id
+        message.claimed_until = now + lease
+    session.flush()
+    return messages
+
+
+def jittered(delay: timedelta, *, rng: random.Random | None = None) -> timedelta:
+    """`delay` spread over [delay/2, delay] so workers that failed together do not retry together."""
+    fraction = (rng or random).uniform(0.5, 1.0)
+    return delay * fraction
+
+
 def backoff_delay(attempts: int, *, base: timedelta = _BASE_DELAY, cap: timedelta = _MAX_DELAY) -> timedelta:
     """Exponential backoff after `attempts` failures: base, 2*base, 4*base, ... up to `cap`."""
     if attempts < 1:
@@ -78,6 +131,7 @@ def backoff_delay(attempts: int, *, base: timedelta = _BASE_DELAY, cap: timedelt
 
 def mark_delivered(*, message: OutboxMessage, at: datetime, remote_id: str | None = None) -> OutboxMessage:
     """The remote side accepted the write."""
+    _release(message)
     message.status = OutboxStatus.DELIVERED
     message.delivered_at = at
     message.attempts += 1
@@ -96,22 +150,77 @@ def mark_failed(
     error: str,
     retry_at: datetime | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    permanent: bool = False,
 ) -> OutboxMessage:
     """Schedule a retry with backoff (or at `retry_at`, e.g. a Retry-After); past the budget it goes dead.
 
-    A dead message raises a `delivery_failed` exception item so the lost write has an owner.
+    A `permanent` failure (the remote side refused the item itself) goes dead at once. A dead
+    message raises a `delivery_failed` exception item so the lost write has an owner.
     """
+    _release(message)
     message.attempts += 1
     message.last_error = error
-    if message.attempts >= max_attempts:
+    if permanent or message.attempts >= max_attempts:
         message.status = OutboxStatus.DEAD
+        why = "was refused" if permanent else f"failed {message.attempts} times"
+        via = f" via {message.connector}" if message.connector else ""
         exception_queue.raise_item(
             session, settings=settings, category=exception_queue.Category.DELIVERY_FAILED, at=at,
-            message=f"{message.kind} to {message.target} failed {message.attempts} times: {error}",
+            message=f"{message.kind} to {message.target}{via} {why}: {error}",
             account_id=message.account_id,
-            detail={"outbox_id": message.id, "idempotency_key": message.idempotency_key},
+            detail={"outbox_id": message.id, "idempotency_key": message.idempotency_key,
+                    "connector": message.connector, "permanent": permanent},
         )
     else:
         message.next_attempt_at = retry_at or at + backoff_delay(message.attempts)
     session.flush()
+    return message
+
+
+def _release(message: OutboxMessage) -> None:
+    message.claimed_by = None
+    message.claimed_until = None
+
+
+def requeue(session: Session, *, message_id: int, actor: str, at: datetime) -> OutboxMessage:
+    """Put a dead (or cancelled) message back on the queue, due now, with a fresh retry budget (audited)."""
+    message = _get(session, message_id)
+    if message.status not in (OutboxStatus.DEAD, OutboxStatus.CANCELLED):
+        raise Conflict(f"outbox message {message_id} is {message.status}; only dead or cancelled ones are retried")
+    before = message.status
+    message.status = OutboxStatus.PENDING
+    message.attempts = 0
+    message.next_attempt_at = at
+    _release(message)
+    audit.record(session, at=at, action="outbox_requeued", actor=actor, rule="outbox",
+                 reason=f"{actor} requeued {before} outbox message {message_id} ({message.kind})",
+                 account_id=message.account_id, detail={"outbox_id": message_id, "was": before})
+    session.flush()
+    return message
+
+
+def cancel(session: Session, *, message_id: int, actor: str, at: datetime) -> OutboxMessage:
+    """Take a pending or dead message off the queue for good (audited); a delivered one cannot be."""
+    message = _get(session, message_id)
+    if message.status not in (OutboxStatus.PENDING, OutboxStatus.DEAD):
+        raise Conflict(f"outbox message {message_id} is {message.status}; only pending or dead ones are cancelled")
+    if message.claimed_until is not None and message.claimed_until > at:
+        raise Conflict(f"outbox message {message_id} is being delivered right now; try again in a minute")
+    before = message.status
+    message.status = OutboxStatus.CANCELLED
+    _release(message)
+    audit.record(session, at=at, action="outbox_cancelled", actor=actor, rule="outbox",
+                 reason=f"{actor} cancelled {before} outbox message {message_id} ({message.kind})",
+                 account_id=message.account_id, detail={"outbox_id": message_id, "was": before})
+    session.flush()
+    return message
+
+
+def _get(session: Session, message_id: int) -> OutboxMessage:
+    query = select(OutboxMessage).where(OutboxMessage.id == message_id)
+    if skip_locked(session):
+        query = query.with_for_update()
+    message = session.scalars(query).first()
+    if message is None:
+        raise NotFound(f"no outbox message {message_id}")
     return message

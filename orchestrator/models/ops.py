@@ -18,7 +18,7 @@ class SyncCursor(IdMixin, Base):
 
     connector: Mapped[str] = mapped_column(String(40))
     object_type: Mapped[str] = mapped_column(String(40))  # accounts, contacts, deals, owners, tasks
-    cursor: Mapped[str] = mapped_column(String(255))
+    cursor: Mapped[str] = mapped_column(Text)  # JSON, as the connector's Page.cursor gave it
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

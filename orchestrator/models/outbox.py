@@ -15,7 +15,8 @@ from orchestrator.models.base import Base, IdMixin, utcnow
 class OutboxStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
-    DEAD = "dead"  # gave up after the retry budget; an exception item says so
+    DEAD = "dead"  # a permanent failure, or the retry budget spent; an exception item says so
+    CANCELLED = "cancelled"  # an operator decided it must not be sent (audited)
 
 
 class OutboxMessage(IdMixin, Base):
@@ -25,10 +26,16 @@ class OutboxMessage(IdMixin, Base):
         Index("ix_outbox_due", "next_attempt_at", "id",
               sqlite_where=text("status = 'pending'"),
               postgresql_where=text("status = 'pending'")),
+        # `handoff outbox deliver --connector NAME`: one connector's due rows.
+        Index("ix_outbox_due_by_connector", "connector", "next_attempt_at",
+              sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
     )
 
     kind: Mapped[str] = mapped_column(String(60))  # crm.create_task, crm.update_field, notify.email, ...
-    target: Mapped[str] = mapped_column(String(40))  # crm, email, webhook
+    target: Mapped[str] = mapped_column(String(40))  # crm, email, webhook, chat
+    # Which connector delivers it, chosen at enqueue (delivery.routing); None: decided at delivery.
+    connector: Mapped[str | None] = mapped_column(String(40))
     # Sent to the remote side so a retry after a lost response cannot create a second record.
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -37,6 +44,10 @@ class OutboxMessage(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(20), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A lease, not a row lock: a worker owns the message until `claimed_until`, committed before
+    # any remote call; a worker that dies leaves it to be claimed again once the lease expires.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     remote_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
