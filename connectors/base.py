@@ -20,7 +20,8 @@ Additions to CONTRACT.md (nothing renamed or removed):
 - `Connector.default_enabled` (enabled without a config section: the `files` connector on
   the embedded default) and `Connector.crm` (a delivery connector that can be a deployment's
   CRM, for routing `target == "crm"` messages);
-- `Connector.close()` (release sockets and files after a delivery run).
+- `Connector.close()` (release sockets and files after a delivery run);
+- `SourceConnector.has_source()` (whether this configuration has anything to pull).
 """
 
 from __future__ import annotations
@@ -239,6 +240,10 @@ class SourceConnector(Connector):
     def describe_fields(self) -> dict[str, list[FieldInfo]]:
         """Object -> fields, for drift checks."""
         return {}
+
+    def has_source(self) -> bool:
+        """Whether this instance has anything to pull (a `files` connector without a folder has not)."""
+        return True
 
 
 class DeliveryConnector(Connector):

@@ -79,12 +79,14 @@ def db_current(runtime: Runtime) -> None:
 # Sub-commands live one module per idea; they import this module's nothing, so no cycle.
 from orchestrator.cli.apikeys import apikeys  # noqa: E402
 from orchestrator.cli.audit import audit  # noqa: E402
+from orchestrator.cli.connectors import connectors, import_command, secrets, sync_command  # noqa: E402
 from orchestrator.cli.demo import demo  # noqa: E402
 from orchestrator.cli.email import email  # noqa: E402
 from orchestrator.cli.engine import engine  # noqa: E402
 from orchestrator.cli.exceptions import exceptions  # noqa: E402
 from orchestrator.cli.journeys import journeys  # noqa: E402
 from orchestrator.cli.lifecycle import init, status  # noqa: E402
+from orchestrator.cli.outbox import outbox  # noqa: E402
 from orchestrator.cli.playbooks import playbooks  # noqa: E402
 from orchestrator.cli.report import report  # noqa: E402
 from orchestrator.cli.signals import signals  # noqa: E402
@@ -93,6 +95,7 @@ from orchestrator.cli.tasks import tasks  # noqa: E402
 from orchestrator.cli.worker import serve, tick_command, worker  # noqa: E402
 
 for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine,
-                 email, apikeys, worker, serve, tick_command, report):
+                 email, apikeys, worker, serve, tick_command, report, outbox, connectors, sync_command,
+                 import_command, secrets):
     main.add_command(_command)
 playbooks.add_command(simulate)

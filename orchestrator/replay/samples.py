@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -24,10 +23,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from orchestrator.clock import ensure_utc
-from orchestrator.intake.records import Record, RecordKind, upsert_records
+from orchestrator.intake.records import Record, upsert_records
 
 __all__ = ["SampleReport", "load_sample_data", "sample_accounts", "sample_config_path", "sample_decisions",
-           "sample_owners", "sample_records",
+           "sample_folder", "sample_owners", "sample_records",
            "sample_signals", "sample_signals_text"]
 
 _KINDS = ("owner", "account", "contact", "deal")
@@ -94,30 +93,25 @@ def sample_decisions() -> list[dict[str, Any]]:
 
 # -- loading ------------------------------------------------------------------------------------
 
+def sample_folder() -> Path:
+    """The bundled sample data as a folder of exports, in the `files` connector's format."""
+    return Path(str(resources.files("orchestrator").joinpath("sample_data")))
+
+
 def sample_records() -> list[Record]:
-    """The sample team as canonical records, in the shape every source hands to `upsert_records`."""
-    records: list[Record] = []
-    for owner in sample_owners():
-        fields = {key: value for key, value in owner.items() if key not in ("external_ids", "manager")}
-        if owner.get("manager"):
-            fields["manager"] = {"email": owner["manager"]}
-        records.append(_record("owner", owner, fields))
-    for account in sample_accounts():
-        fields = {key: value for key, value in account.items()
-                  if key not in ("external_ids", "contacts", "deals", "owner", "csm")}
-        for role in ("owner", "csm"):
-            if account.get(role):
-                fields[role] = {"email": account[role]}
-        records.append(_record("account", account, fields))
-        reference = {"domain": account["domain"]}
-        for contact in account.get("contacts", []):
-            records.append(_record("contact", contact, {**_plain(contact), "account": reference}))
-        for deal in account.get("deals", []):
-            fields = {**_plain(deal), "account": reference}
-            if deal.get("owner"):
-                fields["owner"] = {"email": deal["owner"]}
-            records.append(_record("deal", deal, fields))
-    return records
+    """The sample team as canonical records, read by the `files` connector's export reader.
+
+    The demo's data takes the path any folder of exports takes (`handoff import FOLDER`):
+    the connector's reader, then `intake.records.upsert_records`. Only owners and accounts
+    (with their nested contacts and deals) are read here: the demo replays the signals
+    itself, on a frozen clock.
+    """
+    # Imported here: the replay package uses the connector, the core never does.
+    from connectors.files.exports import read_records
+
+    folder = sample_folder()
+    return [*read_records(folder / "owners.json", kind="owner", source="sample"),
+            *read_records(folder / "accounts.json", kind="account", source="sample")]
 
 
 def load_sample_data(*, session: Session, now: datetime | None = None) -> SampleReport:
@@ -132,17 +126,6 @@ def load_sample_data(*, session: Session, now: datetime | None = None) -> Sample
         raise ValueError("the bundled sample data is inconsistent: " + "; ".join(upserted.problems[:3]))
     return SampleReport(created=Counter(upserted.created), existing=Counter(upserted.unchanged),
                         external_ids_added=upserted.external_ids_added)
-
-
-def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in row.items() if key not in ("external_ids", "owner")}
-
-
-def _record(kind: RecordKind, row: Mapping[str, Any], fields: Mapping[str, Any]) -> Record:
-    # A record's first CRM id is its own; its ids in the other systems are linked as well.
-    ids = list(row.get("external_ids", {}).items())
-    source, external_id = ids[0] if ids else ("sample", "")
-    return Record(kind=kind, source=source, external_id=external_id, fields=fields, also=dict(ids[1:]))
 
 
 def _when(text: str) -> datetime:
