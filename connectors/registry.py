@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from connectors.base import Connector, ConnectorContext, DeliveryConnector, SourceConnector, secret_fields
 from orchestrator import crypto
 from orchestrator.config import Settings
-from orchestrator.delivery.routing import ROUTING_KEYS
 from orchestrator.errors import ConfigError
 
 __all__ = ["ENTRY_POINT_GROUP", "ConnectorStatus", "Registry", "RegistryEntry", "build_connector",
@@ -40,6 +39,9 @@ __all__ = ["ENTRY_POINT_GROUP", "ConnectorStatus", "Registry", "RegistryEntry", 
 
 ENTRY_POINT_GROUP = "handoff.connectors"
 _ENV_PREFIX = "env:"
+# Section keys that belong to Handoff (switching a connector and routing to it), not to its schema;
+# orchestrator.delivery.routing reads them.
+ROUTING_KEYS = frozenset({"enabled", "default_crm"})
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ CHANNELS: Mapping[str, str] = {"email": "smtp", "chat": "slack", "webhook": "web
 FILES = "files"
 ROUTING_KEY = "handoff.routing"
 _ALL_TARGETS = ("crm", "email", "chat", "webhook")
-ROUTING_KEYS = frozenset({"enabled", "default_crm"})  # section keys routing reads, not the connector
+# Section keys read here, `enabled` and `default_crm`, are left out of the connector's own
+# configuration by connectors.registry.
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,13 @@ def test_pages_are_bounded_and_the_cursor_moves_with_a_files_last_page(tmp_path:
     assert [len(page.records) for page in pages] == [500, 500, 200]
     assert [page.cursor is not None for page in pages] == [False, False, True]
     assert list(connector.pull(cursor=pages[-1].cursor)) == []
+
+
+def test_an_enabled_source_gets_a_sync_job(runtime: Runtime, tmp_path: Path) -> None:
+    from orchestrator.worker.jobs import all_jobs, run_at
+
+    _folder(tmp_path)
+    jobs = {job.id: job for job in all_jobs(runtime)}
+    assert {"sync.files", "outbox.deliver", "signals.drain"} <= set(jobs)
+    result = run_at(jobs["sync.files"], runtime=runtime, now=T0)
+    assert result.items == 8 and result.detail.startswith("files: fetched 8, created 7")

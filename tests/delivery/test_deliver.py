@@ -244,6 +244,21 @@ def test_several_worker_processes_deliver_each_message_exactly_once(deployment: 
                               .where(OutboxMessage.status == OutboxStatus.PENDING)) == 0
 
 
-def test_outbox_deliver_is_a_registered_job() -> None:
-    ids = {job.id for job in all_jobs(runtime=None)}  # type: ignore[arg-type]
-    assert "outbox.deliver" in ids
+def test_outbox_deliver_is_a_registered_job_that_delivers(deployment: Deployment) -> None:
+    from orchestrator.clock import FrozenClock
+    from orchestrator.runtime import Runtime
+    from orchestrator.worker.jobs import run_at
+
+    deployment.enqueue(2)
+    # The job loads the installed registry; the fake CRM is not installed, so route to the journal.
+    settings = Settings(database_url=deployment.settings.database_url, exception_owner="ops-lead@example.com",
+                        connectors={"files": {"journal": str(deployment.remote.path) + ".journal"}})
+    runtime = Runtime(settings=settings, engine=deployment.engine, sessions=deployment.sessions,
+                      clock=FrozenClock(T0))
+    with deployment.sessions.begin() as session:
+        for message in session.scalars(select(OutboxMessage)):
+            message.connector = "files"
+    jobs = {job.id: job for job in all_jobs(runtime)}
+    assert "sync.files" not in jobs  # the journal has no folder to pull from
+    result = run_at(jobs["outbox.deliver"], runtime=runtime, now=T0)
+    assert (result.items, result.errors) == (2, 0)
