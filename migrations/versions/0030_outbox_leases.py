@@ -1,7 +1,7 @@
 """Outbox shaped for connectors: the delivering connector, lease columns; sync cursors hold JSON.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0030
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import orchestrator.db
 
-revision = '0021'
-down_revision = '0020'
+revision = '0030'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
