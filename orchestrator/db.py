@@ -18,6 +18,9 @@ from sqlalchemy.types import TypeDecorator
 from orchestrator.errors import ConfigError
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# Session.info key under which the runtime puts the deployment's `[connectors.*]` sections, so the
+# outbox can route each message to its connector without importing the configuration machinery.
+SESSION_CONNECTORS_KEY = "handoff.connectors"
 LOCK_TIMEOUT_MS = 10_000
 
 # JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.

@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.db import make_engine, make_session_factory
-from orchestrator.delivery.routing import install_routing
+from orchestrator.db import SESSION_CONNECTORS_KEY, make_engine, make_session_factory
 from orchestrator.errors import DatabaseUnavailable
 
 
@@ -31,7 +30,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = make_engine(settings.database_url)
     check_connection(engine)
     sessions = make_session_factory(engine)
-    install_routing(sessions, settings.connectors)  # outbox.enqueue names each message's connector
+    # outbox.enqueue reads these to name each message's connector (delivery.routing).
+    sessions.configure(info={SESSION_CONNECTORS_KEY: settings.connectors})
     return Runtime(settings=settings, engine=engine, sessions=sessions, clock=clock or SystemClock())
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.db import SESSION_CONNECTORS_KEY
 from orchestrator.models import ExternalId
 
 __all__ = ["CHANNELS", "FILES", "ROUTING_KEY", "Routing", "install_routing", "route_for", "routing_of"]
@@ -74,14 +75,20 @@ class Routing:
 def install_routing(sessions: sessionmaker[Session], connectors: Mapping[str, Mapping[str, Any]]) -> None:
     """Give every session of `sessions` the deployment's routing (read by outbox.enqueue)."""
     info = dict(sessions.kw.get("info") or {})
-    info[ROUTING_KEY] = Routing.from_connectors(connectors)
+    info[SESSION_CONNECTORS_KEY] = connectors
     sessions.configure(info=info)
 
 
 def routing_of(session: Session) -> Routing:
     """The routing installed on this session's factory; the embedded default's otherwise."""
     found = session.info.get(ROUTING_KEY)
-    return found if isinstance(found, Routing) else _DEFAULT
+    if isinstance(found, Routing):
+        return found
+    connectors = session.info.get(SESSION_CONNECTORS_KEY)
+    if connectors is None:
+        return _DEFAULT
+    routing = session.info[ROUTING_KEY] = Routing.from_connectors(connectors)  # once per session
+    return routing
 
 
 def route_for(session: Session, *, target: str, account_id: int | None, routing: Routing | None = None) -> str:
