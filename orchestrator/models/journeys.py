@@ -39,6 +39,10 @@ class Journey(IdMixin, Base):
         Index("ix_journeys_wait_due", "wait_until",
               sqlite_where=text("status = 'waiting' AND wait_until IS NOT NULL"),
               postgresql_where=text("status = 'waiting' AND wait_until IS NOT NULL")),
+        # The engine reads an account's open journeys for every signal: their number, not the
+        # account's history of ended ones, sets the cost.
+        Index("ix_journeys_open_by_account", "account_id", "id",
+              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
     )
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
@@ -64,6 +68,9 @@ class StepRun(IdMixin, Base):
     __tablename__ = "step_runs"
     __table_args__ = (
         Index(None, "journey_id", "step_id"),
+        # A brief's "automations" section: an account's latest automated step runs.
+        Index("ix_step_runs_automated", "journey_id", "started_at",
+              sqlite_where=text("kind = 'automated'"), postgresql_where=text("kind = 'automated'")),
         # on_the_loop: override windows that are still open.
         Index("ix_step_runs_override_open", "override_until",
               sqlite_where=text("override_until IS NOT NULL"),

@@ -15,6 +15,8 @@ class Signal(IdMixin, Base):
     __tablename__ = "signals"
     __table_args__ = (
         Index(None, "account_id", "occurred_at"),
+        # The sensitive-signal check: has this account had one of these types lately?
+        Index(None, "account_id", "type", "occurred_at"),
         # The engine's work queue: signals not yet evaluated, oldest first.
         Index("ix_signals_pending", "received_at", "id",
               sqlite_where=text("processed_at IS NULL"),

@@ -79,6 +79,7 @@ class Task(IdMixin, Base):
         # One task per step run: a replayed decision cannot create a second task.
         UniqueConstraint("step_run_id", "kind"),
         Index(None, "owner_id", "status"),  # capacity: open tasks per owner
+        Index(None, "journey_id"),  # a journey's end cancels its open tasks
         # SLA sweeps: open tasks by their next deadline.
         Index("ix_tasks_open_due", "due_at",
               sqlite_where=text("status IN ('open', 'acknowledged')"),
