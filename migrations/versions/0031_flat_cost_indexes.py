@@ -3,8 +3,8 @@
 Open journeys by account, tasks by journey, signals by (account, type, occurred_at) for the
 sensitive-signal check, and automated step runs by journey for a brief's "automations".
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0031
+Revises: 0030
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = '0031'
+down_revision = '0030'
 branch_labels = None
 depends_on = None
 
