@@ -7,8 +7,12 @@ the index dropped the planner falls back to a scan (or another index) and the te
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import insert, text
+
+from orchestrator.models import Signal
 from orchestrator.work.briefs import build_brief
 from tests.engine.conftest import install_playbook
 from tests.engine.test_engine import CAPPED, _start_flow
@@ -39,7 +43,14 @@ def test_the_sensitive_signal_check_uses_the_account_type_time_index(postgres_se
     install_playbook(postgres_session, CAPPED.replace("limits: {customer_touches: 1 per 7d}",
                                                       "sensitive_signals: [sentiment.negative]"))
     account = AccountFactory()
+    # An account with a long history of other signals: only the index with the type in it
+    # goes straight to the few sensitive ones.
+    postgres_session.execute(insert(Signal), [
+        {"type": "product.usage", "dedupe_key": f"history-{n}", "account_id": account.id, "source": "test",
+         "payload": {}, "occurred_at": feed.clock.now() - timedelta(minutes=n), "received_at": feed.clock.now(),
+         "processed_at": feed.clock.now()} for n in range(2000)])
     feed("sentiment.negative", account, {"score": -0.8})
+    postgres_session.execute(text("ANALYZE signals"))
     plans = _plans(postgres_session, lambda: feed("product.usage", account, {"n": 1}), "signals")
     assert any("ix_signals_account_id_type_occurred_at" in plan for plan in plans), plans
 
