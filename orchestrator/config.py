@@ -19,7 +19,7 @@ from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.engine import URL
 
 from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
-from orchestrator.db import parse_database_url
+from orchestrator.db import DEFAULT_CONNECT_TIMEOUT, parse_database_url
 from orchestrator.durations import DurationError, GovernanceError, parse_duration, parse_quiet_hours, parse_touch_cap
 from orchestrator.errors import ConfigError
 from orchestrator.hints import closest
@@ -40,6 +40,7 @@ class ExceptionCategory:
 class Settings:
     database_url: URL
     log_level: str = "INFO"
+    database_connect_timeout: int = DEFAULT_CONNECT_TIMEOUT  # seconds
     config_file: Path | None = None
     # Calendars by name; "default" applies to owners without their own working hours.
     calendars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -166,12 +167,23 @@ class _FileSchema(Schema):
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings from the environment (default: os.environ) and the config file."""
     env = os.environ if environ is None else environ
-    url = parse_database_url(env.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL)
+    url = parse_database_url(env.get("HANDOFF_DATABASE_URL") or DEFAULT_DATABASE_URL, allow_memory=False)
+    connect_timeout = _whole_seconds(env, "HANDOFF_DATABASE_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
     log_level = (env.get("HANDOFF_LOG_LEVEL") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError("HANDOFF_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     config_file = _config_path(env)
-    return Settings(database_url=url, log_level=log_level, **_file_settings(config_file))
+    return Settings(database_url=url, log_level=log_level, database_connect_timeout=connect_timeout,
+                    **_file_settings(config_file))
+
+
+def _whole_seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if len(raw) > 3 or not raw.isdecimal() or not raw.isascii() or not 1 <= int(raw) <= 600:
+        raise ConfigError(name, f"{raw[:20]!r} is not a number of seconds from 1 to 600")
+    return int(raw)
 
 
 def with_config_file(settings: Settings, path: Path) -> Settings:
@@ -212,7 +224,12 @@ def _config_path(env: Mapping[str, str]) -> Path | None:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_bounded_read(path).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = _bounded_read(path)[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(path), f"line {line}: the file is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
     try:
@@ -220,6 +237,18 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     except ValidationError as exc:
         setting, message = _first_message(exc.messages)
         raise ConfigError(f"{path}: {setting}", message) from None
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _bounded_read(path: Path) -> bytes:
+    # Measured before it is read: a configuration file is a few kilobytes.
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    return data
 
 
 def _first_message(messages: Any, prefix: str = "") -> tuple[str, str]:

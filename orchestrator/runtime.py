@@ -27,7 +27,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Connect to the configured database and check that it answers."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, connect_timeout=settings.database_connect_timeout)
     check_connection(engine)
     sessions = make_session_factory(engine)
     # outbox.enqueue reads these to name each message's connector (delivery.routing).

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from orchestrator import __version__, schema
 from orchestrator.cli._runtime import pass_runtime
@@ -29,6 +29,10 @@ class HandoffGroup(click.Group):
             click.echo("handoff: error: another worker is changing the same records; run the command again",
                        err=True)
             sys.exit(75)  # EX_TEMPFAIL: nothing was changed, and trying again will do
+        except click.BadParameter as exc:
+            # A wrong value is one line naming the parameter; the usage text adds nothing to it.
+            click.echo(f"handoff: error: {_parameter_name(exc, ctx)}: {exc.message}", err=True)
+            sys.exit(2)
         except IntegrityError as exc:
             # Two writers raced for the same unique row (two `playbooks apply` at once, say).
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -36,10 +40,35 @@ class HandoffGroup(click.Group):
                        err=True)
             sys.exit(2)
         except (OperationalError, ProgrammingError) as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            click.echo(f"handoff: error: database: {first} (has `handoff db upgrade` been run?)",
-                       err=True)
+            click.echo(f"handoff: error: {database_problem(exc)}", err=True)
             sys.exit(2)
+
+
+# SQLSTATEs of a schema that is behind the code: undefined table, undefined column.
+_MISSING_SCHEMA_STATES = frozenset({"42P01", "42703"})
+_MISSING_SCHEMA_SQLITE = ("no such table", "no such column")
+# Class 08 (connection exception) and 57P0x (shutdown, terminated by an administrator).
+_LOST_CONNECTION_PREFIXES = ("08", "57P")
+
+
+def database_problem(exc: DBAPIError) -> str:
+    """One line for a database error; the migration hint only when the schema is what is missing."""
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig and str(exc.orig).strip() else type(exc).__name__
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    if state in _MISSING_SCHEMA_STATES or first.startswith(_MISSING_SCHEMA_SQLITE):
+        return f"database: {first} (has `handoff db upgrade` been run?)"
+    if exc.connection_invalidated or state.startswith(_LOST_CONNECTION_PREFIXES):
+        return f"database: the connection was lost ({first}); run the command again"
+    return f"database: {first}"
+
+
+def _parameter_name(exc: click.BadParameter, ctx: click.Context) -> str:
+    if exc.param_hint is not None:
+        hint = exc.param_hint
+        return " / ".join(hint) if isinstance(hint, (list, tuple)) else str(hint)
+    if exc.param is not None:
+        return exc.param.get_error_hint(exc.ctx or ctx).replace("'", "")
+    return "input"
 
 
 @click.group(cls=HandoffGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,6 +8,7 @@ import click
 
 from orchestrator import exception_queue
 from orchestrator.cli._format import when
+from orchestrator.cli._options import ACTOR, RECORD_ID
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.runtime import Runtime
@@ -57,8 +58,8 @@ def report_command(runtime: Runtime, weeks: int) -> None:
 
 
 @exceptions.command("resolve")
-@click.argument("item_id", type=int)
-@click.option("--by", "by", required=True, help="Who resolved it (an email).")
+@click.argument("item_id", type=RECORD_ID)
+@click.option("--by", "by", required=True, type=ACTOR, help="Who resolved it (an email).")
 @click.option("--note", default="", help="What was done.")
 @pass_runtime
 def resolve_command(runtime: Runtime, item_id: int, by: str, note: str) -> None:

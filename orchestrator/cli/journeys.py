@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli._format import table, when
+from orchestrator.cli._options import ACTOR, RECORD_ID
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.errors import NotFound
@@ -66,7 +67,7 @@ def list_command(runtime: Runtime, account: str | None, status: str | None, play
 
 
 @journeys.command("show")
-@click.argument("journey_id", type=int)
+@click.argument("journey_id", type=RECORD_ID)
 @pass_runtime
 def show_command(runtime: Runtime, journey_id: int) -> None:
     """Print journey JOURNEY_ID and every step it has run."""
@@ -99,8 +100,8 @@ def show_command(runtime: Runtime, journey_id: int) -> None:
 
 
 @journeys.command("retry")
-@click.argument("journey_id", type=int)
-@click.option("--by", "by", required=True, help="Who retries it (an email).")
+@click.argument("journey_id", type=RECORD_ID)
+@click.option("--by", "by", required=True, type=ACTOR, help="Who retries it (an email).")
 @click.option("--note", default="", help="What was fixed.")
 @pass_runtime
 def retry_command(runtime: Runtime, journey_id: int, by: str, note: str) -> None:
@@ -112,8 +113,8 @@ def retry_command(runtime: Runtime, journey_id: int, by: str, note: str) -> None
 
 
 @journeys.command("end")
-@click.argument("journey_id", type=int)
-@click.option("--by", "by", required=True, help="Who ends it (an email).")
+@click.argument("journey_id", type=RECORD_ID)
+@click.option("--by", "by", required=True, type=ACTOR, help="Who ends it (an email).")
 @click.option("--reason", required=True, help="Why; recorded in the audit trail.")
 @pass_runtime
 def end_command(runtime: Runtime, journey_id: int, by: str, reason: str) -> None:
@@ -125,8 +126,8 @@ def end_command(runtime: Runtime, journey_id: int, by: str, reason: str) -> None
 
 
 @journeys.command("override")
-@click.argument("step_run_id", type=int)
-@click.option("--by", "by", required=True, help="Who overrides it (an email).")
+@click.argument("step_run_id", type=RECORD_ID)
+@click.option("--by", "by", required=True, type=ACTOR, help="Who overrides it (an email).")
 @click.option("--reason", default="", help="Why; recorded in the audit trail.")
 @pass_runtime
 def override_command(runtime: Runtime, step_run_id: int, by: str, reason: str) -> None:

@@ -6,6 +6,7 @@ import click
 from sqlalchemy.orm import Session
 
 from orchestrator.cli._format import table, when
+from orchestrator.cli._options import ACTOR, RECORD_ID
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.cli.journeys import describe_journey
 from orchestrator.db import unit_of_work
@@ -69,7 +70,7 @@ def list_command(runtime: Runtime, owner: str | None, account: str | None, show_
 
 
 @tasks.command("show")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=RECORD_ID)
 @pass_runtime
 def show_command(runtime: Runtime, task_id: int) -> None:
     """Print task TASK_ID with its recommendation, draft and full brief."""
@@ -93,8 +94,9 @@ def show_command(runtime: Runtime, task_id: int) -> None:
 
 
 @tasks.command("ack")
-@click.argument("task_id", type=int)
-@click.option("--by", "by", required=True, help="Who acknowledges it: the assignee or their manager (an email).")
+@click.argument("task_id", type=RECORD_ID)
+@click.option("--by", "by", required=True, type=ACTOR,
+              help="Who acknowledges it: the assignee or their manager (an email).")
 @pass_runtime
 def ack_command(runtime: Runtime, task_id: int, by: str) -> None:
     """Acknowledge task TASK_ID: someone has seen it and owns it (stops the ack clock)."""
@@ -140,9 +142,10 @@ def resume_command(runtime: Runtime, task_id: int, by: str) -> None:
 
 
 @tasks.command("decide")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=RECORD_ID)
 @click.argument("outcome")
-@click.option("--by", "by", required=True, help="Who decided: the assignee or up their manager chain (an email).")
+@click.option("--by", "by", required=True, type=ACTOR,
+              help="Who decided: the assignee or up their manager chain (an email).")
 @pass_runtime
 def decide_command(runtime: Runtime, task_id: int, outcome: str, by: str) -> None:
     """Close task TASK_ID with OUTCOME and move its journey on.
