@@ -61,7 +61,7 @@ from orchestrator.playbook.model import (
     WaitStep,
 )
 from orchestrator.playbook.store import active_playbooks, compiled
-from orchestrator.playbook.templates import Template, TemplateError
+from orchestrator.playbook.templates import Template, TemplateError, TemplateLimitError
 from orchestrator.work.assignment import resolve_assignee
 from orchestrator.work.briefs import build_brief
 from orchestrator.work.tasks import complete_task, create_task
@@ -209,6 +209,8 @@ def park_failed_step(run: Run, journey: Journey, version: PlaybookVersion, step_
     """Fail the step run and park the journey with the error that stopped it."""
     finish(step_run, StepStatus.FAILED, run.now, str(exc))
     category = Category.MISSING_FIELD if isinstance(exc, TemplateError | ExpressionError) else Category.CONFIGURATION
+    if isinstance(exc, TemplateLimitError):
+        category = Category.TEMPLATE_ERROR  # the template must change; better data will not help
     return park(run, journey, version, category, f"step {step_run.step_id}: {exc}")
 
 

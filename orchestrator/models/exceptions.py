@@ -24,6 +24,7 @@ class Category(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     LOOP_GUARD = "loop_guard"
     EXPRESSION_ERROR = "expression_error"
+    TEMPLATE_ERROR = "template_error"  # a template stopped by its bounds (size, work, time): fix the playbook
     ENGINE_ERROR = "engine_error"
     CONFIGURATION = "configuration"  # e.g. a playbook names a calendar that is not configured
     SLA_EXHAUSTED = "sla_exhausted"  # a task's escalation chain ran out of rungs, still not done

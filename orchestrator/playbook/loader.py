@@ -7,6 +7,7 @@ so one run reports all of a file's errors, not only the first.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from orchestrator.playbook.locate import findings_from_messages
 from orchestrator.playbook.model import Playbook
 from orchestrator.playbook.references import check_references
 from orchestrator.playbook.schema import PlaybookSchema
-from orchestrator.playbook.yamlsafe import YamlProblem, decode, load_document
+from orchestrator.playbook.yamlsafe import MAX_BYTES, YamlProblem, decode, load_document
 
 __all__ = [
     "check_text",
@@ -88,29 +89,58 @@ def load_playbook(path: str | os.PathLike[str]) -> Playbook:
 
 
 def read_text(path: Path) -> tuple[str | None, Finding | None]:
-    """The file's text, or a finding saying why it cannot be read."""
+    """The file's text, or a finding saying why it cannot be read.
+
+    The file is measured before it is read, and never more than the size limit is read
+    (a FIFO or a file that grows while it is read cannot cost more than that).
+    """
     try:
-        return decode(path.read_bytes()), None
+        measured = path.stat()
+        if not stat.S_ISREG(measured.st_mode):  # a FIFO would block, a device never end
+            return None, _file_problem(path, "not a regular file")
+        if measured.st_size > MAX_BYTES:
+            raise YamlProblem(f"the file is larger than {MAX_BYTES // 1024} KiB; a playbook is far smaller")
+        with path.open("rb") as handle:
+            return decode(handle.read(MAX_BYTES + 1)), None
     except YamlProblem as problem:
         return None, Finding(str(path), problem.line, problem.column, "error", "yaml", problem.message)
     except OSError as error:
-        return None, Finding(str(path), 1, 1, "error", "file",
-                             f"cannot read the file ({error.strerror or error})")
+        return None, _file_problem(path, f"cannot read the file ({error.strerror or error})")
+
+
+def _file_problem(path: Path, message: str) -> Finding:
+    return Finding(str(path), 1, 1, "error", "file", message)
 
 
 def playbook_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[Finding]]:
-    """YAML files under `paths` (folders are searched recursively), and missing paths."""
+    """YAML files under `paths` (folders are searched recursively), and missing paths.
+
+    Inside a folder, a file or folder that links outside it is not followed: its content
+    could be anything (a secret quoted back in an error message, a device that never ends).
+    """
     files: list[Path] = []
-    missing: list[Finding] = []
+    problems: list[Finding] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-        elif path.is_file():
+            root = path.resolve()
+            for found in sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")):
+                if not _inside(found, root):
+                    problems.append(_file_problem(found, "links outside the playbooks folder; not followed"))
+                elif found.is_file():
+                    files.append(found)
+        elif path.is_file() or (path.exists() and not path.is_dir()):
             files.append(path)
         else:
-            missing.append(Finding(str(path), 1, 1, "error", "file", "no such file or folder"))
-    return list(dict.fromkeys(files)), missing
+            problems.append(_file_problem(path, "no such file or folder"))
+    return list(dict.fromkeys(files)), problems
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
 
 
 def git_last_changed(path: Path) -> datetime | None:
