@@ -1,7 +1,9 @@
 """Settings: HANDOFF_* environment variables, plus an optional TOML file for what does not fit.
 
-Everything is validated at start; a wrong value raises ConfigError naming the setting,
-which the CLI prints as one line. Secrets are kept out of `repr` and messages.
+Everything is validated and parsed at start (caps, quiet hours, calendars, response
+windows are held as parsed values, never re-read on use); a wrong value raises ConfigError
+naming the setting, which the CLI prints as one line. Secrets are kept out of `repr` and
+messages. Importing this module needs neither the ORM nor the playbook compiler.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,11 +22,17 @@ from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.engine import URL
 
 from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
-from orchestrator.db import DEFAULT_CONNECT_TIMEOUT, parse_database_url
-from orchestrator.durations import DurationError, GovernanceError, parse_duration, parse_quiet_hours, parse_touch_cap
+from orchestrator.database_url import DEFAULT_CONNECT_TIMEOUT, parse_database_url
+from orchestrator.durations import (
+    Duration,
+    DurationError,
+    GovernanceError,
+    parse_duration,
+    parse_quiet_hours,
+    parse_touch_cap,
+)
 from orchestrator.errors import ConfigError
 from orchestrator.hints import closest
-from orchestrator.models.exceptions import Category
 
 DEFAULT_DATABASE_URL = "sqlite:///handoff.db"
 DEFAULT_CONFIG_FILE = "handoff.toml"
@@ -34,6 +43,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class ExceptionCategory:
     owner: str  # a named person (email), never a team alias
     respond_within: str = "1 business day"
+    window: Duration = field(init=False, repr=False, compare=False)  # respond_within, parsed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", parse_duration(self.respond_within))
 
 
 @dataclass(frozen=True)
@@ -60,19 +73,36 @@ class Settings:
     sla_waiting_statuses: tuple[str, ...] = ("Waiting on someone else", "WAITING")
     # After the last rung of an escalation chain, how long until an exception item opens.
     sla_exhausted_after: str = "1 business day"
+    # The texts above, parsed once when the settings are made (dataclasses.replace parses again).
+    touch_cap: tuple[int, Duration] | None = field(init=False, repr=False, compare=False)
+    quiet_window: tuple[time, time] | None = field(init=False, repr=False, compare=False)
+    quiet_zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _calendars: Mapping[str, BusinessCalendar] = field(init=False, repr=False, compare=False)
+    _default_category: ExceptionCategory = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parsed = {
+            "touch_cap": parse_touch_cap(self.customer_touch_cap) if self.customer_touch_cap else None,
+            "quiet_window": parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None,
+            "quiet_zone": ZoneInfo(self.quiet_hours_timezone),
+            "_calendars": {name: calendar_from_config(config) for name, config in self.calendars.items()},
+            "_default_category": ExceptionCategory(owner=self.exception_owner),
+        }
+        for name, value in parsed.items():
+            object.__setattr__(self, name, value)
 
     def calendar(self, name: str = "default") -> BusinessCalendar:
         """A configured business calendar; without a "default" one, Mon-Fri 09:00-17:00 UTC."""
-        if name in self.calendars:
-            return calendar_from_config(self.calendars[name])
+        if name in self._calendars:
+            return self._calendars[name]
         if name == "default":
-            return BusinessCalendar()
+            return _OFFICE_HOURS
         known = ", ".join(sorted(self.calendars)) or "none configured"
         raise CalendarError(f'no calendar named "{name}" (known: {known})')
 
     def exception_category(self, name: str) -> ExceptionCategory:
         """The configured owner and window for a category, or the default owner."""
-        return self.exception_categories.get(name, ExceptionCategory(owner=self.exception_owner))
+        return self.exception_categories.get(name, self._default_category)
 
     def describe(self) -> dict[str, str]:
         """Settings safe to print: the database password is masked."""
@@ -83,6 +113,9 @@ class Settings:
         }
 
 
+_OFFICE_HOURS = BusinessCalendar()
+
+
 def _duration(text: str) -> None:
     try:
         parse_duration(text)
@@ -91,6 +124,10 @@ def _duration(text: str) -> None:
 
 
 def _known_categories(categories: dict[str, Any]) -> None:
+    # Imported here: the category list lives beside the exception item model, and reading
+    # settings must not load the ORM unless a file actually configures categories.
+    from orchestrator.models.exceptions import Category
+
     for name in categories:
         if name not in {category.value for category in Category}:
             known = ", ".join(category.value for category in Category)
@@ -98,6 +135,8 @@ def _known_categories(categories: dict[str, Any]) -> None:
 
 
 def _category_hint(name: str) -> str:
+    from orchestrator.models.exceptions import Category
+
     close = closest(name, [category.value for category in Category])
     return f' (did you mean "{close}"?)' if close else ""
 

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.config import Settings
-from orchestrator.durations import parse_duration
 from orchestrator.errors import NotFound
 from orchestrator.models import ExceptionItem, Journey, PlaybookVersion
 from orchestrator.models.exceptions import Category
@@ -67,7 +66,7 @@ def raise_item(
     The playbook fields only enrich the audit event, for items a journey step raised.
     """
     configured = settings.exception_category(str(category))
-    respond_by = settings.calendar().add(at, parse_duration(configured.respond_within))
+    respond_by = settings.calendar().add(at, configured.window)
     item = ExceptionItem(
         category=str(category), owner=configured.owner, message=message, detail=dict(detail or {}),
         account_id=account_id, signal_id=signal_id, journey_id=journey_id,

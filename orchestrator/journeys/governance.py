@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,8 +52,8 @@ def touch_block_reason(
     # which has a single writer anyway).
     session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
 
-    if settings.customer_touch_cap:
-        count, period = parse_touch_cap(settings.customer_touch_cap)
+    if settings.touch_cap is not None:
+        count, period = settings.touch_cap
         used = _touches_since(session, account_id=account_id, since=now - period.calendar, until=now)
         if used >= count:
             return (
@@ -101,10 +100,10 @@ def _touches_since(
 
 def in_quiet_hours(at: datetime, settings: Settings) -> bool:
     """True when `at` falls inside the configured quiet hours (local to `quiet_hours_timezone`)."""
-    if not settings.quiet_hours:
+    if settings.quiet_window is None:
         return False
-    start, end = parse_quiet_hours(settings.quiet_hours)
-    local = at.astimezone(ZoneInfo(settings.quiet_hours_timezone)).time().replace(tzinfo=None)
+    start, end = settings.quiet_window
+    local = at.astimezone(settings.quiet_zone).time().replace(tzinfo=None)
     if start < end:
         return start <= local < end
     return local >= start or local < end  # wraps midnight
@@ -114,8 +113,9 @@ def quiet_hours_end(at: datetime, settings: Settings) -> datetime:
     """When the quiet hours around `at` end (in UTC); `at` itself when it is not quiet."""
     if not in_quiet_hours(at, settings):
         return at
-    _, end = parse_quiet_hours(settings.quiet_hours or "")
-    zone = ZoneInfo(settings.quiet_hours_timezone)
+    assert settings.quiet_window is not None  # in_quiet_hours said so
+    _, end = settings.quiet_window
+    zone = settings.quiet_zone
     local = at.astimezone(zone)
     candidate = datetime.combine(local.date(), end, tzinfo=zone)
     if candidate <= local:
