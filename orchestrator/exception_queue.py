@@ -7,18 +7,19 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.config import Settings
+from orchestrator.db import dialect_insert, skip_locked
 from orchestrator.errors import NotFound
 from orchestrator.models import ExceptionItem, Journey, PlaybookVersion
 from orchestrator.models.exceptions import Category
 
 __all__ = [
     "Category", "CategoryCount", "ItemStatus", "UnknownExceptionItem", "WeekReport",
-    "fallback_report", "list_items", "raise_item", "resolve_item", "weekly_fallback_report",
+    "fallback_report", "group_key", "list_items", "raise_item", "resolve_item", "weekly_fallback_report",
 ]
 
 
@@ -46,6 +47,14 @@ class WeekReport:
     categories: list[CategoryCount]
 
 
+MAX_SAMPLE_SIGNALS = 10
+
+
+def group_key(*, category: Category | str, playbook_id: str | None, step_id: str | None, field: str) -> str:
+    """The identity of a repeating problem: one open item per (category, playbook, step, field)."""
+    return "|".join((str(category), playbook_id or "-", step_id or "-", field))[:400]
+
+
 def raise_item(
     session: Session,
     *,
@@ -60,27 +69,96 @@ def raise_item(
     playbook_id: str | None = None,
     playbook_version: int | None = None,
     step_id: str | None = None,
+    field: str | None = None,
 ) -> ExceptionItem:
     """Queue an item for the category's configured owner, due within its window in business time.
 
-    The playbook fields only enrich the audit event, for items a journey step raised.
+    With `field` (a signal or record field a playbook step needs and did not get) the problem
+    is one that repeats with every such signal: it is counted on the one open item for its
+    (category, playbook, step, field), with first and last seen and a few sample signals,
+    instead of queued once per signal. Otherwise the playbook fields only enrich the audit event.
     """
-    configured = settings.exception_category(str(category))
-    respond_by = settings.calendar().add(at, configured.window)
-    item = ExceptionItem(
-        category=str(category), owner=configured.owner, message=message, detail=dict(detail or {}),
-        account_id=account_id, signal_id=signal_id, journey_id=journey_id,
-        status=ItemStatus.OPEN, created_at=at, respond_by=respond_by,
-        next_escalation_at=respond_by,  # past its window it escalates (work.exception_escalation)
-    )
-    session.add(item)
-    session.flush()
     if journey_id is not None and playbook_id is None:
         playbook_id, playbook_version, step_id = _provenance(session, journey_id)
+    if field is not None:
+        item = _count_on_open_item(session, settings=settings, category=category, message=message, at=at,
+                                   account_id=account_id, signal_id=signal_id, journey_id=journey_id,
+                                   detail=detail, key=group_key(category=category, playbook_id=playbook_id,
+                                                                step_id=step_id, field=field))
+    else:
+        respond_by = _respond_by(settings, category, at)
+        item = ExceptionItem(
+            category=str(category), owner=settings.exception_category(str(category)).owner, message=message,
+            detail=dict(detail or {}), account_id=account_id, signal_id=signal_id, journey_id=journey_id,
+            status=ItemStatus.OPEN, created_at=at, respond_by=respond_by,
+            next_escalation_at=respond_by,  # past its window it escalates (work.exception_escalation)
+            first_seen_at=at, last_seen_at=at, sample_signal_ids=[signal_id] if signal_id is not None else [],
+        )
+        session.add(item)
+        session.flush()
     audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{category}",
                  reason=message, account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
                  playbook_version=playbook_version, step_id=step_id,
-                 detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id})
+                 detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id,
+                         "occurrences": item.occurrences})
+    return item
+
+
+def _respond_by(settings: Settings, category: Category | str, at: datetime) -> datetime:
+    return settings.calendar().add(at, settings.exception_category(str(category)).window)
+
+
+def _count_on_open_item(session: Session, *, settings: Settings, category: Category | str, message: str,
+                        at: datetime, account_id: int | None, signal_id: int | None, journey_id: int | None,
+                        detail: dict[str, Any] | None, key: str) -> ExceptionItem:
+    """The open item for `key`, created or with this occurrence counted on it."""
+    item = _open_item(session, key)
+    if item is None:
+        # Insert-or-nothing on the partial unique index: of two workers raising the same new
+        # problem at once, one creates the item and the other counts on it.
+        inserted = session.execute(
+            dialect_insert(session, ExceptionItem.__table__).values(
+                category=str(category), owner=settings.exception_category(str(category)).owner, message=message,
+                detail=dict(detail or {}), account_id=account_id, signal_id=signal_id, journey_id=journey_id,
+                status=str(ItemStatus.OPEN), created_at=at, respond_by=(respond_by := _respond_by(settings, category, at)),
+                next_escalation_at=respond_by, escalation_level=0,
+                group_key=key, occurrences=1, first_seen_at=at, last_seen_at=at,
+                sample_signal_ids=[signal_id] if signal_id is not None else [],
+            ).on_conflict_do_nothing(index_elements=["group_key"], index_where=text("status = 'open'"))
+            .returning(ExceptionItem.id)
+        ).scalar()
+        if inserted is not None:
+            created = session.get(ExceptionItem, inserted)
+            assert created is not None
+            session.info.setdefault(_OPEN_ITEMS, {})[key] = created
+            return created
+        item = _open_item(session, key)
+        assert item is not None, f"no open exception item {key} after a conflicting insert"
+    item.occurrences += 1
+    item.first_seen_at = min(item.first_seen_at or at, at)
+    item.last_seen_at = max(item.last_seen_at or at, at)
+    if signal_id is not None and len(item.sample_signal_ids) < MAX_SAMPLE_SIGNALS \
+            and signal_id not in item.sample_signal_ids:
+        item.sample_signal_ids = [*item.sample_signal_ids, signal_id]
+    return item
+
+
+_OPEN_ITEMS = "handoff_open_exception_items"
+
+
+def _open_item(session: Session, key: str) -> ExceptionItem | None:
+    # A flood counts thousands of times on the same item in one transaction: once found (and,
+    # on PostgreSQL, locked), it is kept in the session instead of queried for every signal.
+    known: dict[str, ExceptionItem] = session.info.setdefault(_OPEN_ITEMS, {})
+    item = known.get(key)
+    if item is not None and inspect(item).persistent and item.status == ItemStatus.OPEN:
+        return item
+    query = select(ExceptionItem).where(ExceptionItem.group_key == key, ExceptionItem.status == ItemStatus.OPEN)
+    if skip_locked(session):  # PostgreSQL: count under a row lock; SQLite has one writer anyway
+        query = query.with_for_update()
+    item = session.scalars(query).first()
+    if item is not None:
+        known[key] = item
     return item
 
 
@@ -126,10 +204,10 @@ def resolve_item(session: Session, *, item_id: int, by: str, at: datetime, note:
 
 
 def fallback_report(session: Session, *, since: datetime, until: datetime) -> list[CategoryCount]:
-    """Categories raised in [since, until), most frequent first."""
+    """Categories raised in [since, until), most frequent first (each occurrence of an aggregated item counts)."""
     in_window = (ExceptionItem.created_at >= since) & (ExceptionItem.created_at < until)
     counts = session.execute(
-        select(ExceptionItem.category, func.count(), func.max(ExceptionItem.id))
+        select(ExceptionItem.category, func.sum(ExceptionItem.occurrences), func.max(ExceptionItem.id))
         .where(in_window).group_by(ExceptionItem.category)
     ).all()
     if not counts:
@@ -142,7 +220,7 @@ def fallback_report(session: Session, *, since: datetime, until: datetime) -> li
         select(ExceptionItem.category, func.min(ExceptionItem.created_at))
         .where(in_window, ExceptionItem.status == ItemStatus.OPEN).group_by(ExceptionItem.category)
     ).tuples().all())
-    rows = [CategoryCount(category=category, count=count, owner=owners[category],
+    rows = [CategoryCount(category=category, count=int(count), owner=owners[category],
                           oldest_open=oldest.get(category))
             for category, count, _ in counts]
     return sorted(rows, key=lambda row: (-row.count, row.category))

@@ -11,6 +11,7 @@ from orchestrator.cli._format import when
 from orchestrator.cli._options import ACTOR, RECORD_ID
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
+from orchestrator.models import ExceptionItem
 from orchestrator.runtime import Runtime
 
 
@@ -36,8 +37,16 @@ def list_command(runtime: Runtime, category: str | None, show_all: bool) -> None
             state = item.status
             if item.status == exception_queue.ItemStatus.OPEN and item.respond_by < now:
                 state = "overdue"
+            seen = _occurrences(item) if item.occurrences > 1 else ""
             click.echo(f"#{item.id}  {item.category}  {state}  owner {item.owner}  "
-                       f"respond by {when(item.respond_by)}  {item.message}")
+                       f"respond by {when(item.respond_by)}  {item.message}{seen}")
+
+
+def _occurrences(item: ExceptionItem) -> str:
+    samples = ", ".join(map(str, item.sample_signal_ids))
+    more = "..." if item.occurrences > len(item.sample_signal_ids) else ""
+    return (f"  x{item.occurrences} (first {when(item.first_seen_at)}, last {when(item.last_seen_at)}; "
+            f"signals {samples}{more})")
 
 
 @exceptions.command("report")

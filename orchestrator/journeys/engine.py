@@ -204,7 +204,9 @@ def _wake_journeys(run: Run, account: Account, journeys: list[Journey], signal: 
             if missing:
                 flag(run, Category.MISSING_FIELD, f"{playbook.id} step {step.id} expects {', '.join(missing)} "
                      f"on {signal.type}; the signal has none; still waiting",
-                     account_id=account.id, signal_id=signal.id, journey_id=journey.id)
+                     account_id=account.id, signal_id=signal.id, journey_id=journey.id,
+                     playbook_id=playbook.id, playbook_version=version.version, step_id=step.id,
+                     field=", ".join(missing))
                 continue
         try:
             satisfied = step.until is None or bool(step.until.evaluate(context_for(run, journey, account, signal)))
@@ -236,7 +238,8 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
             if missing:
                 flag(run, Category.MISSING_FIELD,
                      f"{playbook.id} expects {', '.join(missing)} on {signal.type}; the signal has none",
-                     account_id=account.id, signal_id=signal.id)
+                     account_id=account.id, signal_id=signal.id, playbook_id=playbook.id,
+                     playbook_version=version.version, step_id="enroll", field=", ".join(missing))
                 continue
             context = build_context(run.session, account=account, now=run.now, signal=signal,
                                     deal=deal)

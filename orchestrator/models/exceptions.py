@@ -40,6 +40,9 @@ class ExceptionItem(IdMixin, Base):
         Index("ix_exception_items_escalation_due", "next_escalation_at",
               sqlite_where=text("status = 'open' AND next_escalation_at IS NOT NULL"),
               postgresql_where=text("status = 'open' AND next_escalation_at IS NOT NULL")),
+        # One open item per repeating problem: its occurrences are counted on it, not queued apart.
+        Index("uq_exception_items_open_group_key", "group_key", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
     )
 
     category: Mapped[str] = mapped_column(String(60))  # unknown_account, unmatched_branch, no_assignee, ...
@@ -57,3 +60,9 @@ class ExceptionItem(IdMixin, Base):
     # Past its window an item escalates: 1 = its owner told, 2 = the default owner told.
     escalation_level: Mapped[int] = mapped_column(default=0, server_default="0")
     next_escalation_at: Mapped[datetime | None]
+    # Aggregation of a repeating problem (category, playbook, step, field): None for one-off items.
+    group_key: Mapped[str | None] = mapped_column(String(400))
+    occurrences: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    first_seen_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    sample_signal_ids: Mapped[list[Any]] = mapped_column(default=list)
