@@ -13,8 +13,8 @@ from connectors.base import ConnectorContext
 from connectors.smtp import SmtpConfig, SmtpConnector
 from orchestrator import schema
 from orchestrator.cli import main
-from orchestrator.config import load_settings
-from orchestrator.db import make_engine
+from orchestrator.config import Settings, load_settings
+from orchestrator.db import make_engine, parse_database_url
 from orchestrator.delivery import suppressions
 from orchestrator.errors import Invalid
 from orchestrator.models import AuditEvent, EmailSuppression
@@ -73,7 +73,8 @@ def test_the_cli_adds_lists_and_removes_entries_and_audits_them(database):
 def smtp_connector(server, sessions) -> SmtpConnector:
     config = SmtpConfig().load({"host": "127.0.0.1", "port": server.port, "security": "none",
                                 "from_address": "handoff@acme.example"})
-    settings = load_settings({"HANDOFF_DATABASE_URL": "sqlite://"})
+    # The connector never opens this database; load_settings refuses an in-memory URL, so it is given directly.
+    settings = Settings(database_url=parse_database_url("sqlite://"))
     return SmtpConnector(config=config, context=ConnectorContext(name="smtp", settings=settings,
                                                                  clock=lambda: NOW, sessions=sessions))
 
