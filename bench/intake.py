@@ -112,7 +112,7 @@ def run(count: int, batch: int, database_url: str | None) -> dict[str, Any]:
         try:
             schema.upgrade(db)
             sessions = make_session_factory(db)
-            settings: Settings = replace(load_settings({}), database_url=url)
+            settings: Settings = replace(load_settings({}), database_url=url, exception_owner="ops-lead@example.com")
             with unit_of_work(sessions) as session:
                 applied = apply_playbooks(session=session, paths=[shipped_playbooks_dir()], now=START,
                                           actor="bench")

@@ -57,7 +57,9 @@ class Settings:
     config_file: Path | None = None
     # Calendars by name; "default" applies to owners without their own working hours.
     calendars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    exception_owner: str = "revops@example.com"
+    # The person who answers for exception items no category names an owner for. There is no
+    # placeholder: without one, commands refuse to start (`require_exception_owner`).
+    exception_owner: str | None = None
     exception_categories: Mapping[str, ExceptionCategory] = field(default_factory=dict)
     # Across all playbooks: automated customer-facing touches per account, e.g. "3 per 7d".
     customer_touch_cap: str | None = None
@@ -78,7 +80,7 @@ class Settings:
     quiet_window: tuple[time, time] | None = field(init=False, repr=False, compare=False)
     quiet_zone: ZoneInfo = field(init=False, repr=False, compare=False)
     _calendars: Mapping[str, BusinessCalendar] = field(init=False, repr=False, compare=False)
-    _default_category: ExceptionCategory = field(init=False, repr=False, compare=False)
+    _default_category: ExceptionCategory | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parsed = {
@@ -86,7 +88,7 @@ class Settings:
             "quiet_window": parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None,
             "quiet_zone": ZoneInfo(self.quiet_hours_timezone),
             "_calendars": {name: calendar_from_config(config) for name, config in self.calendars.items()},
-            "_default_category": ExceptionCategory(owner=self.exception_owner),
+            "_default_category": ExceptionCategory(owner=self.exception_owner) if self.exception_owner else None,
         }
         for name, value in parsed.items():
             object.__setattr__(self, name, value)
@@ -102,7 +104,15 @@ class Settings:
 
     def exception_category(self, name: str) -> ExceptionCategory:
         """The configured owner and window for a category, or the default owner."""
-        return self.exception_categories.get(name, self._default_category)
+        configured = self.exception_categories.get(name) or self._default_category
+        if configured is None:
+            raise _no_owner()
+        return configured
+
+    def require_exception_owner(self) -> None:
+        """Refuse to run without a named default exception owner (ConfigError, one line)."""
+        if not self.exception_owner:
+            raise _no_owner()
 
     def describe(self) -> dict[str, str]:
         """Settings safe to print: the database password is masked."""
@@ -114,6 +124,12 @@ class Settings:
 
 
 _OFFICE_HOURS = BusinessCalendar()
+
+
+def _no_owner() -> ConfigError:
+    return ConfigError("exceptions.default_owner", "no exception owner is configured: name the person who answers "
+                       "for exception items in handoff.toml ([exceptions] default_owner = \"...\") or "
+                       "HANDOFF_EXCEPTION_OWNER (`handoff demo` writes the sample team's handoff.toml)")
 
 
 def _duration(text: str) -> None:
@@ -147,7 +163,7 @@ class _CategorySchema(Schema):
 
 
 class _ExceptionsSchema(Schema):
-    default_owner = fields.Email(load_default="revops@example.com")
+    default_owner = fields.Email(load_default=None)
     categories = fields.Dict(keys=fields.String(), values=fields.Nested(_CategorySchema), load_default=dict,
                              validate=_known_categories)
 
@@ -212,8 +228,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in LOG_LEVELS:
         raise ConfigError("HANDOFF_LOG_LEVEL", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     config_file = _config_path(env)
-    return Settings(database_url=url, log_level=log_level, database_connect_timeout=connect_timeout,
-                    **_file_settings(config_file))
+    from_file = _file_settings(config_file)
+    owner = (env.get("HANDOFF_EXCEPTION_OWNER") or "").strip()
+    if owner:
+        try:
+            from_file["exception_owner"] = fields.Email().deserialize(owner)
+        except ValidationError:
+            raise ConfigError("HANDOFF_EXCEPTION_OWNER", f"{owner[:80]!r} is not an email address") from None
+    return Settings(database_url=url, log_level=log_level, database_connect_timeout=connect_timeout, **from_file)
 
 
 def _whole_seconds(env: Mapping[str, str], name: str, default: int) -> int:

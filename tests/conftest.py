@@ -27,6 +27,10 @@ from tests import factories
 
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL")
 
+# Commands refuse to start without a named exception owner; the CLI tests run as a deployment
+# that names one (tests of the refusal remove it from their environment).
+os.environ.setdefault("HANDOFF_EXCEPTION_OWNER", "ops-lead@example.com")
+
 # CI explores the same examples every run, so a red build always means a change broke
 # something; developers' runs keep exploring new ones.
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)

@@ -25,7 +25,7 @@ SIGNAL = {"type": "deal.closed_won", "account": {"domain": "race.example"},
 
 def _worker(url: str, barrier, results, ingest: bool) -> None:
     db = make_engine(url)
-    settings = Settings(database_url=db.url)
+    settings = Settings(database_url=db.url, exception_owner="ops-lead@example.com")
     sessions = make_session_factory(db)
     barrier.wait(timeout=30)
     if ingest:
@@ -93,7 +93,7 @@ def test_two_engine_workers_on_the_same_pending_signal_create_one_task(fresh_dat
     db = make_engine(url)
     with unit_of_work(make_session_factory(db)) as session:
         signals.ingest(session=session, raw=SIGNAL, source="webhook", now=NOW,
-                       settings=Settings(database_url=db.url))
+                       settings=Settings(database_url=db.url, exception_owner="ops-lead@example.com"))
     db.dispose()
     assert sum(_race(url, ingest=False)) == 1  # exactly one worker claimed and processed it
     _assert_one_signal_one_journey_one_task(url)
@@ -128,7 +128,7 @@ def _race_setup(url: str):
     db = make_engine(url)
     schema.upgrade(db)
     sessions = make_session_factory(db)
-    settings = Settings(database_url=db.url)
+    settings = Settings(database_url=db.url, exception_owner="ops-lead@example.com")
     with unit_of_work(sessions) as session:
         session.add(PlaybookVersion(playbook_id="race", version=1, name="Race", stage="adopt", source_text=RACE,
                                     source_path="race.yaml", checksum=hashlib.sha256(RACE.encode()).hexdigest()))

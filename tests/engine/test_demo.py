@@ -21,9 +21,10 @@ _COUNTED = (Signal, Journey, StepRun, Task, OutboxMessage, ExceptionItem, Custom
 
 
 def _run_demo(url: URL) -> str:
-    result = CliRunner().invoke(
-        demo, [], env={"HANDOFF_DATABASE_URL": url.render_as_string(hide_password=False),
-                       "HANDOFF_CONFIG": None}, catch_exceptions=False)
+    with CliRunner().isolated_filesystem():  # the demo writes the sample handoff.toml where it runs
+        result = CliRunner().invoke(
+            demo, [], env={"HANDOFF_DATABASE_URL": url.render_as_string(hide_password=False),
+                           "HANDOFF_CONFIG": None}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -95,9 +96,10 @@ def test_without_a_config_of_your_own_the_demo_uses_the_sample_teams_exception_o
 
     monkeypatch.chdir(tmp_path)  # no ./handoff.toml here
     url = fresh_database.render_as_string(hide_password=False)
-    result = CliRunner().invoke(main, ["demo"], env={"HANDOFF_DATABASE_URL": url, "HANDOFF_CONFIG": ""})
+    result = CliRunner().invoke(main, ["demo"], env={"HANDOFF_DATABASE_URL": url, "HANDOFF_CONFIG": "",
+                                                     "HANDOFF_EXCEPTION_OWNER": None})
     assert result.exit_code == 0, result.output
-    assert "sample_data/handoff.toml (the sample team's" in result.output
+    assert "wrote handoff.toml (the sample team's configuration)" in result.output
     db = make_engine(fresh_database)
     with unit_of_work(make_session_factory(db)) as session:
         owners = {item.category: item.owner for item in session.scalars(select(ExceptionItem))}

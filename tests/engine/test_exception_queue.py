@@ -43,13 +43,13 @@ def test_an_unconfigured_category_goes_to_the_default_owner_within_one_business_
 
 
 def test_without_a_default_calendar_windows_are_utc_office_hours(session, clock):
-    settings = Settings(database_url=session.get_bind().engine.url)
+    settings = Settings(database_url=session.get_bind().engine.url, exception_owner="lead@acme.example")
     friday_evening = datetime(2026, 11, 27, 16, 30, tzinfo=UTC)
 
     item = exception_queue.raise_item(session, settings=settings, category=Category.LOOP_GUARD,
                                       message="loop", at=friday_evening)
 
-    assert item.owner == "revops@example.com"
+    assert item.owner == "lead@acme.example"
     assert item.respond_by == datetime(2026, 11, 30, 16, 30, tzinfo=UTC)
     assert clock.now() < item.respond_by
 

@@ -100,7 +100,8 @@ class Operator:
     """A migrated database of its own, a way to set it up, and the CLI pointed at it."""
 
     def __init__(self, url: URL) -> None:
-        self.env = {"HANDOFF_DATABASE_URL": url.render_as_string(hide_password=False)}
+        self.env = {"HANDOFF_DATABASE_URL": url.render_as_string(hide_password=False),
+                    "HANDOFF_EXCEPTION_OWNER": "ops-lead@example.com"}
         self.settings = load_settings(self.env)  # exactly what the CLI will read
         self.engine = make_engine(url)
         schema.upgrade(self.engine)

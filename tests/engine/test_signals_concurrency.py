@@ -24,7 +24,7 @@ def _line(n: int, domain: str) -> str:
 def _ingest_rounds(url: str, barrier, results, domain: str) -> None:
     engine = make_engine(url)
     sessions = make_session_factory(engine)
-    settings = Settings(database_url=engine.url)
+    settings = Settings(database_url=engine.url, exception_owner="ops-lead@example.com")
     now = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     try:
         for n in range(ROUNDS):
@@ -95,7 +95,7 @@ def test_two_engine_workers_never_claim_the_same_accounts_signals(backend, fresh
 
     url = _migrated(fresh_database)
     engine = make_engine(url)
-    settings = Settings(database_url=engine.url)
+    settings = Settings(database_url=engine.url, exception_owner="ops-lead@example.com")
     sessions = make_session_factory(engine)
     with unit_of_work(sessions) as session:
         for n in range(3):

@@ -118,7 +118,7 @@ def silent_server() -> Iterator[int]:
 
 def test_status_gives_up_on_a_server_that_accepts_and_never_answers(silent_server, tmp_path):
     env = {"HANDOFF_DATABASE_URL": f"postgresql://handoff@127.0.0.1:{silent_server}/handoff",
-           "HANDOFF_DATABASE_CONNECT_TIMEOUT": "2"}
+           "HANDOFF_DATABASE_CONNECT_TIMEOUT": "2", "HANDOFF_EXCEPTION_OWNER": "lead@acme.example"}
     started = time.monotonic()
     result = _handoff("status", env=env, cwd=tmp_path, timeout=60)
     elapsed = time.monotonic() - started
