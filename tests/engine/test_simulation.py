@@ -46,7 +46,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def runtime(fresh_database: URL) -> Iterator[Runtime]:
     runtime = build_runtime(load_settings(
-        {"HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False)}))
+        {"HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False),
+         "HANDOFF_EXCEPTION_OWNER": "ops-lead@example.com"}))
     schema.upgrade(runtime.engine)
     with unit_of_work(runtime.sessions) as session:
         load_sample_data(session=session)
