@@ -114,13 +114,14 @@ def _count_on_open_item(session: Session, *, settings: Settings, category: Categ
     """The open item for `key`, created or with this occurrence counted on it."""
     item = _open_item(session, key)
     if item is None:
+        respond_by = _respond_by(settings, category, at)
         # Insert-or-nothing on the partial unique index: of two workers raising the same new
         # problem at once, one creates the item and the other counts on it.
         inserted = session.execute(
             dialect_insert(session, ExceptionItem.__table__).values(
                 category=str(category), owner=settings.exception_category(str(category)).owner, message=message,
                 detail=dict(detail or {}), account_id=account_id, signal_id=signal_id, journey_id=journey_id,
-                status=str(ItemStatus.OPEN), created_at=at, respond_by=(respond_by := _respond_by(settings, category, at)),
+                status=str(ItemStatus.OPEN), created_at=at, respond_by=respond_by,
                 next_escalation_at=respond_by, escalation_level=0,
                 group_key=key, occurrences=1, first_seen_at=at, last_seen_at=at,
                 sample_signal_ids=[signal_id] if signal_id is not None else [],
