@@ -44,7 +44,7 @@ def escalate_item(session: Session, *, settings: Settings, item: ExceptionItem, 
         # The owner gets one more window before it goes over their head.
         item.next_escalation_at = settings.calendar().add(now, parse_duration(window))
     else:
-        to = settings.exception_owner
+        to = settings.exception_owner or item.owner  # an item exists only where an owner was configured
         item.next_escalation_at = None
     item.escalation_level = level
     outbox.enqueue(
