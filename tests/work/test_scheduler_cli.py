@@ -35,7 +35,9 @@ def _invoke(url, *args: str):
     return result
 
 
-def test_after_the_demo_tick_escalates_overdue_tasks_and_the_report_shows_the_breaches(fresh_database):
+def test_after_the_demo_tick_escalates_overdue_tasks_and_the_report_shows_the_breaches(fresh_database, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo writes the sample team's handoff.toml where it runs
     assert _invoke(fresh_database, "demo").exit_code == 0
     tick = _invoke(fresh_database, "tick", "--now", "2026-12-01T15:00:00Z")
     assert tick.exit_code == 0, tick.output
