@@ -1,7 +1,7 @@
 """Exception floods: one open item per repeating problem, with a count, first and last seen, samples.
 
-Revision ID: 0031_exception_groups
-Revises: 0030
+Revision ID: 0032_exception_groups
+Revises: 0031
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql
 
 import orchestrator.db
 
-revision = '0031_exception_groups'
-down_revision = '0030'
+revision = '0032_exception_groups'
+down_revision = '0031'
 branch_labels = None
 depends_on = None
 
