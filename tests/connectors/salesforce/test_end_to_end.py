@@ -1,0 +1,206 @@
+"""Salesforce end to end, on SQLite and PostgreSQL: sync -> engine -> outbox -> Task in the org -> rep completes
+it -> sync -> the Handoff task closes and the journey moves on. Faults on the way never double a Task.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+
+from connectors.registry import load_registry
+from connectors.sync import sync
+from orchestrator import schema
+from orchestrator.clock import FrozenClock
+from orchestrator.config import Settings
+from orchestrator.db import unit_of_work
+from orchestrator.delivery.deliver import deliver_due
+from orchestrator.delivery.routing import install_routing
+from orchestrator.journeys.drain import drain_signals
+from orchestrator.models import Journey, OutboxMessage, OutboxStatus, Owner, Task
+from orchestrator.runtime import Runtime, build_runtime
+from tests.connectors.salesforce.conftest import base_config
+from tests.engine.conftest import HEADER, install_playbook
+from tests.fakes.salesforce import FakeSalesforce, seed_users
+
+KICKOFF = """
+    id: sf-kickoff
+    name: Kickoff after a won deal
+    stage: onboard
+""" + HEADER + """
+    enroll: {on: deal.closed_won, once_per: account}
+    steps:
+      - id: kickoff
+        kind: human
+        assign: {to: account.owner}
+        task:
+          title: "Kickoff with {{ account.name }}"
+          recommend: "Book a kickoff for the {{ deal.name }} rollout."
+          brief: [trigger, account, deal]
+        sla: {ack: 4 business hours, due: 2 business days}
+      - id: wait-usage
+        kind: wait
+        for: product.usage
+        timeout: 14d
+        on_timeout: {goto: done}
+      - id: done
+        kind: exit
+        reason: finished
+"""
+
+
+class Org:
+    """A Handoff deployment wired to the fake org; time is the fake's real time (SystemModstamp)."""
+
+    def __init__(self, url: URL, fake: FakeSalesforce, **config: Any) -> None:
+        self.fake = fake
+        self.config = base_config(fake, history_days=1, overlap_seconds=120, **config)
+        # The org stamps rows with the real time; Handoff's clock starts there and moves only when told.
+        self.clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+        settings = Settings(database_url=url, exception_owner="ops-lead@example.com",
+                            connectors={"salesforce": self.config},
+                            calendars={"default": {"timezone": "America/New_York", "hours": "09:00-17:00"}})
+        self.runtime: Runtime = build_runtime(settings, self.clock)
+        schema.upgrade(self.runtime.engine)
+        install_routing(self.runtime.sessions, settings.connectors)
+        with unit_of_work(self.runtime.sessions) as session:
+            install_playbook(session, KICKOFF)
+
+    def sync(self) -> Any:
+        report = sync(runtime=self.runtime, name="salesforce")
+        drain_signals(sessions=self.runtime.sessions, settings=self.runtime.settings, now=self.clock.now())
+        return report
+
+    def deliver(self, *, rounds: int = 1) -> None:
+        for _ in range(rounds):
+            deliver_due(sessions=self.runtime.sessions, settings=self.runtime.settings, registry=load_registry(),
+                        now=self.clock.now(), worker_id="w1", rng=random.Random(3))
+            self.clock.advance(timedelta(hours=1))  # past any backoff
+
+    def tasks(self) -> list[Task]:
+        with self.runtime.sessions() as session:
+            return list(session.scalars(select(Task).order_by(Task.id)))
+
+    def outbox(self) -> list[OutboxMessage]:
+        with self.runtime.sessions() as session:
+            return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+    def assert_each_task_once_with_its_brief(self) -> None:
+        handoff_tasks = self.tasks()
+        assert handoff_tasks
+        remote = self.fake.org.find("Task")
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for row in remote:
+            by_key.setdefault(row["Handoff_Key__c"], []).append(row)
+        for task in handoff_tasks:
+            copies = by_key.get(f"task:{task.id}:create", [])
+            assert len(copies) == 1, f"task {task.id} exists {len(copies)} times in Salesforce"
+            assert copies[0]["Description"] == task.brief_text and task.brief_text
+        assert len(remote) == len(handoff_tasks)
+
+
+@pytest.fixture
+def org(fresh_database: URL, tmp_path: Path) -> Iterator[Org]:
+    with FakeSalesforce(tmp_dir=tmp_path) as fake:
+        users = seed_users(fake.org)
+        for index in range(3):
+            account = fake.org.insert("Account", {"Name": f"Customer {index}", "Website": f"c{index}.example",
+                                                  "OwnerId": users[1 + index % 2]["Id"], "Segment__c": "Mid-Market"})
+            fake.org.insert("Opportunity", {"AccountId": account["Id"], "Name": f"Platform {index}",
+                                            "StageName": "Negotiation", "Amount": 30000.0,
+                                            "CloseDate": date(2026, 12, 31), "OwnerId": users[1]["Id"]})
+        made = Org(fresh_database, fake)
+        yield made
+        made.runtime.close()
+
+
+def _win_all_deals(fake: FakeSalesforce) -> None:
+    for opportunity in fake.org.find("Opportunity"):
+        fake.org.update("Opportunity", opportunity["Id"], {"StageName": "Closed Won"}, system=False)
+
+
+def test_a_won_deal_in_salesforce_becomes_one_task_there_and_its_completion_moves_the_journey(org: Org) -> None:
+    first = org.sync()
+    assert first.created >= 3 + 3 + 3  # owners, accounts, deals
+    with org.runtime.sessions() as session:
+        assert session.scalars(select(Owner).where(Owner.email == "rep0@acme.example")).one().role == "csm"
+    _win_all_deals(org.fake)
+    org.sync()
+    tasks = org.tasks()
+    assert len(tasks) == 3 and {t.title for t in tasks} == {f"Kickoff with Customer {n}" for n in range(3)}
+    assert {m.connector for m in org.outbox()} == {"salesforce"}
+    org.deliver()
+    org.assert_each_task_once_with_its_brief()
+    assert org.fake.org.api_calls(method="PATCH", path="/composite/sobjects/Task/") == 1  # one call for all three
+    remote = org.fake.org.find("Task", Handoff_Key__c=f"task:{tasks[0].id}:create")[0]
+    assert remote["Subject"] == tasks[0].title and remote["Status"] == "Not Started"
+
+    # The rep ticks the Task off in Salesforce.
+    org.fake.org.update("Task", remote["Id"], {"Status": "Completed"}, system=False)
+    org.sync()
+    done = {t.id: t for t in org.tasks()}[tasks[0].id]
+    rep = org.fake.org.find("User", Id=remote["OwnerId"])[0]["Email"]
+    assert done.status == "done" and done.outcome == "done" and done.completed_by == rep
+    with org.runtime.sessions() as session:
+        journey = session.get(Journey, done.journey_id)
+        assert journey is not None and journey.current_step_id == "wait-usage"
+        others = [session.get(Journey, t.journey_id) for t in tasks[1:]]
+        assert all(j is not None and j.current_step_id == "kickoff" for j in others)
+    # Our own completion is not echoed back as a second write, and a second sync changes nothing.
+    assert not [m for m in org.outbox() if m.kind == "crm.complete_task"]
+    org.sync()
+    assert {t.id: t.status for t in org.tasks()}[tasks[0].id] == "done"
+
+
+FAULTS = {
+    "dropped_after_commit": lambda fake: fake.org.inject("drop_after", times=2, method="PATCH"),
+    "5xx_storm": lambda fake: fake.org.inject("status", times=6, status=503),
+    "expired_session": lambda fake: fake.org.expire_sessions(),
+    "request_limit": lambda fake: setattr(fake.org, "api_limit", fake.org.api_used),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_after_a_fault_every_task_exists_in_salesforce_exactly_once(org: Org, fault: str) -> None:
+    org.sync()
+    _win_all_deals(org.fake)
+    org.sync()
+    FAULTS[fault](org.fake)
+    org.deliver()
+    if fault == "request_limit":
+        assert {m.status for m in org.outbox()} == {OutboxStatus.PENDING}  # held, not dropped
+        assert not org.fake.org.find("Task")
+        org.fake.org.api_limit = 15000  # the rolling 24 hours moved on
+    org.deliver(rounds=3)
+    assert {m.status for m in org.outbox()} == {OutboxStatus.DELIVERED}
+    org.assert_each_task_once_with_its_brief()
+
+
+def test_a_picklist_value_the_org_lacks_makes_an_exception_item_not_a_task(fresh_database: URL,
+                                                                             tmp_path: Path) -> None:
+    with FakeSalesforce(tmp_dir=tmp_path) as fake:
+        users = seed_users(fake.org)
+        account = fake.org.insert("Account", {"Name": "Picky", "Website": "picky.example", "OwnerId": users[1]["Id"]})
+        fake.org.insert("Opportunity", {"AccountId": account["Id"], "Name": "P", "StageName": "Negotiation"})
+        org = Org(fresh_database, fake, task_status={"open": "Open"})
+        try:
+            org.sync()
+            _win_all_deals(fake)
+            org.sync()
+            org.deliver()
+            (message,) = org.outbox()
+            assert message.status == OutboxStatus.DEAD
+            assert message.last_error == "salesforce INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST on Status"
+            assert not fake.org.find("Task")
+            from orchestrator.models import ExceptionItem
+            with org.runtime.sessions() as session:
+                item = session.scalars(select(ExceptionItem).where(ExceptionItem.category == "delivery_failed")).one()
+                assert item.owner
+        finally:
+            org.runtime.close()
