@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from datetime import UTC, datetime
 
 import click
@@ -47,12 +48,28 @@ def worker(runtime: Runtime, only: tuple[str, ...]) -> None:
 
 @click.command()
 @_ONLY
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the HTTP API listens on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Its port.")
 @pass_runtime
-def serve(runtime: Runtime, only: tuple[str, ...]) -> None:
-    """Run Handoff as a service: the scheduler in this process (the HTTP API joins it here)."""
+def serve(runtime: Runtime, only: tuple[str, ...], host: str, port: int) -> None:
+    """Run Handoff as one service: the HTTP API and the scheduler in this process (the embedded default).
+
+    In production run API replicas under gunicorn (deploy/gunicorn.conf.py) and `handoff worker` apart.
+    """
+    from orchestrator.api.serving import serve_http  # Flask stays out of the other commands
+
+    stop = threading.Event()
+    http = threading.Thread(target=serve_http, name="handoff-api", kwargs={
+        "runtime": runtime, "host": host, "port": port, "stop": stop,
+        "ready": lambda url: _announce(f"serve: API on {url} (docs at {url}/docs)")})
+    http.start()
     count = len(select_jobs(runtime, only))
-    run_until_stopped(runtime, only=only, ready=lambda: _announce(
-        f"serve: scheduler with {count} jobs; SIGTERM stops it"))
+    try:
+        run_until_stopped(runtime, only=only, stop=stop, ready=lambda: _announce(
+            f"serve: scheduler with {count} jobs; SIGTERM stops both"))
+    finally:
+        stop.set()
+        http.join(15)
     click.echo("serve: stopped")
 
 

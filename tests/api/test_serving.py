@@ -30,3 +30,41 @@ def test_the_api_serves_on_a_real_port_and_stops_when_asked(world):
         stop.set()
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_handoff_serve_runs_the_api_and_the_scheduler_and_stops_on_sigterm(fresh_database):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestrator import schema
+    from orchestrator.db import make_engine
+
+    engine = make_engine(fresh_database)
+    schema.upgrade(engine)
+    engine.dispose()
+    config = Path(__file__).resolve().parents[2] / "orchestrator" / "sample_data" / "handoff.toml"
+    env = {**os.environ, "HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False),
+           "HANDOFF_CONFIG": str(config)}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "handoff"), "serve", "--port", "0"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for _ in range(50):
+            line = process.stdout.readline()
+            if "API on " in line:
+                url = line.split("API on ", 1)[1].split()[0]
+            if "scheduler with" in line and url:
+                break
+        assert url, process.stderr.read() if process.poll() is not None else "no API line"
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+            assert json.load(response) == {"status": "ok"}
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "serve: stopped" in out
