@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from orchestrator.models import ApiKey, Owner
 __all__ = ["Role", "authenticate", "create_key", "list_keys", "revoke_key"]
 
 _PREFIX = "hk"
+_HEX = re.compile(r"[0-9a-f]{8}")
 
 
 class Role(StrEnum):
@@ -65,7 +67,7 @@ def create_key(session: Session, *, name: str, role: str, now: datetime, owner: 
 def authenticate(session: Session, *, presented: str, now: datetime) -> Principal | None:
     """The principal a presented key belongs to, or None (unknown, malformed or revoked)."""
     parts = presented.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != _PREFIX or len(parts[1]) != 8:
+    if len(parts) != 3 or parts[0] != _PREFIX or len(parts[1]) != 8 or not _HEX.fullmatch(parts[1]):
         return None
     key = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).one_or_none()
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _hash(parts[2])):

@@ -127,11 +127,19 @@ def _rate_key() -> str:
     return f"key:{parts[1]}" if len(parts) == 3 else f"ip:{request.remote_addr}"
 
 
-def _begin() -> None:
+def _begin() -> Response | None:
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
     g.started = time.monotonic()
+    # No text column takes a NUL (PostgreSQL refuses it): answer before any query sees one.
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            return problem(status=400, title="Bad Request", detail="a query parameter contains a NUL character",
+                           field=name.replace("\x00", ""), type_="/problems/invalid")
+    if "\x00" in request.path:
+        return problem(status=404, title="Not Found", detail="no such resource")
     with unit_of_work(runtime().sessions, read_only=True) as session:
         g.principal = authenticate_request(session, now=runtime().clock.now())
+    return None
 
 
 def _log_request(response: Response) -> Response:

@@ -201,3 +201,21 @@ def test_two_concurrent_decisions_on_one_task_one_wins_the_other_gets_409(world)
         from orchestrator.models import AuditEvent
         completions = session.scalars(select(AuditEvent).where(AuditEvent.action == "task_completed")).all()
         assert len(completions) == 1
+
+
+def test_a_nul_in_a_query_parameter_or_a_key_is_a_clear_4xx_on_both_databases(world):
+    response = world.call("GET", "/tasks?playbook=%00", "admin")
+    assert (response.status_code, response.get_json()["field"]) == (400, "playbook")
+    world.keys["nul"] = "hk_\x00\x00\x00\x00\x00\x00\x00\x00_secret"
+    assert world.client.get("/tasks", headers={"Authorization": "Bearer hk_0000000\x00_x"}).status_code == 401
+
+
+def test_a_strange_signal_body_is_refused_naming_the_field(world):
+    body = '{"type": "product.usage", "account": {"domain": "sams.example"}, ' \
+           '"occurred_at": "2026-11-23T14:00:00Z", "payload": {"big": ' + "9" * 5000 + "}}"
+    response = world.call("POST", "/signals", "ingest", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.get_json()["field"] == "payload.big"
+    deep = world.call("POST", "/signals", "ingest", data="[" * 30000 + "]" * 30000,
+                      headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400

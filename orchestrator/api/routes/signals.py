@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from orchestrator.api.problems import problem
 from orchestrator.apikeys import Role
 from orchestrator.db import unit_of_work
 from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest
+from orchestrator.intake.values import JSONError, parse_json
 
 blp = Blueprint("signals", __name__, url_prefix="/signals", description="Facts about accounts that drive journeys.")
 
@@ -59,9 +59,13 @@ def ingest_body(raw: bytes, *, source: str, first: Callable[[Session], Any] | No
     check); what it returns, if anything, is the answer instead, and nothing is kept.
     """
     try:
-        body = json.loads(raw or b"null")
-    except (ValueError, RecursionError):
-        return problem(status=400, title="Bad Request", detail="the body is not valid JSON")
+        # The intake's own parser: bounded nesting, and NaN or 1e400 kept as placeholders so the
+        # rejection names the field they sit in, exactly as `handoff signals ingest` does.
+        body = parse_json(raw.decode("utf-8") or "null")
+    except UnicodeDecodeError:
+        return problem(status=400, title="Bad Request", detail="the body is not UTF-8 text")
+    except JSONError as exc:
+        return problem(status=400, title="Bad Request", detail=f"the body is not valid JSON: {exc}")
     items = body if isinstance(body, list) else [body]
     if len(items) > MAX_BATCH:
         return problem(status=413, title="Payload Too Large", detail=f"at most {MAX_BATCH} signals per request")
