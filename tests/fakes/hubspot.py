@@ -20,6 +20,7 @@ now, for `hs_lastmodifieddate`).
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -183,6 +184,7 @@ class FakeHubSpot:
         self._window: deque[float] = deque()
         self._search_window: deque[float] = deque()
         self._daily_used = 0
+        self._order_cache: dict[str, list[int]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ca: trustme.CA | None = None
@@ -502,16 +504,31 @@ class FakeHubSpot:
         archived = query.get("archived", ["false"])[0].lower() == "true"  # the client sends "True"
         after = query.get("after", [None])[0]
         with self.lock:
-            records = sorted((o for o in self.objects[object_type].values() if o.archived == archived),
-                             key=lambda o: int(o.id))
-            if after is not None:
-                records = [o for o in records if int(o.id) > int(after)]
-            page = records[:limit]
+            ordered = self._ordered(object_type)
+            start = bisect.bisect_right(ordered, int(after)) if after is not None else 0
+            page: list[StoredObject] = []
+            position = start
+            while position < len(ordered) and len(page) <= limit:
+                stored = self.objects[object_type][str(ordered[position])]
+                if stored.archived == archived:
+                    page.append(stored)
+                position += 1
+            more = len(page) > limit
+            page = page[:limit]
             results = [self._view(object_type, o, self._names(query)) for o in page]
         response: dict[str, Any] = {"results": results}
-        if len(records) > limit:
+        if more:
             response["paging"] = {"next": {"after": page[-1].id, "link": "?after=" + page[-1].id}}
         return response
+
+    def _ordered(self, object_type: str) -> list[int]:
+        """Ids in order, cached while the set of ids is unchanged (listing 50,000 records stays cheap)."""
+        objects = self.objects[object_type]
+        cached = self._order_cache.get(object_type)
+        if cached is None or len(cached) != len(objects):
+            cached = sorted(int(i) for i in objects)
+            self._order_cache[object_type] = cached
+        return cached
 
     def _get(self, object_type: str, object_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
         with self.lock:
