@@ -30,9 +30,9 @@ from connectors.hubspot.writeback import CREATE_KINDS, DESCRIPTION_LIMIT, UPDATE
 
 __all__ = ["HubSpotConnector"]
 
-# Per connector name, process-wide: when HubSpot's DAILY limit answered, nothing is sent until then
-# (monotonic seconds), and the signatures of webhooks already accepted.
-_PAUSED: dict[str, float] = {}
+# Process-wide: per (connector name, host), when HubSpot's DAILY limit answered, nothing is sent until
+# then (monotonic seconds); per connector name, the signatures of webhooks already accepted.
+_PAUSED: dict[tuple[str, str], float] = {}
 _REPLAYS: dict[str, ReplayGuard] = {}
 _STATE_LOCK = threading.Lock()
 
@@ -90,17 +90,21 @@ class HubSpotConnector(SourceConnector, DeliveryConnector, WebhookConnector):
     def _guard(self) -> None:
         """Refuse to call HubSpot while the daily limit is used up (until its reset)."""
         with _STATE_LOCK:
-            until = _PAUSED.get(self.name)
+            until = _PAUSED.get(self._pause_key)
         if until is not None:
             left = until - self._monotonic()
             if left > 0:
                 raise DailyLimitReached("HubSpot's daily API limit is used up", retry_after=left)
             with _STATE_LOCK:
-                _PAUSED.pop(self.name, None)
+                _PAUSED.pop(self._pause_key, None)
+
+    @property
+    def _pause_key(self) -> tuple[str, str]:
+        return (self.name, self.settings.host)
 
     def _paused(self, error: DailyLimitReached) -> None:
         with _STATE_LOCK:
-            _PAUSED[self.name] = self._monotonic() + float(error.retry_after or 3600)
+            _PAUSED[self._pause_key] = self._monotonic() + float(error.retry_after or 3600)
 
     def _puller(self) -> Puller:
         return Puller(transport=self.transport, settings=self.settings, source=self.name, now=self.context.clock,

@@ -185,6 +185,8 @@ class FakeHubSpot:
         self._search_window: deque[float] = deque()
         self._daily_used = 0
         self._order_cache: dict[str, list[int]] = {}
+        self.held = threading.Event()
+        self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ca: trustme.CA | None = None
@@ -314,6 +316,14 @@ class FakeHubSpot:
         """Close the connection on the next `times` matching requests, after (or before) committing them."""
         self.faults.append(Fault(method, re.compile(path), "drop_after" if after_commit else "drop_before", times))
 
+    def hold(self, method: str, path: str) -> None:
+        """Commit the next matching request, then keep its answer until `release()` (and drop it): a client
+        killed while waiting has had its write applied without ever hearing so. `held` is set meanwhile."""
+        self.faults.append(Fault(method, re.compile(path), "hold", 1))
+
+    def release(self) -> None:
+        self._released.set()
+
     def exhaust_daily(self) -> None:
         with self.lock:
             self._daily_used = self.daily_limit
@@ -433,6 +443,10 @@ class FakeHubSpot:
         status, payload = self._route(method, path, query, body)
         if fault is not None and fault.kind == "drop_after":
             raise _Drop  # the write above stays committed; only the response is lost
+        if fault is not None and fault.kind == "hold":
+            self.held.set()
+            self._released.wait(timeout=120)
+            raise _Drop
         if fault is not None and fault.kind == "status_after":
             return fault.status, {"status": "error", "message": "Bad gateway", "category": "INTERNAL_ERROR"}, {}
         return status, payload, limit_headers
