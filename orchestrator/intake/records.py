@@ -67,6 +67,9 @@ class UpsertReport:
     skipped: Counter[str] = field(default_factory=Counter)
     external_ids_added: int = 0
     problems: list[str] = field(default_factory=list)  # short lines naming the record and field
+    # Records whose ids and natural key name different local rows (two accounts claim one company):
+    # kind, source, external_id, the local ids claimed, the domain; ids only, no names or emails.
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     def problem(self, kind: str, text: str) -> None:
         self.skipped[kind] += 1
@@ -80,6 +83,7 @@ class UpsertReport:
             mine.update(theirs)
         self.external_ids_added += other.external_ids_added
         self.problems.extend(other.problems[: max(0, _MAX_PROBLEMS - len(self.problems))])
+        self.conflicts.extend(other.conflicts[: max(0, _MAX_PROBLEMS - len(self.conflicts))])
 
     def total(self, counter: Literal["created", "updated", "unchanged", "deleted", "skipped"]) -> int:
         return sum(getattr(self, counter).values())
@@ -214,6 +218,14 @@ class _Skip(Exception):
     """This record cannot be applied; the message names the field."""
 
 
+class _Conflict(_Skip):
+    """The record's ids and natural key point at different rows: applying it would merge or steal."""
+
+    def __init__(self, message: str, *, rows: list[int], domain: str | None) -> None:
+        super().__init__(message)
+        self.rows, self.domain = rows, domain
+
+
 @dataclass
 class _Upserter:
     session: Session
@@ -228,6 +240,12 @@ class _Upserter:
         try:
             with self.session.begin_nested():
                 return self._apply(record)
+        except _Conflict as exc:
+            self.report.problem(record.kind, f"{label}: {exc}")
+            if len(self.report.conflicts) < _MAX_PROBLEMS:
+                self.report.conflicts.append({"kind": record.kind, "source": record.source,
+                                              "external_id": record.external_id, "local_ids": exc.rows,
+                                              "domain": exc.domain})
         except _Skip as exc:
             self.report.problem(record.kind, f"{label}: {exc}")
         except ValueError as exc:
@@ -236,6 +254,8 @@ class _Upserter:
 
     def _apply(self, record: Record) -> Any:
         values = self._values(record)
+        if record.kind == "account" and not record.deleted:
+            self._check_identity(record, values)
         row = self._find(record, values)
         if record.deleted:
             if row is not None:
@@ -310,6 +330,22 @@ class _Upserter:
         if natural is None:
             return None
         return self.session.scalars(select(model).where(natural).limit(1)).first()
+
+    def _check_identity(self, record: Record, values: Mapping[str, Any]) -> None:
+        """One account per company across CRMs: its ids (own and `also`) and its domain must agree."""
+        rows: set[int] = set()
+        for source, external_id in self._ids(record):
+            local_id = resolve_local_id(self.session, kind="account", source=source, external_id=external_id)
+            if local_id is not None:
+                rows.add(local_id)
+        domain = values.get("domain")
+        if domain:
+            owner_of_domain = self.session.scalar(select(Account.id).where(Account.domain == str(domain).lower()))
+            if owner_of_domain is not None:
+                rows.add(owner_of_domain)
+        if len(rows) > 1:
+            raise _Conflict(f"its ids and domain belong to different accounts ({', '.join(map(str, sorted(rows)))})",
+                            rows=sorted(rows), domain=str(domain).lower() if domain else None)
 
     def _natural_key(self, record: Record, values: Mapping[str, Any]) -> Any:
         if record.kind == "owner" and values.get("email"):

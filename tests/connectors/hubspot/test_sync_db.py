@@ -104,3 +104,26 @@ def test_match_by_an_external_id_property(
     apply(session, settings, make_connector(settings, match="external_id", match_property="salesforce_account_id"))
     assert external(session, "account", "hubspot", company) == existing.id
     assert session.scalar(select(func.count()).select_from(Account)) == 1
+
+
+def test_two_accounts_claiming_one_company_is_a_conflict_not_a_merge(
+        session: Session, settings: Settings, hubspot: FakeHubSpot,
+        make_connector: Callable[..., HubSpotConnector]) -> None:
+    first = factories.AccountFactory(name="Hooli", domain="hooli.example")
+    second = factories.AccountFactory(name="Hooli XYZ", domain="hooli-xyz.example")
+    session.add(ExternalId(kind="account", local_id=first.id, source="salesforce", external_id="001SF0003"))
+    session.flush()
+    hubspot.add_property("companies", "salesforce_account_id")
+    # HubSpot says: Salesforce's Hooli, but with the other account's domain.
+    company = hubspot.add("companies", {"name": "Hooli", "domain": "hooli-xyz.example",
+                                        "salesforce_account_id": "001SF0003"}, modified=T0 - timedelta(days=1))
+    connector = make_connector(settings, match="external_id", match_property="salesforce_account_id")
+    [page] = [p for p in connector.pull(cursor=None) if p.object_type == "companies" and p.records]
+    report = upsert_records(session, source="hubspot", records=page.records, now=T0)
+    assert report.conflicts == [{"kind": "account", "source": "hubspot", "external_id": company,
+                                 "local_ids": sorted([first.id, second.id]), "domain": "hooli-xyz.example"}]
+    assert external(session, "account", "hubspot", company) is None  # linked to neither
+    session.refresh(first)
+    session.refresh(second)
+    assert (first.domain, second.domain) == ("hooli.example", "hooli-xyz.example")
+    assert session.scalar(select(func.count()).select_from(Account)) == 2
