@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar
+
+from sqlalchemy import select
 
 from connectors.base import (
     ConnectorContext,
@@ -27,8 +30,12 @@ from connectors.hubspot.pull import SEARCH_CAP, Puller
 from connectors.hubspot.transport import ApiError, Credentials, DailyLimitReached, Transport
 from connectors.hubspot.webhooks import ReplayGuard, event_properties, parse_events, verify_v3
 from connectors.hubspot.writeback import CREATE_KINDS, DESCRIPTION_LIMIT, UPDATE_KINDS, TaskWriter
+from orchestrator import exception_queue
+from orchestrator.models import ExceptionItem
 
 __all__ = ["HubSpotConnector"]
+
+log = logging.getLogger(__name__)
 
 # Process-wide: per (connector name, host), when HubSpot's DAILY limit answered, nothing is sent until
 # then (monotonic seconds); per connector name, the signatures of webhooks already accepted.
@@ -103,8 +110,36 @@ class HubSpotConnector(SourceConnector, DeliveryConnector, WebhookConnector):
         return (self.name, self.settings.host)
 
     def _paused(self, error: DailyLimitReached) -> None:
+        seconds = float(error.retry_after or 3600)
         with _STATE_LOCK:
-            _PAUSED[self._pause_key] = self._monotonic() + float(error.retry_after or 3600)
+            first = self._pause_key not in _PAUSED
+            _PAUSED[self._pause_key] = self._monotonic() + seconds
+        if first:
+            self._report_daily_limit(seconds)
+
+    def _report_daily_limit(self, seconds: float) -> None:
+        """One open exception item while the daily limit holds the connector (when the core gave sessions)."""
+        factory = self.context.sessions
+        if factory is None:
+            log.warning("HubSpot connector %s paused for %.0fs: daily API limit used up", self.name, seconds)
+            return
+        until = self.context.clock() + timedelta(seconds=seconds)
+        try:
+            with factory() as session, session.begin():
+                open_items = session.scalars(select(ExceptionItem).where(
+                    ExceptionItem.category == exception_queue.Category.CONFIGURATION,
+                    ExceptionItem.status == exception_queue.ItemStatus.OPEN))
+                if any((item.detail or {}).get("reason") == "hubspot_daily_limit"
+                       and (item.detail or {}).get("connector") == self.name for item in open_items):
+                    return
+                exception_queue.raise_item(
+                    session, settings=self.context.settings, category=exception_queue.Category.CONFIGURATION,
+                    at=self.context.clock(),
+                    message=f"HubSpot's daily API limit is used up: connector {self.name} waits until "
+                            f"{until.isoformat(timespec='minutes')} (raise the limit or lower the sync rate)",
+                    detail={"reason": "hubspot_daily_limit", "connector": self.name, "until": until.isoformat()})
+        except Exception as exc:  # the item is a courtesy; never let it break delivery
+            log.warning("could not record the HubSpot daily-limit exception item: %s", type(exc).__name__)
 
     def _puller(self) -> Puller:
         return Puller(transport=self.transport, settings=self.settings, source=self.name, now=self.context.clock,
