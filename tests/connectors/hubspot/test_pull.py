@@ -241,3 +241,16 @@ def test_steady_state_sync_and_write_back_never_see_a_429(
     assert hubspot.count(status=429) == 0
     # Paced, not bursting: that many calls took at least this long on the shared clock.
     assert fake_time.slept >= (calls // 100 - 1) * 10
+
+
+def test_check_compares_the_field_mapping_with_the_properties_api(
+        hubspot: FakeHubSpot, make_connector: Callable[..., HubSpotConnector]) -> None:
+    assert make_connector().check() == []
+    problems = make_connector(company_fields={"attributes.plan": "plan_tier"}, renewal_property="renewal_on").check()
+    assert problems == ["companies: attributes.plan maps to 'plan_tier', which HubSpot does not have",
+                        "companies: property 'renewal_on' (configured) does not exist"]
+    hubspot.properties["tasks"] = [p for p in hubspot.properties["tasks"] if p["name"] != "handoff_key"]
+    hubspot.add_property("tasks", "handoff_key", unique=False)
+    assert make_connector().check() == ["tasks: 'handoff_key' must have unique values"]
+    fields = make_connector().describe_fields()
+    assert {"name", "domain", "annualrevenue"} <= {f.name for f in fields["companies"]}
