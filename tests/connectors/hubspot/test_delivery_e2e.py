@@ -1,9 +1,5 @@
 """Outbox -> deliver_due -> HubSpot (the fake, through the real client), on SQLite and PostgreSQL.
 
-PENDING: `orchestrator.delivery.deliver` (the delivery helper's) is not on main yet, so this module is
-named so pytest does not collect it. Once it is, rename it to `test_delivery_e2e.py`: all twelve
-cases passed (SQLite and PostgreSQL) against the delivery branch merged in a scratch worktree.
-
 Each fault test ends the same way: every Handoff task exists in HubSpot exactly once, associated with
 its company, and every outbox message is delivered with the HubSpot task id.
 """
@@ -22,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator.delivery.deliver import deliver_due
-from orchestrator.delivery.routing import install_routing
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +27,8 @@ from orchestrator import schema
 from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory
 from orchestrator.delivery import outbox
+from orchestrator.delivery.deliver import deliver_due
+from orchestrator.delivery.routing import install_routing
 from orchestrator.models import Account, ExternalId, OutboxMessage, OutboxStatus, Owner, Task
 from tests.conftest import T0
 from tests.fakes.hubspot import FakeHubSpot
