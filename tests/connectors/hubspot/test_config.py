@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from connectors.registry import connector_config, load_registry, printable_config
@@ -10,8 +12,7 @@ from tests.connectors.hubspot.conftest import plain_settings
 
 
 def config(**section: object) -> dict[str, object]:
-    settings = plain_settings()
-    settings = type(settings)(**{**settings.__dict__, "connectors": {"hubspot": section}})
+    settings = replace(plain_settings(), connectors={"hubspot": section})
     return connector_config(name="hubspot", settings=settings, registry=load_registry(),
                             environ={"HS_TOKEN": "pat-na1-secret"})
 
