@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from connectors.base import (
     AccountRef,
@@ -47,7 +47,7 @@ from orchestrator.db import skip_locked, unit_of_work
 from orchestrator.delivery import outbox
 from orchestrator.delivery.routing import Routing, route_for
 from orchestrator.errors import ConfigError
-from orchestrator.models import Account, ExternalId, OutboxMessage, OutboxStatus, Task
+from orchestrator.models import Account, ExternalId, OutboxMessage, OutboxStatus, Owner, Task
 from orchestrator.worker.jobs import JobResult, job
 
 if TYPE_CHECKING:
@@ -116,7 +116,8 @@ def deliver_due(
             for name, messages in _by_connector(batch).items():
                 target = instances.get(name)
                 if target is None:
-                    target = instances[name] = _instantiate(name, settings=settings, registry=registry, clock=time)
+                    target = instances[name] = _instantiate(name, settings=settings, registry=registry, clock=time,
+                                                            sessions=sessions)
                 for chunk in _chunks(messages, target):
                     results = _push(target, chunk)
                     report.pushes += 1
@@ -147,7 +148,10 @@ def _claim(*, sessions: sessionmaker[Session], now: datetime, worker_id: str, le
 def _snapshots(session: Session, messages: Sequence[OutboxMessage]) -> list[Outbound]:
     account_ids = {m.account_id for m in messages if m.account_id is not None}
     task_ids = {m.task_id for m in messages if m.task_id is not None}
-    accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
+    # The people notifications may name (`to: account.owner | owner.manager | account.csm`), in three queries.
+    accounts = {a.id: a for a in session.scalars(
+        select(Account).where(Account.id.in_(account_ids))
+        .options(selectinload(Account.owner).selectinload(Owner.manager), selectinload(Account.csm)))}
     tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_(task_ids)))}
     owner_ids = {t.owner_id for t in tasks.values()}
     ids = _external_ids(session, kind="account", local_ids=account_ids)
@@ -160,14 +164,22 @@ def _snapshots(session: Session, messages: Sequence[OutboxMessage]) -> list[Outb
             id=message.id, kind=message.kind, idempotency_key=message.idempotency_key,
             payload=dict(message.payload or {}), attempts=message.attempts, target=message.target,
             connector=message.connector or "", created_at=message.created_at,
-            account=None if account is None else AccountRef(
-                id=account.id, name=account.name, domain=account.domain, external_ids=ids.get(account.id, {})),
+            account=None if account is None else _account_ref(account, ids.get(account.id, {})),
             task=None if task is None else TaskRef(
                 id=task.id, title=task.title, crm_id=task.crm_id, crm_source=task.crm_source,
                 owner_email=task.owner.email if task.owner else None,
                 owner_external_ids=owner_ids_by_source.get(task.owner_id, {})),
         ))
     return found
+
+
+def _account_ref(account: Account, external_ids: Mapping[str, str]) -> AccountRef:
+    owner = account.owner
+    manager = owner.manager if owner is not None else None
+    return AccountRef(id=account.id, name=account.name, domain=account.domain, external_ids=external_ids,
+                      owner_email=owner.email if owner is not None else None,
+                      owner_manager_email=manager.email if manager is not None else None,
+                      csm_email=account.csm.email if account.csm is not None else None)
 
 
 def _external_ids(session: Session, *, kind: str, local_ids: Iterable[int]) -> dict[int, dict[str, str]]:
@@ -190,7 +202,7 @@ def _by_connector(batch: Sequence[Outbound]) -> dict[str, list[Outbound]]:
 
 
 def _instantiate(name: str, *, settings: Settings, registry: Registry,
-                 clock: Callable[[], datetime]) -> Connector | str:
+                 clock: Callable[[], datetime], sessions: sessionmaker[Session]) -> Connector | str:
     """The connector, or why it cannot deliver right now (a reason, retried later)."""
     status = connector_status(name=name, settings=settings, registry=registry)
     if not status.installed:
@@ -200,7 +212,7 @@ def _instantiate(name: str, *, settings: Settings, registry: Registry,
     if not status.enabled:
         return f"connector {name} is not enabled (add [connectors.{name}] to the config file)"
     try:
-        instance = build_connector(name=name, settings=settings, registry=registry, clock=clock)
+        instance = build_connector(name=name, settings=settings, registry=registry, clock=clock, sessions=sessions)
     except ConfigError as exc:
         return str(exc)
     if not isinstance(instance, DeliveryConnector):
