@@ -35,6 +35,8 @@ def _load(action: str, args: str):
 def test_notify_chat_is_an_internal_chat_action():
     spec = get_action("notify.chat")
     assert (spec.customer_facing, spec.target, spec.required) == (False, "chat", ("to", "text"))
+    # A customer email is an email: the smtp connector sends it (routing: email -> smtp).
+    assert get_action("customer.email").target == "email"
 
 
 @pytest.mark.parametrize("to", ["account.owner", "owner.manager", "account.csm", "ana@acme.example",
