@@ -205,6 +205,7 @@ _METHODS = {
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: SlackState
+    stopping: threading.Event
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (timeout) before the answer: expected in fault tests, not an error.
