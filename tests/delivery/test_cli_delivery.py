@@ -48,7 +48,8 @@ ECHO = """
 @pytest.fixture
 def env(fresh_database: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str | None]]:
     monkeypatch.chdir(tmp_path)  # on PostgreSQL the journal goes to the working directory
-    yield {"HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False), "HANDOFF_CONFIG": None}
+    yield {"HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False), "HANDOFF_CONFIG": None,
+           "HANDOFF_EXCEPTION_OWNER": "ops@acme.example"}
 
 
 def _run(args: list[str], env: dict[str, str | None]) -> Result:
