@@ -91,3 +91,9 @@ def account_for(session: Session, account_id: int, who: Principal) -> Account:
 def acting_owner(session: Session, who: Principal) -> Owner | None:
     """The person a key acts as: a rep's owner, or the owner an admin key was bound to."""
     return session.get(Owner, who.owner_id) if who.owner_id is not None else None
+
+
+def actor_name(session: Session, who: Principal) -> str:
+    """How the audit trail names the caller: the person the key acts as, or the key itself."""
+    owner = acting_owner(session, who)
+    return owner.email if owner is not None else f"apikey:{who.name}"

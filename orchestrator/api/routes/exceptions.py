@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from orchestrator.api.access import READERS, acting_owner, principal, roles, visible_accounts
+from orchestrator.api.access import READERS, actor_name, principal, roles, visible_accounts
 from orchestrator.api.app import page_of, runtime
 from orchestrator.apikeys import Principal, Role
 from orchestrator.db import unit_of_work
@@ -68,11 +68,6 @@ def _item(session: Any, item_id: int, who: Principal) -> ExceptionItem:
     return item
 
 
-def _by(session: Any, who: Principal) -> str:
-    owner = acting_owner(session, who)
-    return owner.email if owner is not None else f"apikey:{who.name}"
-
-
 @blp.route("", methods=["GET"])
 @blp.arguments(ItemQuery, location="query")
 @blp.response(200, ItemPage)
@@ -98,7 +93,7 @@ def resolve(body: dict[str, Any], item_id: int) -> Any:
     rt = runtime()
     with unit_of_work(rt.sessions) as session:
         _item(session, item_id, principal())
-        return resolve_item(session, item_id=item_id, by=_by(session, principal()), at=rt.clock.now(),
+        return resolve_item(session, item_id=item_id, by=actor_name(session, principal()), at=rt.clock.now(),
                             note=body["note"])
 
 
@@ -111,5 +106,5 @@ def assign(body: dict[str, Any], item_id: int) -> Any:
     rt = runtime()
     with unit_of_work(rt.sessions) as session:
         _item(session, item_id, principal())
-        return assign_item(session, item_id=item_id, owner=body["owner"], by=_by(session, principal()),
+        return assign_item(session, item_id=item_id, owner=body["owner"], by=actor_name(session, principal()),
                            at=rt.clock.now())

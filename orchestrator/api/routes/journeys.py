@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from orchestrator.api.access import READERS, acting_owner, principal, roles, visible_accounts
+from orchestrator.api.access import READERS, actor_name, principal, roles, visible_accounts
 from orchestrator.api.app import page_of, runtime
 from orchestrator.apikeys import Principal, Role
 from orchestrator.db import unit_of_work
@@ -88,11 +88,6 @@ def get_journey(journey_id: int) -> Any:
         return _journey(session, journey_id, principal())
 
 
-def _actor_name(session: Any, who: Principal) -> str:
-    owner = acting_owner(session, who)
-    return owner.email if owner is not None else f"apikey:{who.name}"
-
-
 @blp.route("/<id:journey_id>/retry", methods=["POST"])
 @blp.arguments(Note)
 @blp.response(200, JourneyOut)
@@ -103,7 +98,7 @@ def retry(body: dict[str, Any], journey_id: int) -> Any:
     with unit_of_work(rt.sessions) as session:
         _journey(session, journey_id, principal())
         retry_journey(session=session, settings=rt.settings, journey_id=journey_id,
-                      actor=_actor_name(session, principal()), note=body["note"], now=rt.clock.now())
+                      actor=actor_name(session, principal()), note=body["note"], now=rt.clock.now())
         return session.get(Journey, journey_id)
 
 
@@ -117,5 +112,5 @@ def end(body: dict[str, Any], journey_id: int) -> Any:
     with unit_of_work(rt.sessions) as session:
         _journey(session, journey_id, principal())
         end_journey(session=session, settings=rt.settings, journey_id=journey_id,
-                    actor=_actor_name(session, principal()), reason=body["reason"], now=rt.clock.now())
+                    actor=actor_name(session, principal()), reason=body["reason"], now=rt.clock.now())
         return session.get(Journey, journey_id)
