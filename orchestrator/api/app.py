@@ -57,7 +57,9 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
     if runtime is None:
         from orchestrator.config import load_settings
         from orchestrator.runtime import build_runtime
-        runtime = build_runtime(load_settings())
+        settings = load_settings()
+        settings.require_exception_owner()  # as every command does: no placeholder owner in production
+        runtime = build_runtime(settings)
     app = Flask("handoff")
     app.config.update(
         API_TITLE="Handoff", API_VERSION="v1", OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/",
