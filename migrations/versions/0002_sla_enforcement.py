@@ -37,7 +37,7 @@ def upgrade() -> None:
     with op.batch_alter_table('exception_items', schema=None) as batch_op:
         batch_op.add_column(sa.Column('escalation_level', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('next_escalation_at', orchestrator.db.UTCDateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_exception_items_escalation_due', ['next_escalation_at'], unique=False, sqlite_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL"), postgresql_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL"))
+        batch_op.create_index('ix_exception_items_escalation_due', ['next_escalation_at', 'id'], unique=False, sqlite_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL"), postgresql_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL"))
 
     with op.batch_alter_table('sla_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sla_events_kind_at'), ['kind', 'at'], unique=False)

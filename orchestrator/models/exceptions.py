@@ -36,8 +36,9 @@ class ExceptionItem(IdMixin, Base):
         Index(None, "category", "created_at"),
         Index("ix_exception_items_open_respond_by", "respond_by",
               sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
-        # Exception escalation: open items with a rung still to come (owner, then default owner).
-        Index("ix_exception_items_escalation_due", "next_escalation_at",
+        # Exception escalation: open items with a rung still to come, in the order the sweep takes them
+        # (so the planner never prefers another open-items index plus a sort).
+        Index("ix_exception_items_escalation_due", "next_escalation_at", "id",
               sqlite_where=text("status = 'open' AND next_escalation_at IS NOT NULL"),
               postgresql_where=text("status = 'open' AND next_escalation_at IS NOT NULL")),
         # One open item per repeating problem: its occurrences are counted on it, not queued apart.
