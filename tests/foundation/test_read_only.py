@@ -24,7 +24,7 @@ def test_a_reader_does_not_wait_behind_a_writer(fresh_database: URL) -> None:
     engine.dispose()
 
 
-def test_a_read_only_unit_of_work_refuses_writes_on_postgresql(fresh_database: URL) -> None:
+def test_a_read_only_unit_of_work_refuses_writes_where_the_database_can(fresh_database: URL) -> None:
     engine = make_engine(fresh_database)
     schema.upgrade(engine)
     sessions = make_session_factory(engine)
