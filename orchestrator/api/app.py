@@ -82,11 +82,12 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
         health,
         journeys,
         playbooks,
+        reports,
         signals,
         tasks,
         webhooks,
     )
-    for module in (signals, webhooks, tasks, journeys, exceptions, accounts, playbooks, health):
+    for module in (signals, webhooks, tasks, journeys, exceptions, accounts, playbooks, reports, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
     _document_problems(api)

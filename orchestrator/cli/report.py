@@ -1,10 +1,9 @@
-"""`handoff report sla`: SLA adherence by owner, team, stage or playbook, as a table, JSON or CSV."""
+"""`handoff report sla|oversight|noise`: report figures as a table, JSON or CSV (orchestrator.reports.catalog)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+from datetime import datetime
 
 import click
 
@@ -12,7 +11,8 @@ from orchestrator.cli._format import table
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.durations import DurationError, parse_duration
 from orchestrator.errors import Invalid
-from orchestrator.reports.sla import GROUPINGS, sla_report
+from orchestrator.reports.catalog import run_report, to_csv
+from orchestrator.reports.sla import GROUPINGS
 from orchestrator.runtime import Runtime
 
 
@@ -21,13 +21,41 @@ def report() -> None:
     """Reports over what Handoff recorded (read-only)."""
 
 
+_SINCE = click.option("--since", default="30d", show_default=True,
+                      help="How far back (calendar time, e.g. 7d, 12w).")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+                       show_default=True)
+
+
 @report.command("sla")
-@click.option("--since", default="30d", show_default=True, help="How far back, by task creation (e.g. 7d, 12w).")
+@_SINCE
 @click.option("--by", "by", type=click.Choice(GROUPINGS), default="owner", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@_FORMAT
 @pass_runtime
 def sla_command(runtime: Runtime, since: str, by: str, fmt: str) -> None:
     """Ack and due adherence, breaches, escalations by rung, median/p90 time to ack and done, time paused."""
+    _show(runtime, "sla", since, by, fmt)
+
+
+@report.command("oversight")
+@_SINCE
+@_FORMAT
+@pass_runtime
+def oversight_command(runtime: Runtime, since: str, fmt: str) -> None:
+    """Per in/on-the-loop step: approval, rejection, override rates, median time to decide, quick decisions, flags."""
+    _show(runtime, "oversight", since, None, fmt)
+
+
+@report.command("noise")
+@_SINCE
+@_FORMAT
+@pass_runtime
+def noise_command(runtime: Runtime, since: str, fmt: str) -> None:
+    """Per playbook step: runs skipped, tasks closed without action, tasks marked not useful."""
+    _show(runtime, "noise", since, None, fmt)
+
+
+def _period(runtime: Runtime, since: str) -> tuple[datetime, datetime]:
     try:
         duration = parse_duration(since)
     except DurationError as exc:
@@ -35,32 +63,31 @@ def sla_command(runtime: Runtime, since: str, by: str, fmt: str) -> None:
     if duration.is_business:
         raise Invalid(f'--since: "{since}" is business time; give calendar time such as 30d', field="since")
     now = runtime.clock.now()
-    rows, rungs = sla_report(sessions=runtime.sessions, since=now - duration.calendar, until=now,
-                             by=by)  # type: ignore[arg-type]
-    figures = [row.figures(rungs) for row in rows]
+    return now - duration.calendar, now
+
+
+def _show(runtime: Runtime, name: str, since: str, by: str | None, fmt: str) -> None:
+    start, end = _period(runtime, since)
+    figures = run_report(name, sessions=runtime.sessions, since=start, until=end, by=by)
     if fmt == "json":
-        click.echo(json.dumps({"since": (now - duration.calendar).isoformat(), "until": now.isoformat(),
+        click.echo(json.dumps({"report": name, "since": start.isoformat(), "until": end.isoformat(),
                                "by": by, "rows": figures}, indent=2))
         return
-    headers = list(figures[0]) if figures else ["group", "tasks"]
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=headers, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(figures)
-        click.echo(out.getvalue(), nl=False)
+        click.echo(to_csv(figures), nl=False)
         return
     if not figures:
-        click.echo(f"no tasks created in the last {since}")
+        click.echo(f"nothing recorded in the last {since}")
         return
+    headers = list(figures[0])
     shown = [[_cell(h, row[h]) for h in headers] for row in figures]
-    for line in table([h if h != "group" else by for h in headers], shown):
+    for line in table([h if h != "group" else (by or h) for h in headers], shown):
         click.echo(line)
 
 
 def _cell(header: str, value: object) -> str:
     if value is None:
         return "-"
-    if header.endswith("_adherence") and isinstance(value, float):
+    if (header.endswith(("_adherence", "_rate", "_share"))) and isinstance(value, float):
         return f"{value:.0%}"
     return str(value)
