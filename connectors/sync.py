@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +27,13 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Page, SourceConnector
 from connectors.registry import build_connector, enabled_names, load_registry
+from orchestrator import exception_queue
+from orchestrator.config import Settings
 from orchestrator.db import dialect_insert, unit_of_work
 from orchestrator.errors import ConfigError, HandoffError
 from orchestrator.intake.records import upsert_records
 from orchestrator.intake.signals import IntakeStatus, ingest
-from orchestrator.models import SyncCursor
+from orchestrator.models import Account, ExternalId, SyncCursor
 from orchestrator.worker.jobs import Job, JobResult, register_provider
 
 if TYPE_CHECKING:
@@ -123,6 +125,8 @@ def _apply(runtime: Runtime, *, name: str, page: Page, report: SyncReport, keep_
             rejected += result.status == IntakeStatus.REJECTED
             if result.status == IntakeStatus.REJECTED and len(report.problems) < 50:
                 report.problems.append(f"signal: {result.field or 'signal'}: {result.reason}")
+        for conflict in upserted.conflicts:
+            _raise_conflict(session, settings=runtime.settings, conflict=conflict, now=now)
         if keep_cursor and page.cursor is not None:
             _store_cursor(session, name=name, object_type=page.object_type, cursor=page.cursor, now=now)
     report.pages += 1
@@ -137,6 +141,28 @@ def _apply(runtime: Runtime, *, name: str, page: Page, report: SyncReport, keep_
     report.signals_rejected += rejected
     report.api_calls += page.api_calls
     report.problems.extend(upserted.problems[: max(0, 50 - len(report.problems))])
+
+
+def _raise_conflict(session: Session, *, settings: Settings, conflict: Mapping[str, Any], now: datetime) -> None:
+    """Two accounts claim one company: a person decides which is which; nothing is merged meanwhile.
+
+    Grouped per source record, so every later sync that meets the same conflict counts on the
+    one open item instead of queueing another.
+    """
+    local_ids = [int(i) for i in conflict.get("local_ids") or []]
+    sides = []
+    for account in session.scalars(select(Account).where(Account.id.in_(local_ids)).order_by(Account.id)):
+        ids = dict(session.execute(select(ExternalId.source, ExternalId.external_id).where(
+            ExternalId.kind == "account", ExternalId.local_id == account.id)).tuples().all())
+        sides.append({"account_id": account.id, "domain": account.domain, "owner_id": account.owner_id,
+                      "external_ids": ids})
+    record = f"{conflict.get('source')}:{conflict.get('external_id')}"
+    exception_queue.raise_item(
+        session, settings=settings, category=exception_queue.Category.IDENTITY_CONFLICT, at=now,
+        message=(f"{conflict.get('kind', 'account')} {record} is claimed by accounts "
+                 f"{', '.join(map(str, local_ids))}; not linked until someone decides which it is"),
+        account_id=local_ids[0] if local_ids else None, field=f"record {record}",
+        detail={"record": dict(conflict), "accounts": sides})
 
 
 def read_cursor(runtime: Runtime, name: str) -> dict[str, Any] | None:

@@ -58,6 +58,7 @@ __all__ = ["DEFAULT_LEASE", "DeliveryReport", "deliver_due", "worker_identity"]
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=5)
+_CREATES_TASK = frozenset({"crm.create_task"})
 _CLAIM_SLICE = 200  # per claim; a slice is pushed and marked well within one lease
 
 
@@ -276,6 +277,7 @@ def _mark(*, sessions: sessionmaker[Session], settings: Settings, worker_id: str
         if skip_locked(session):
             query = query.with_for_update()
         rows = {m.id: m for m in session.scalars(query)}
+        created: dict[int, tuple[str, str]] = {}  # task id -> (connector, the CRM's id of its task)
         for result in results:
             message = rows.get(result.message_id)
             if message is None or message.status != OutboxStatus.PENDING:
@@ -283,6 +285,8 @@ def _mark(*, sessions: sessionmaker[Session], settings: Settings, worker_id: str
             if result.outcome == "delivered":
                 outbox.mark_delivered(message=message, at=at, remote_id=result.remote_id)
                 report.delivered += 1
+                if message.kind in _CREATES_TASK and result.remote_id and message.task_id is not None:
+                    created[message.task_id] = (message.connector or message.target, result.remote_id)
                 continue
             if message.claimed_by != worker_id:
                 report.lease_lost += 1  # our lease ran out and someone else owns the retry now
@@ -300,6 +304,17 @@ def _mark(*, sessions: sessionmaker[Session], settings: Settings, worker_id: str
                 report.dead += 1
             else:
                 report.retried += 1
+        _remember_crm_ids(session, created)
+
+
+def _remember_crm_ids(session: Session, created: Mapping[int, tuple[str, str]]) -> None:
+    """The CRM's id of each task it created, so later updates address it directly (and a sync finds it)."""
+    if not created:
+        return
+    for task in session.scalars(select(Task).where(Task.id.in_(list(created)))):
+        source, crm_id = created[task.id]
+        if task.crm_id is None:  # a task that came from the CRM keeps the id it came with
+            task.crm_id, task.crm_source = crm_id, source
 
 
 def _retry_at(message: OutboxMessage, *, at: datetime, retry_after: float | None,

@@ -28,6 +28,7 @@ class Category(StrEnum):
     ENGINE_ERROR = "engine_error"
     CONFIGURATION = "configuration"  # e.g. a playbook names a calendar that is not configured
     SLA_EXHAUSTED = "sla_exhausted"  # a task's escalation chain ran out of rungs, still not done
+    IDENTITY_CONFLICT = "identity_conflict"  # two CRMs (or ids and domain) claim one company for different accounts
 
 
 class ExceptionItem(IdMixin, Base):

@@ -230,3 +230,51 @@ def test_worker_killed_after_hubspot_committed(deployment: Deployment, fake: Fak
     deployment.deliver(at=T0 + timedelta(minutes=3), worker_id="w2")
     deployment.assert_exactly_once()
     assert fake.count(path=CREATE, status=409) == 1
+
+
+def test_an_escalation_writes_the_new_owner_and_priority_to_the_hubspot_task_once(
+        deployment: Deployment, fake: FakeHubSpot) -> None:
+    from orchestrator.playbook.model import Assignment, Escalation
+    from orchestrator.work.escalations import fire_rung
+    from orchestrator.work.sla import sla_of
+
+    manager_hubspot_id = fake.add_owner(email="mgr@acme.example", first="Mo", last="Manager")
+    with deployment.sessions.begin() as session:
+        manager = Owner(email="mgr@acme.example", name="Mo Manager", role="manager", working_hours={})
+        session.add(manager)
+        session.flush()
+        session.add(ExternalId(kind="owner", local_id=manager.id, source="hubspot", external_id=manager_hubspot_id))
+        account_id = sorted(deployment.companies)[0]
+        task = Task(account_id=account_id, owner_id=deployment.owner_id, title="Renewal call",
+                    due_at=T0 + timedelta(days=2), created_at=T0)
+        session.add(task)
+        session.flush()
+        task_id = task.id
+        outbox.enqueue(session, kind="crm.create_task", target="crm", idempotency_key=f"task:{task_id}:create",
+                       at=T0 - timedelta(minutes=1), account_id=account_id, task_id=task_id,
+                       payload={"task_id": task_id, "subject": "Renewal call", "description": "brief",
+                                "owner_email": "rep@acme.example", "due_at": (T0 + timedelta(days=2)).isoformat(),
+                                "priority": "normal", "status": "open"})
+    deployment.deliver()
+    (remote,) = fake.live("tasks")
+    assert remote.properties["hs_task_priority"] == "MEDIUM"
+    with deployment.sessions() as session:
+        stored = session.get_one(Task, task_id)
+        assert (stored.crm_source, stored.crm_id) == ("hubspot", remote.id)  # delivery remembered it
+
+    rungs = (Escalation(anchor="due", offset=None, raise_priority=True),
+             Escalation(anchor="due", offset=None, reassign=Assignment(to="mgr@acme.example")))
+    with deployment.sessions.begin() as session:
+        stored = session.get_one(Task, task_id)
+        sla = sla_of(session, settings=deployment.settings, task=stored)
+        sla = type(sla)(calendar=sla.calendar, rungs=rungs, playbook_id=None, playbook_version=None, step_id=None)
+        for _ in rungs:
+            fire_rung(session, settings=deployment.settings, task=stored, sla=sla, now=T0 + timedelta(days=3))
+    updates = [m for m in deployment.messages() if m.kind == "crm.update_task"]
+    assert len(updates) == 2 and {m.payload["crm_id"] for m in updates} == {remote.id}
+    fake.drop("POST", r"/crm/v3/objects/tasks/batch/update$", after_commit=True, times=1)
+    deployment.deliver_until_done()
+    (after,) = fake.live("tasks")  # updated in place, never a second task
+    assert after.id == remote.id
+    assert after.properties["hubspot_owner_id"] == manager_hubspot_id
+    assert after.properties["hs_task_priority"] == "HIGH"

@@ -58,7 +58,7 @@ KICKOFF = """
 class Org:
     """A Handoff deployment wired to the fake org; time is the fake's real time (SystemModstamp)."""
 
-    def __init__(self, url: URL, fake: FakeSalesforce, **config: Any) -> None:
+    def __init__(self, url: URL, fake: FakeSalesforce, *, playbook: str = KICKOFF, **config: Any) -> None:
         self.fake = fake
         self.config = base_config(fake, history_days=1, overlap_seconds=120, **config)
         # The org stamps rows with the real time; Handoff's clock starts there and moves only when told.
@@ -70,7 +70,7 @@ class Org:
         schema.upgrade(self.runtime.engine)
         install_routing(self.runtime.sessions, settings.connectors)
         with unit_of_work(self.runtime.sessions) as session:
-            install_playbook(session, KICKOFF)
+            install_playbook(session, playbook)
 
     def sync(self) -> Any:
         report = sync(runtime=self.runtime, name="salesforce")
@@ -202,5 +202,49 @@ def test_a_picklist_value_the_org_lacks_makes_an_exception_item_not_a_task(fresh
             with org.runtime.sessions() as session:
                 item = session.scalars(select(ExceptionItem).where(ExceptionItem.category == "delivery_failed")).one()
                 assert item.owner
+        finally:
+            org.runtime.close()
+
+
+ESCALATING = KICKOFF.replace("sf-kickoff", "sf-escalating").replace(
+    "sla: {ack: 4 business hours, due: 2 business days}",
+    "sla:\n          ack: 4 business hours\n          due: 2 business days\n"
+    "          escalate:\n            - {at: due, raise_priority: true}\n"
+    "            - {at: due, reassign: {to: owner.manager}}")
+
+
+def test_an_escalation_writes_the_new_owner_and_priority_to_the_salesforce_task_once(
+        fresh_database: URL, tmp_path: Path) -> None:
+    from orchestrator.work.sweep import sweep_sla
+
+    with FakeSalesforce(tmp_dir=tmp_path) as fake:
+        users = seed_users(fake.org)
+        account = fake.org.insert("Account", {"Name": "Late Co", "Website": "late.example", "OwnerId": users[1]["Id"]})
+        fake.org.insert("Opportunity", {"AccountId": account["Id"], "Name": "Late", "StageName": "Negotiation",
+                                        "OwnerId": users[1]["Id"]})
+        org = Org(fresh_database, fake, playbook=ESCALATING)
+        try:
+            org.sync()
+            _win_all_deals(fake)
+            org.sync()
+            org.deliver()
+            (task,) = org.tasks()
+            (remote,) = fake.org.find("Task", Handoff_Key__c=f"task:{task.id}:create")
+            # Delivery remembers the Task's Salesforce id, so follow-ups address it without a lookup.
+            assert (task.crm_source, task.crm_id) == ("salesforce", remote["Id"])
+            assert (remote["OwnerId"], remote["Priority"]) == (users[1]["Id"], "Normal")
+
+            org.clock.advance(timedelta(days=6))  # past due on any weekday start
+            for _ in range(2):  # a second sweep finds nothing left to fire
+                sweep_sla(sessions=org.runtime.sessions, settings=org.runtime.settings, now=org.clock.now())
+            updates = [m for m in org.outbox() if m.kind == "crm.update_task" and m.task_id == task.id]
+            assert len(updates) == 2 and {m.payload["crm_id"] for m in updates} == {remote["Id"]}
+            fake.org.inject("drop_after", times=1, method="PATCH")  # the first answer is lost
+            org.deliver(rounds=3)
+            assert {m.status for m in org.outbox() if m.task_id == task.id} == {OutboxStatus.DELIVERED}
+            (after,) = fake.org.find("Task", Id=remote["Id"])
+            assert after["OwnerId"] == users[0]["Id"]  # the manager took it over
+            assert after["Priority"] == "High"
+            assert len(fake.org.find("Task")) == len(org.tasks())  # updated in place, never a second Task
         finally:
             org.runtime.close()
