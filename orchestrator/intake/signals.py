@@ -24,6 +24,7 @@ from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
 from orchestrator.db import dialect_insert, skip_locked
 from orchestrator.intake import values
+from orchestrator.intake.unknown_types import IncomingSignal, flag_unknown_types
 from orchestrator.models import Account, Deal, ExternalId, Signal
 
 __all__ = [
@@ -316,6 +317,8 @@ def ingest(*, session: Session, raw: Any, source: str, now: datetime, settings: 
     audit.record(session, at=now, action=audit.AuditAction.SIGNAL_RECEIVED, rule="intake",
                  reason=f"{data['type']} from {source}", account_id=account.id if account else None,
                  detail={"signal_id": signal_id, "type": data["type"], "dedupe_key": dedupe_key})
+    flag_unknown_types(session, settings=settings, at=now, signals=[
+        IncomingSignal(signal_id=signal_id, type=data["type"], account_id=account.id if account else None)])
     exception = None
     if account is None:
         exception = exception_queue.raise_item(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from marshmallow import ValidationError
 
+from orchestrator.playbook.catalog import is_catalog_file
 from orchestrator.playbook.compile import build_playbook
 from orchestrator.playbook.findings import Finding, PlaybookInvalid, sort_findings
 from orchestrator.playbook.lint import lint_playbook
@@ -124,7 +125,8 @@ def playbook_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path],
         path = Path(given)
         if path.is_dir():
             root = path.resolve()
-            for found in sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")):
+            for found in sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")
+                                and not is_catalog_file(p)):
                 if not _inside(found, root):
                     problems.append(_file_problem(found, "links outside the playbooks folder; not followed"))
                 elif found.is_file():
