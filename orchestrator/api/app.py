@@ -77,6 +77,7 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
 
     from orchestrator.api.routes import (
         accounts,
+        dashboard,
         docs,
         exceptions,
         health,
@@ -90,6 +91,7 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
     for module in (signals, webhooks, tasks, journeys, exceptions, accounts, playbooks, reports, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
+    app.register_blueprint(dashboard.blp)
     _document_problems(api)
 
     app.before_request(_begin)
