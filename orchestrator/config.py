@@ -75,6 +75,8 @@ class Settings:
     sla_waiting_statuses: tuple[str, ...] = ("Waiting on someone else", "WAITING")
     # After the last rung of an escalation chain, how long until an exception item opens.
     sla_exhausted_after: str = "1 business day"
+    # Who gets the weekly leadership digest (an HTML email through the outbox), Mondays.
+    report_digest_to: tuple[str, ...] = ()
     # The texts above, parsed once when the settings are made (dataclasses.replace parses again).
     touch_cap: tuple[int, Duration] | None = field(init=False, repr=False, compare=False)
     quiet_window: tuple[time, time] | None = field(init=False, repr=False, compare=False)
@@ -210,6 +212,10 @@ def _share(value: float) -> None:
         raise ValidationError(f"{value} is not a share between 0 and 1 (e.g. 0.75)")
 
 
+class _ReportsSchema(Schema):
+    digest_to = fields.List(fields.Email(), load_default=list)
+
+
 class _FileSchema(Schema):
     calendars = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict,
                             validate=_valid_calendars)
@@ -217,6 +223,7 @@ class _FileSchema(Schema):
     governance = fields.Nested(_GovernanceSchema, load_default=lambda: _GovernanceSchema().load({}))
     connectors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sla = fields.Nested(_SlaSchema, load_default=lambda: _SlaSchema().load({}))
+    reports = fields.Nested(_ReportsSchema, load_default=lambda: _ReportsSchema().load({}))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -269,6 +276,7 @@ def _file_settings(config_file: Path | None) -> dict[str, Any]:
         sla_reminder_lead=data["sla"]["reminder_lead"],
         sla_waiting_statuses=tuple(data["sla"]["waiting_statuses"]),
         sla_exhausted_after=data["sla"]["exhausted_after"],
+        report_digest_to=tuple(data["reports"]["digest_to"]),
     )
 
 

@@ -195,7 +195,8 @@ class SmtpConnector(DeliveryConnector):
                 email = build_email(sender=str(self.config["from_address"]), sender_name=self.config.get("from_name"),
                                     to=recipient, subject=subject, body=body,
                                     idempotency_key=message.idempotency_key, domain=self._domain,
-                                    created_at=message.created_at, kind=message.kind, reply_to=reply_to)
+                                    created_at=message.created_at, kind=message.kind, reply_to=reply_to,
+                                    html=args.get("html") if isinstance(args.get("html"), str) else None)
                 if message.kind == "customer.email" and self.config.get("unsubscribe"):
                     email["List-Unsubscribe"] = f"<{self.config['unsubscribe']}>"
             except (ValueError, TypeError) as exc:

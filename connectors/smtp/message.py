@@ -24,8 +24,8 @@ def message_id(*, idempotency_key: str, domain: str) -> str:
 
 def build_email(*, sender: str, sender_name: str | None, to: str, subject: str, body: str,
                 idempotency_key: str, domain: str, created_at: datetime, kind: str,
-                reply_to: str | None = None) -> EmailMessage:
-    """A plain-text email with headers that say it is automated (RFC 3834) and who sent it."""
+                reply_to: str | None = None, html: str | None = None) -> EmailMessage:
+    """A plain-text email (with an HTML alternative if given) whose headers say it is automated (RFC 3834)."""
     email = EmailMessage()
     email["From"] = Address(display_name=sender_name or "", addr_spec=sender) if sender_name else sender
     email["To"] = to
@@ -38,4 +38,6 @@ def build_email(*, sender: str, sender_name: str | None, to: str, subject: str, 
     email["Auto-Submitted"] = "auto-generated"
     email["X-Handoff-Kind"] = kind
     email.set_content(body)
+    if html:
+        email.add_alternative(html, subtype="html")
     return email

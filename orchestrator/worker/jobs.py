@@ -80,6 +80,7 @@ BUILTIN_JOB_MODULES = [
     "orchestrator.journeys.drain",
     "orchestrator.work.jobs",
     "orchestrator.delivery.deliver",
+    "orchestrator.reports.digest",
     "connectors.sync",  # provides one sync.NAME job per enabled source connector
 ]
 
