@@ -1,4 +1,4 @@
-"""`handoff report sla|oversight|noise`: report figures as a table, JSON or CSV (orchestrator.reports.catalog)."""
+"""`handoff report NAME`: report figures as a table, JSON or CSV (orchestrator.reports.catalog)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,24 @@ def oversight_command(runtime: Runtime, since: str, fmt: str) -> None:
 def noise_command(runtime: Runtime, since: str, fmt: str) -> None:
     """Per playbook step: runs skipped, tasks closed without action, tasks marked not useful."""
     _show(runtime, "noise", since, None, fmt)
+
+
+@report.command("loop")
+@_SINCE
+@_FORMAT
+@pass_runtime
+def loop_command(runtime: Runtime, since: str, fmt: str) -> None:
+    """Per stage: accounts entered, moved on, drop-off, stages jumped over, median/p90 days in stage."""
+    _show(runtime, "loop", since, None, fmt)
+
+
+@report.command("automation")
+@_SINCE
+@_FORMAT
+@pass_runtime
+def automation_command(runtime: Runtime, since: str, fmt: str) -> None:
+    """Per stage: automated, human and hybrid step runs and the share of each oversight level."""
+    _show(runtime, "automation", since, None, fmt)
 
 
 def _period(runtime: Runtime, since: str) -> tuple[datetime, datetime]:

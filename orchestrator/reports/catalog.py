@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.reports.automation import automation_report
+from orchestrator.reports.loop import loop_report
 from orchestrator.reports.noise import noise_report
 from orchestrator.reports.oversight import oversight_report
 from orchestrator.reports.sla import GROUPINGS, sla_report
@@ -41,10 +43,20 @@ def _noise(*, sessions: sessionmaker[Session], since: datetime, until: datetime,
     return [row.figures() for row in noise_report(sessions=sessions, since=since, until=until)]
 
 
+def _loop(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
+    return [row.figures() for row in loop_report(sessions=sessions, since=since, until=until)]
+
+
+def _automation(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
+    return automation_report(sessions=sessions, since=since, until=until)
+
+
 REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("sla", "SLA adherence", GROUPINGS, _sla),
     Report("oversight", "Oversight calibration, per in/on-the-loop step", (), _oversight),
     Report("noise", "Noise, per playbook step", (), _noise),
+    Report("loop", "The Loop: funnel, drop-off, skipped stages, time in stage", (), _loop),
+    Report("automation", "Automation mix per stage", (), _automation),
 )}
 
 
