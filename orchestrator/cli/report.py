@@ -73,6 +73,15 @@ def automation_command(runtime: Runtime, since: str, fmt: str) -> None:
     _show(runtime, "automation", since, None, fmt)
 
 
+@report.command("exceptions")
+@_SINCE
+@_FORMAT
+@pass_runtime
+def exceptions_command(runtime: Runtime, since: str, fmt: str) -> None:
+    """Per category: items raised, occurrences, the open queue, overdue share, median and oldest open age."""
+    _show(runtime, "exceptions", since, None, fmt)
+
+
 def _period(runtime: Runtime, since: str) -> tuple[datetime, datetime]:
     try:
         duration = parse_duration(since)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.reports.automation import automation_report
+from orchestrator.reports.exceptions import exceptions_report
 from orchestrator.reports.loop import loop_report
 from orchestrator.reports.noise import noise_report
 from orchestrator.reports.oversight import oversight_report
@@ -51,12 +52,17 @@ def _automation(*, sessions: sessionmaker[Session], since: datetime, until: date
     return automation_report(sessions=sessions, since=since, until=until)
 
 
+def _exceptions(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
+    return exceptions_report(sessions=sessions, since=since, until=until)
+
+
 REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("sla", "SLA adherence", GROUPINGS, _sla),
     Report("oversight", "Oversight calibration, per in/on-the-loop step", (), _oversight),
     Report("noise", "Noise, per playbook step", (), _noise),
     Report("loop", "The Loop: funnel, drop-off, skipped stages, time in stage", (), _loop),
     Report("automation", "Automation mix per stage", (), _automation),
+    Report("exceptions", "Exception queue per category", (), _exceptions),
 )}
 
 
