@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy.engine import URL
 
 from orchestrator.calendars import BusinessCalendar, CalendarError, calendar_from_config
@@ -77,6 +77,8 @@ class Settings:
     sla_exhausted_after: str = "1 business day"
     # Who gets the weekly leadership digest (an HTML email through the outbox), Mondays.
     report_digest_to: tuple[str, ...] = ()
+    # Minutes of routine work each automated action saves (the time-saved ledger), by action name.
+    action_estimates: Mapping[str, int] = field(default_factory=dict)
     # The texts above, parsed once when the settings are made (dataclasses.replace parses again).
     touch_cap: tuple[int, Duration] | None = field(init=False, repr=False, compare=False)
     quiet_window: tuple[time, time] | None = field(init=False, repr=False, compare=False)
@@ -224,6 +226,9 @@ class _FileSchema(Schema):
     connectors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sla = fields.Nested(_SlaSchema, load_default=lambda: _SlaSchema().load({}))
     reports = fields.Nested(_ReportsSchema, load_default=lambda: _ReportsSchema().load({}))
+    estimates = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),
+                            values=fields.Integer(strict=True, validate=validate.Range(min=0, max=100_000)),
+                            load_default=dict)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -277,6 +282,7 @@ def _file_settings(config_file: Path | None) -> dict[str, Any]:
         sla_waiting_statuses=tuple(data["sla"]["waiting_statuses"]),
         sla_exhausted_after=data["sla"]["exhausted_after"],
         report_digest_to=tuple(data["reports"]["digest_to"]),
+        action_estimates=dict(data["estimates"]),
     )
 
 

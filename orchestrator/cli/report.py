@@ -82,6 +82,15 @@ def exceptions_command(runtime: Runtime, since: str, fmt: str) -> None:
     _show(runtime, "exceptions", since, None, fmt)
 
 
+@report.command("time-saved")
+@_SINCE
+@_FORMAT
+@pass_runtime
+def time_saved_command(runtime: Runtime, since: str, fmt: str) -> None:
+    """Per playbook: minutes of automated routine work ([estimates]) against human minutes."""
+    _show(runtime, "time-saved", since, None, fmt)
+
+
 def _period(runtime: Runtime, since: str) -> tuple[datetime, datetime]:
     try:
         duration = parse_duration(since)
@@ -95,7 +104,8 @@ def _period(runtime: Runtime, since: str) -> tuple[datetime, datetime]:
 
 def _show(runtime: Runtime, name: str, since: str, by: str | None, fmt: str) -> None:
     start, end = _period(runtime, since)
-    figures = run_report(name, sessions=runtime.sessions, since=start, until=end, by=by)
+    figures = run_report(name, sessions=runtime.sessions, since=start, until=end, by=by,
+                         estimates=runtime.settings.action_estimates)
     if fmt == "json":
         click.echo(json.dumps({"report": name, "since": start.isoformat(), "until": end.isoformat(),
                                "by": by, "rows": figures}, indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from orchestrator.reports.loop import loop_report
 from orchestrator.reports.noise import noise_report
 from orchestrator.reports.oversight import oversight_report
 from orchestrator.reports.sla import GROUPINGS, sla_report
+from orchestrator.reports.time_saved import time_saved_report
 
 __all__ = ["REPORTS", "Report", "run_report", "to_csv"]
 
@@ -56,6 +57,11 @@ def _exceptions(*, sessions: sessionmaker[Session], since: datetime, until: date
     return exceptions_report(sessions=sessions, since=since, until=until)
 
 
+def _time_saved(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None,
+                estimates: Mapping[str, int] | None = None) -> Rows:
+    return time_saved_report(sessions=sessions, since=since, until=until, estimates=estimates or {})
+
+
 REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("sla", "SLA adherence", GROUPINGS, _sla),
     Report("oversight", "Oversight calibration, per in/on-the-loop step", (), _oversight),
@@ -63,17 +69,20 @@ REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("loop", "The Loop: funnel, drop-off, skipped stages, time in stage", (), _loop),
     Report("automation", "Automation mix per stage", (), _automation),
     Report("exceptions", "Exception queue per category", (), _exceptions),
+    Report("time-saved", "Time-saved ledger per playbook", (), _time_saved),
 )}
 
 
 def run_report(name: str, *, sessions: sessionmaker[Session], since: datetime, until: datetime,
-               by: str | None = None) -> Rows:
+               by: str | None = None, estimates: Mapping[str, int] | None = None) -> Rows:
     """The named report's rows for [since, until); ValueError for an unknown name or grouping."""
     report = REPORTS.get(name)
     if report is None:
         raise ValueError(f"no report {name!r} (known: {', '.join(REPORTS)})")
     if by is not None and by not in report.groupings:
         raise ValueError(f"the {name} report groups by {', '.join(report.groupings) or 'playbook and step only'}")
+    if name == "time-saved":
+        return _time_saved(sessions=sessions, since=since, until=until, by=by, estimates=estimates)
     return report.run(sessions=sessions, since=since, until=until, by=by)
 
 

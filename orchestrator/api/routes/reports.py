@@ -54,7 +54,8 @@ def get_report(query: dict[str, Any], name: str) -> Response:
     if since >= until or until - since > MAX_PERIOD:
         raise Invalid("since: must be before until, at most ten years before", field="since")
     try:
-        rows = run_report(name, sessions=runtime().sessions, since=since, until=until, by=query.get("by"))
+        rows = run_report(name, sessions=runtime().sessions, since=since, until=until, by=query.get("by"),
+                          estimates=runtime().settings.action_estimates)
     except ValueError as exc:
         raise Invalid(str(exc), field="by") from None
     if query["format"] == "csv":
