@@ -51,6 +51,23 @@ def schema() -> None:
 
 
 @playbooks.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def fields(paths: tuple[str, ...]) -> None:
+    """Print the data dictionary: every field a condition or template may read.
+
+    PATHS (playbook folders) add the signal types and custom attributes of their signals.yaml files.
+    """
+    from orchestrator.playbook.catalog import catalog_near
+    from orchestrator.playbook.dictionary import dictionary_rows
+
+    catalog, problem = catalog_near(paths)
+    if problem:
+        click.echo(str(problem), err=True)
+        sys.exit(1)
+    click.echo("\n".join(table(["field", "kind", "what"], [list(row) for row in dictionary_rows(catalog)])))
+
+
+@playbooks.command()
 @_PATHS
 @click.option("--actor", default=None, help="Who applies (default: $USER).")
 @click.option("--show-diff/--no-show-diff", default=True, show_default=True,

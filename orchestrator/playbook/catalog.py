@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from orchestrator.playbook.findings import Finding
 from orchestrator.playbook.yamlsafe import DocPath, Document, YamlProblem, load_document, render_doc_path
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "FieldSpec",
     "SignalSpec",
     "catalog_files",
+    "catalog_near",
     "describe_field",
     "field_spec",
     "is_catalog_file",
@@ -232,3 +234,29 @@ def describe_field(signal_type: str, name: str, *, catalog: Catalog | None = Non
     """Like `field_spec`, but a field the catalog does not list gets a label made from its name."""
     found = field_spec(signal_type, name, catalog=catalog)
     return found or FieldSpec(name, name.replace("_", " ").capitalize())
+
+
+def catalog_near(paths: Iterable[str | os.PathLike[str]]) -> tuple[Catalog, Finding | None]:
+    """The catalog for validating `paths`: catalog files inside them and in up to three folders above.
+
+    A single playbook file given on the command line sits below the folder whose signals.yaml
+    describes its deployment, so the folders above it are searched too. A broken catalog file is
+    reported as a finding and the shipped catalog is used.
+    """
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given).resolve()
+        found += catalog_files([path])
+        folder = path if path.is_dir() else path.parent
+        for above in [folder, *folder.parents][: 4]:
+            here = [p for p in sorted(above.glob("*.y*ml")) if is_catalog_file(p)]
+            if here:
+                found += here
+                break
+    try:
+        return load_catalog(dict.fromkeys(found)), None
+    except CatalogError as error:
+        where, _, message = str(error).partition(": ")
+        file, line, column = (where.rsplit(":", 2) + ["1", "1"])[:3]
+        return shipped_catalog(), Finding(file, int(line) if line.isdigit() else 1,
+                                          int(column) if column.isdigit() else 1, "error", "catalog", message)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from marshmallow import ValidationError
 
-from orchestrator.playbook.catalog import is_catalog_file
+from orchestrator.playbook.catalog import Catalog, catalog_near, is_catalog_file
 from orchestrator.playbook.compile import build_playbook
+from orchestrator.playbook.dictionary import check_fields
 from orchestrator.playbook.findings import Finding, PlaybookInvalid, sort_findings
 from orchestrator.playbook.lint import lint_playbook
 from orchestrator.playbook.locate import findings_from_messages
@@ -44,6 +45,7 @@ def check_text(
     lint: bool = True,
     now: datetime | None = None,
     last_changed: datetime | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[Playbook | None, list[Finding]]:
     """The compiled playbook (None when it has errors) and every finding, sorted."""
     try:
@@ -53,13 +55,13 @@ def check_text(
     if not isinstance(doc.value, dict):
         return None, [Finding(path, 1, 1, "error", "schema",
                               "a playbook must be a mapping of keys (id, name, stage, steps...)")]
-    findings = check_references(doc, path)
+    findings = check_references(doc, path) + check_fields(doc, path, source=text, catalog=catalog)
     data = None
     try:
         data = PlaybookSchema().load(doc.value)
     except ValidationError as error:
         findings += findings_from_messages(error.messages, doc=doc, source=text, path=path)
-    if data is None or findings:
+    if data is None or any(f.is_error for f in findings):
         return None, sort_findings(_unique(findings))
     playbook = build_playbook(data, doc, path)
     if lint:
@@ -175,7 +177,11 @@ def validate_paths(
 ) -> list[Finding]:
     """Findings for every playbook file under `paths`, including cross-file ones."""
     now = now or datetime.now(UTC)
+    paths = list(paths)
     files, findings = playbook_files(paths)
+    catalog, problem = catalog_near(paths)
+    if problem:
+        findings.append(problem)
     seen_ids: dict[str, Path] = {}
     for path in files:
         text, problem = read_text(path)
@@ -183,7 +189,7 @@ def validate_paths(
             findings.append(problem)
             continue
         changed = last_changed(path) if last_changed else None
-        playbook, found = check_text(text or "", str(path), now=now, last_changed=changed)
+        playbook, found = check_text(text or "", str(path), now=now, last_changed=changed, catalog=catalog)
         findings += found
         if playbook is None:
             continue

@@ -14,7 +14,7 @@ from orchestrator.playbook.schema import (
 )
 from orchestrator.playbook.yamlsafe import DocPath, Document, render_doc_path
 
-__all__ = ["findings_from_messages", "value_at"]
+__all__ = ["findings_from_messages", "inner_position", "value_at"]
 
 
 def value_at(value: Any, path: DocPath) -> Any:
@@ -106,3 +106,6 @@ def _inner_position(
             indent = len(text) - len(text.lstrip(" "))
             return line, indent + 1 + offset
     return span.line, span.column
+
+
+inner_position = _inner_position

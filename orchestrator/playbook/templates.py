@@ -515,6 +515,13 @@ class Template:
         """Root names the template reads from its context, e.g. {"account", "deal"}."""
         return frozenset(meta.find_undeclared_variables(self._ast))
 
+    def references(self) -> frozenset[str]:
+        """Dotted paths read, outermost only, e.g. {"account.name", "deal.amount", "now"}."""
+        inner = {id(n.node) for n in self._ast.find_all(nodes.Getattr)}
+        found = {path for n in self._ast.find_all((nodes.Getattr, nodes.Name))
+                 if id(n) not in inner and (path := _dotted(n))}
+        return frozenset(found)
+
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with `context`; undefined names and sandbox violations raise TemplateError."""
         token = _budget.set(_Budget(MAX_RENDER_SECONDS))
@@ -583,6 +590,14 @@ def _refuse_constructs(ast: nodes.Template) -> None:
         if name.name in _REFUSED_GLOBALS:
             _refuse(f'"{name.name}" is not allowed in playbook templates; a template fills in values '
                     "from its context", name)
+    for reach in ast.find_all(nodes.Getattr):
+        if reach.attr.startswith("_"):
+            _refuse(f'"{reach.attr}" starts with "_": Python internals are not allowed in playbook '
+                    "templates; a template reads fields", reach)
+    for index in ast.find_all(nodes.Getitem):
+        if isinstance(index.arg, nodes.Const) and isinstance(index.arg.value, str) and index.arg.value.startswith("_"):
+            _refuse(f'"{index.arg.value}" starts with "_": Python internals are not allowed in '
+                    "playbook templates; a template reads fields", index)
     for used in ast.find_all(nodes.Filter):
         if used.name not in _ALLOWED_FILTERS:
             _refuse(f"No filter named {used.name!r}: it is not available in playbook templates "

@@ -87,3 +87,27 @@ def test_apply_with_an_invalid_file_stores_nothing(runtime, folder):
     result = run(["apply", str(folder)], runtime)
     assert result.exit_code == 1 and "nothing applied" in result.stderr
     assert run(["list"], runtime).stdout == ""
+
+
+def test_fields_prints_the_dictionary_with_the_catalog_and_a_folders_own_types(tmp_path):
+    shipped = run(["fields"]).stdout.splitlines()
+    assert any(line.split() == ["account.health", "built", "in"] for line in shipped)
+    assert any(line.startswith("signal.days_to_renewal") and "renewal.upcoming: Days to renewal" in line
+               for line in shipped)
+    (tmp_path / "signals.yaml").write_text("signals:\n  trial.started:\n    fields:\n      plan: text\n"
+                                           "attributes:\n  account:\n    tier: {label: Support tier}\n")
+    own = run(["fields", str(tmp_path)]).stdout
+    assert "trial.started: Plan (text)" in own and "Support tier" in own
+    (tmp_path / "signals.yaml").write_text("signals:\n  trial.started:\n    fields:\n      plan: {kind: money}\n")
+    broken = run(["fields", str(tmp_path)])
+    assert broken.exit_code == 1 and 'signals.yaml:4:20: error: [catalog]' in broken.stderr
+
+
+def test_validate_reads_the_signals_file_beside_the_playbooks(tmp_path):
+    (tmp_path / "stage").mkdir()
+    playbook = tmp_path / "stage" / "p.yaml"
+    playbook.write_text((BROKEN / "field-unknown-custom-attribute.yaml").read_text())
+    assert "1 warning" in run(["validate", str(playbook)]).stderr
+    (tmp_path / "signals.yaml").write_text("attributes:\n  account:\n    seats_bought: whole\n")
+    result = run(["validate", str(playbook)])
+    assert result.exit_code == 0 and "0 errors, 0 warnings" in result.stderr
