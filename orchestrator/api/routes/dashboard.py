@@ -119,9 +119,19 @@ def overview() -> Any:
     sla = run_report("sla", sessions=sessions, since=filters["since"], until=filters["until"], by="team")
     if filters["team"]:
         sla = [row for row in sla if row["group"] == filters["team"]]
+    more = {title: rows for title, rows in (
+        ("The Loop", run_report("loop", sessions=sessions, since=filters["since"], until=filters["until"])),
+        ("Automation mix", [row for row in run_report("automation", sessions=sessions, since=filters["since"],
+                                                      until=filters["until"])
+                            if not filters["stage"] or row["stage"] == filters["stage"]]),
+        ("Exceptions", run_report("exceptions", sessions=sessions, since=filters["since"], until=filters["until"])),
+        ("Time saved", [row for row in run_report("time-saved", sessions=sessions, since=filters["since"],
+                                                  until=filters["until"],
+                                                  estimates=runtime().settings.action_estimates)
+                        if _keep(row, filters, stages)]))}
     return render_template("dashboard.html", filters=filters, periods=list(PERIODS),
                            stages=sorted(set(stages.values())), playbooks=sorted(stages),
-                           oversight=oversight, noise=noise, sla=sla,
+                           oversight=oversight, noise=noise, sla=sla, more=more,
                            approval_bars=_bars(oversight, "approval_rate"), noise_bars=_bars(noise, "noise_rate"))
 
 
