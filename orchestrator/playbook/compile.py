@@ -98,6 +98,7 @@ def _step(data: Mapping[str, Any], index: int, doc: Document) -> Step:
             assign=_assign(data["assign"]),
             task=_task(task),
             sla=_sla(data["sla"]),
+            risk=Risk(**data["risk"]) if data.get("risk") else None,
         )
     if kind == "wait":
         return WaitStep(**common, signal=data.get("for_"), until=data.get("until"),

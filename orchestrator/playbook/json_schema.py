@@ -145,6 +145,7 @@ def _steps() -> list[dict[str, Any]]:
         _step("hybrid", "The system drafts; a person reviews and publishes.", human_work | {
             "draft": _ref("template"),
             "publish": _ref("actionCall"),
+            "risk": _ref("risk"),
             "oversight": {"const": Oversight.IN_THE_LOOP.value},
         }, ["draft", "assign", "sla"]),
         _step("wait", "Wait for a signal and/or a condition, up to a timeout.", {

@@ -15,6 +15,7 @@ from orchestrator.durations import Duration
 from orchestrator.playbook import flow
 from orchestrator.playbook.actions import REGISTRY
 from orchestrator.playbook.findings import Finding, Severity
+from orchestrator.playbook.locate import value_at
 from orchestrator.playbook.model import (
     AutomatedStep,
     HumanStep,
@@ -24,6 +25,7 @@ from orchestrator.playbook.model import (
     Step,
     WaitStep,
 )
+from orchestrator.playbook.references import jump_paths
 from orchestrator.playbook.yamlsafe import DocPath, Document, render_doc_path
 
 __all__ = ["RULES", "Rule", "lint_playbook", "rule"]
@@ -84,6 +86,9 @@ RULES: tuple[Rule, ...] = (
     Rule("high-risk-unattended", "error", "No out_of_loop step with a high error cost",
          "A step whose wrong output is costly (risk.error_cost: high) must be watched: use "
          "on_the_loop (runs, owner may override) or in_the_loop (approval first)."),
+    Rule("risk-without-publish", "warning", "A hybrid step's risk describes what it publishes",
+         "On a hybrid step, risk is the risk of its publish action (publishing is automated once the "
+         "reviewer approves); a hybrid step without publish has nothing the risk applies to."),
     Rule("protected-human-zone", "error",
          "No automated customer-facing step after a sensitive signal",
          "Signals listed in sensitive_signals (complaints, negative sentiment, churn risk) open a "
@@ -148,6 +153,7 @@ def lint_playbook(
     """Findings of the lint rules; the review rule runs only with `now` and `last_changed`."""
     ctx = _Context(playbook, doc, path, [])
     _high_risk_unattended(ctx)
+    _risk_without_publish(ctx)
     _override_missing(ctx)
     _protected_human_zone(ctx)
     _unreachable(ctx)
@@ -167,6 +173,14 @@ def _high_risk_unattended(ctx: _Context) -> None:
             ctx.report("high-risk-unattended", ("steps", ctx.index(step), "oversight"),
                        f'step "{step.id}" runs unwatched (out_of_loop) but a wrong result is costly '
                        "(error_cost: high); use on_the_loop or in_the_loop")
+
+
+def _risk_without_publish(ctx: _Context) -> None:
+    for step in ctx.playbook.steps:
+        if isinstance(step, HybridStep) and step.risk is not None and step.publish is None:
+            ctx.report("risk-without-publish", ("steps", ctx.index(step), "risk"),
+                       f'step "{step.id}" has a risk but publishes nothing; risk describes the publish '
+                       'action, so add "publish" or remove "risk"')
 
 
 def _override_missing(ctx: _Context) -> None:
@@ -232,11 +246,25 @@ def _unreachable(ctx: _Context) -> None:
 
 def _loops(ctx: _Context) -> None:
     for loop in flow.loops_without_pause(ctx.playbook):
-        step = ctx.playbook.step(loop[0])
         cycle = " → ".join([*loop, loop[0]])
-        ctx.report("loop-without-wait", ("steps", ctx.index(step)),
-                   f"the steps {cycle} form a loop that never waits, so it would run forever; "
+        ctx.report("loop-without-wait", _closing_jump(ctx, loop),
+                   f"this jump closes the loop {cycle}, which never waits, so it would run forever; "
                    "put a wait or a human step in the loop, or jump out of it")
+
+
+def _closing_jump(ctx: _Context, loop: list[str]) -> DocPath:
+    """Where the loop is closed: the jump back to an earlier step of the loop (else its first step)."""
+    order = {step_id: ctx.index(ctx.playbook.step(step_id)) for step_id in loop}
+    for step_id in sorted(loop, key=order.__getitem__, reverse=True):
+        index = order[step_id]
+        raw = value_at(ctx.doc.value, ("steps", index))
+        for where in jump_paths(raw, index):
+            if where[-1] == "to" and not (isinstance(raw, dict) and raw.get("kind") == "goto"):
+                continue  # "to" is a person on other kinds
+            target = value_at(ctx.doc.value, where)
+            if isinstance(target, str) and target in order and order[target] <= index:
+                return where
+    return ("steps", min(order.values()))
 
 
 def _review_overdue(ctx: _Context, now: datetime, last_changed: datetime) -> None:

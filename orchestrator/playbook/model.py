@@ -153,6 +153,7 @@ class HybridStep(StepBase):
     task: TaskText
     sla: Sla
     oversight: Oversight = Oversight.IN_THE_LOOP
+    risk: Risk | None = None  # of the publish action
     kind: Literal["hybrid"] = "hybrid"
 
 

@@ -588,6 +588,8 @@ class HumanSchema(_HumanWork):
 
 
 class HybridSchema(_HumanWork):
+    # Publishing is an automated action, so its risk is described as on an automated step.
+    risk = Nested(RiskSchema)
     draft = TemplateField(required=True)
     publish = Nested(PublishCallSchema)
     task = Nested(TaskSchema)

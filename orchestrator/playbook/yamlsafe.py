@@ -253,6 +253,27 @@ def _yaml_error_message(error: yaml.YAMLError) -> str:
     return f"this is not valid YAML ({text})"
 
 
+_INDENTATION_PROBLEMS = ("mapping values are not allowed here", "expected <block end>")
+
+
+def _explained(text: str, error: yaml.YAMLError) -> YamlProblem:
+    """The parser's complaint in words a playbook author can act on, at the line to fix."""
+    lines = text.splitlines()
+    for number, written in enumerate(lines, start=1):
+        indent = written[: len(written) - len(written.lstrip(" \t"))]
+        if "\t" in indent:
+            # YAML forbids tabs in indentation; PyYAML's own message names a token instead.
+            return YamlProblem("this line is indented with a tab; use spaces, not tabs", number, indent.index("\t") + 1)
+    message = _yaml_error_message(error)
+    line, column = _yaml_error_position(error)
+    if any(words in message for words in _INDENTATION_PROBLEMS) and 0 < line <= len(lines):
+        wrong = lines[line - 1]
+        return YamlProblem(
+            "this line is indented wrongly: the keys of one mapping must start in the same column "
+            "(and a list item's keys two spaces after its dash)", line, len(wrong) - len(wrong.lstrip(" ")) + 1)
+    return YamlProblem(message, line, column)
+
+
 def _reader_position(text: str, error: yaml.reader.ReaderError) -> tuple[int, int]:
     before = text[: error.position]
     return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
@@ -294,7 +315,7 @@ def load_document(text: str) -> Document:
     except yaml.reader.ReaderError as error:
         raise YamlProblem(_yaml_error_message(error), *_reader_position(text, error)) from None
     except yaml.YAMLError as error:
-        raise YamlProblem(_yaml_error_message(error), *_yaml_error_position(error)) from None
+        raise _explained(text, error) from None
     except RecursionError:
         raise YamlProblem(f"the file is nested more than {MAX_DEPTH} levels deep") from None
     finally:
