@@ -21,6 +21,8 @@ def _routes(ids: dict[str, int]) -> list[tuple[str, str, dict, set[str | None]]]
         ("GET", "/tasks", {}, readers),
         ("GET", f"/tasks/{ids['sams_task']}", {}, readers),
         ("POST", f"/tasks/{ids['sams_task']}/ack", {}, {"admin", "sam"}),
+        ("POST", f"/tasks/{ids['sams_task']}/wait", {"reason": "waiting on the customer"}, {"admin", "sam"}),
+        ("POST", f"/tasks/{ids['sams_task']}/resume", {}, {"admin", "sam"}),
         ("GET", "/journeys", {}, readers),
         ("GET", f"/journeys/{ids['journey']}", {}, readers),
         ("POST", f"/journeys/{ids['journey']}/end", {"reason": "test"}, {"admin"}),
@@ -29,6 +31,8 @@ def _routes(ids: dict[str, int]) -> list[tuple[str, str, dict, set[str | None]]]
         ("GET", f"/accounts/{ids['own']}", {}, readers),
         ("GET", f"/accounts/{ids['own']}/timeline", {}, readers),
         ("GET", "/playbooks", {}, readers),
+        ("GET", "/reports/sla", {}, {"admin", "leader"}),
+        ("GET", "/reports/sla?format=csv&by=team", {}, {"admin", "leader"}),
         ("POST", "/signals", SIGNAL, {"admin", "ingest"}),
     ]
 
@@ -43,7 +47,7 @@ def test_every_route_allows_exactly_its_roles(world, role):
             assert response.status_code < 400, (method, path, role, response.get_json())
         else:
             assert response.status_code == 403, (method, path, role, response.status_code)
-        assert response.mimetype in ("application/json", "application/problem+json")
+        assert response.mimetype in ("application/json", "application/problem+json", "text/csv")
 
 
 def test_a_rep_reading_or_deciding_another_reps_task_gets_404(world):

@@ -15,10 +15,11 @@ from orchestrator.api.access import READERS, acting_owner, principal, roles, tas
 from orchestrator.api.app import page_of, runtime
 from orchestrator.apikeys import Principal, Role
 from orchestrator.db import unit_of_work
-from orchestrator.errors import HandoffError
+from orchestrator.errors import Conflict, HandoffError
 from orchestrator.journeys.decisions import decide_task
-from orchestrator.models import OPEN_STATUSES, Journey, Task, TaskStatus
+from orchestrator.models import OPEN_STATUSES, Account, Journey, Task, TaskStatus
 from orchestrator.work.entitlements import check_decider
+from orchestrator.work.sla import pause_task, resume_task
 from orchestrator.work.tasks import acknowledge_task
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="People's tasks and their decision briefs.")
@@ -47,6 +48,8 @@ class TaskOut(Schema):
     completed_at = fields.AwareDateTime(allow_none=True)
     completed_by = fields.String(allow_none=True)
     draft = fields.String(allow_none=True)
+    sla_state = fields.String()
+    paused_at = fields.AwareDateTime(allow_none=True)
 
 
 class TaskDetail(TaskOut):
@@ -68,13 +71,19 @@ class TaskQuery(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
+class WaitReason(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500),
+                           metadata={"description": "why the task waits (audited), e.g. waiting on the customer"})
+
+
 class Decision(Schema):
     outcome = fields.String(required=True, validate=validate.OneOf(["done", "approved", "rejected", "published"]))
 
 
 def etag(task: Task) -> str:
     """Changes whenever the task's state does, so If-Match catches a decision made meanwhile."""
-    state = f"{task.id}:{task.status}:{task.outcome}:{task.owner_id}:{task.acknowledged_at}:{task.priority}"
+    state = (f"{task.id}:{task.status}:{task.outcome}:{task.owner_id}:{task.acknowledged_at}:{task.priority}:"
+             f"{task.paused_at}:{task.due_at}")
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:20] + '"'
 
 
@@ -156,4 +165,49 @@ def decide(decision: dict[str, Any], task_id: int) -> Any:
         actor = _actor(session, who, task)
         task = decide_task(session=session, settings=rt.settings, task_id=task.id, outcome=decision["outcome"],
                            actor=actor, now=rt.clock.now())
+        return task, 200, {"ETag": etag(task)}
+
+
+def _locked(session: Session, task: Task) -> Task:
+    # The account's row lock, as decisions take it, then the task as the database has it now:
+    # two people pausing or resuming one task at once are serialised, and the second gets 409.
+    session.execute(select(Account.id).where(Account.id == task.account_id).with_for_update())
+    locked = session.get(Task, task.id, populate_existing=True)
+    assert locked is not None
+    return locked
+
+
+@blp.route("/<id:task_id>/wait", methods=["POST"])
+@blp.arguments(WaitReason)
+@blp.response(200, TaskOut)
+@roles(Role.ADMIN, Role.REP)
+def wait(body: dict[str, Any], task_id: int) -> Any:
+    """Stop the task's SLA clock while it waits (on the customer), with a reason; 409 if already waiting."""
+    rt = runtime()
+    who = principal()
+    with unit_of_work(rt.sessions) as session:
+        task = task_for(session, task_id, who)
+        _check_precondition(task)
+        actor = _actor(session, who, task)
+        task = _locked(session, task)
+        if not pause_task(session, settings=rt.settings, task=task, actor=actor, now=rt.clock.now(),
+                          reason=body["reason"]):
+            raise Conflict(f"task {task.id} is already waiting (since {task.paused_at:%Y-%m-%d %H:%M} UTC)")
+        return task, 200, {"ETag": etag(task)}
+
+
+@blp.route("/<id:task_id>/resume", methods=["POST"])
+@blp.response(200, TaskOut)
+@roles(Role.ADMIN, Role.REP)
+def resume(task_id: int) -> Any:
+    """Restart the SLA clock with the business time that was left; the deadlines move; 409 if not waiting."""
+    rt = runtime()
+    who = principal()
+    with unit_of_work(rt.sessions) as session:
+        task = task_for(session, task_id, who)
+        _check_precondition(task)
+        actor = _actor(session, who, task)
+        task = _locked(session, task)
+        if not resume_task(session, settings=rt.settings, task=task, actor=actor, now=rt.clock.now()):
+            raise Conflict(f"task {task.id} is not waiting")
         return task, 200, {"ETag": etag(task)}

@@ -1,0 +1,89 @@
+"""Task routes beyond ack and decide: wait on the customer and resume; the SLA report to leaders only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from orchestrator.db import unit_of_work
+from orchestrator.models import AuditEvent, SlaEvent, Task
+from tests.conftest import T0
+
+
+def test_waiting_stops_the_clock_with_a_reason_and_resuming_moves_the_deadline(world):
+    sams = world.ids["sams_task"]
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        due_before = session.get(Task, sams).due_at
+    waiting = world.call("POST", f"/tasks/{sams}/wait", "sam", json={"reason": "customer is on holiday"})
+    assert waiting.status_code == 200, waiting.get_json()
+    assert (waiting.get_json()["sla_state"], waiting.get_json()["paused_at"] is not None) == ("paused", True)
+    assert world.call("POST", f"/tasks/{sams}/wait", "sam", json={"reason": "again"}).status_code == 409
+    world.runtime.clock.advance(timedelta(hours=2))  # type: ignore[attr-defined]
+    resumed = world.call("POST", f"/tasks/{sams}/resume", "sam")
+    assert resumed.status_code == 200, resumed.get_json()
+    assert resumed.get_json()["paused_at"] is None
+    assert world.call("POST", f"/tasks/{sams}/resume", "sam").status_code == 409
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        task = session.get(Task, sams)
+        assert task.due_at > due_before and task.paused_seconds > 0
+        kinds = [e.kind for e in session.scalars(select(SlaEvent).where(SlaEvent.task_id == sams))]
+        assert kinds == ["paused", "resumed"]
+        paused = session.scalars(select(AuditEvent).where(AuditEvent.action == "task_paused")).one()
+        assert paused.actor == "sam@acme.example" and "customer is on holiday" in paused.reason
+
+
+def test_a_wait_without_a_reason_is_refused_naming_the_field_and_nothing_changes(world):
+    sams = world.ids["sams_task"]
+    response = world.call("POST", f"/tasks/{sams}/wait", "sam", json={"reason": ""})
+    assert (response.status_code, response.get_json()["field"]) == (422, "reason")
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        assert session.get(Task, sams).paused_at is None
+
+
+def test_a_rep_cannot_pause_another_reps_task_and_a_leader_cannot_pause_at_all(world):
+    ritas = world.ids["ritas_task"]
+    assert world.call("POST", f"/tasks/{ritas}/wait", "sam", json={"reason": "x"}).status_code == 404
+    assert world.call("POST", f"/tasks/{ritas}/wait", "leader", json={"reason": "x"}).status_code == 403
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        assert session.get(Task, ritas).paused_at is None
+
+
+def test_two_concurrent_waits_on_one_task_one_wins_the_other_gets_409(world):
+    sams = world.ids["sams_task"]
+    barrier, codes = threading.Barrier(2), []
+    clients = [world.client.application.test_client() for _ in range(2)]
+
+    def pause(client, key):
+        barrier.wait(10)
+        response = client.post(f"/tasks/{sams}/wait", json={"reason": "waiting on the customer"},
+                               headers={"Authorization": f"Bearer {world.keys[key]}"})
+        codes.append(response.status_code)
+
+    threads = [threading.Thread(target=pause, args=pair) for pair in zip(clients, ["sam", "admin"], strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(codes) == [200, 409]
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        assert len(session.scalars(select(AuditEvent).where(AuditEvent.action == "task_paused")).all()) == 1
+
+
+def test_the_sla_report_as_json_and_csv_counts_the_tasks(world):
+    with unit_of_work(world.runtime.sessions) as session:  # created on the app's clock, inside the period
+        session.execute(update(Task).values(created_at=T0))
+    report = world.call("GET", "/reports/sla?by=owner", "leader")
+    assert report.status_code == 200, report.get_json()
+    rows = {row["group"]: row["tasks"] for row in report.get_json()["rows"]}
+    assert rows == {"mia@acme.example": 1, "sam@acme.example": 1, "rita@acme.example": 1}
+    as_csv = world.call("GET", "/reports/sla?format=csv", "admin")
+    assert as_csv.mimetype == "text/csv"
+    parsed = {row["group"]: int(row["tasks"]) for row in csv.DictReader(io.StringIO(as_csv.get_data(as_text=True)))}
+    assert parsed == rows
+    bad = world.call("GET", "/reports/sla?since=yesterday", "admin")
+    assert (bad.status_code, bad.get_json()["field"]) == (422, "since")
+    assert world.call("GET", "/reports/sla", "sam").status_code == 403
