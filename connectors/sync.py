@@ -117,7 +117,7 @@ def _source(runtime: Runtime, name: str) -> SourceConnector:
 def _apply(runtime: Runtime, *, name: str, page: Page, report: SyncReport, keep_cursor: bool) -> None:
     now = runtime.clock.now()
     with unit_of_work(runtime.sessions) as session:
-        upserted = upsert_records(session, source=name, records=page.records, now=now)
+        upserted = upsert_records(session, source=name, records=page.records, now=now, settings=runtime.settings)
         stored = rejected = 0
         for raw in page.signals:
             result = ingest(session=session, raw=raw, source=name, now=now, settings=runtime.settings)

@@ -149,15 +149,21 @@ class Puller:
         statement = _select(select, sobject, since, self.overlap, stamp=stamp, extra=self._extra_where(sobject))
         for raw in self.api.query_pages(statement, include_deleted=False):
             rows = raw["records"]
-            yield Page(records=[], signals=derive(rows), cursor=_cursor(rows, since, stamp=stamp),
+            records = self._open_tasks(rows) if sobject == "Task" else []
+            yield Page(records=records, signals=derive(rows), cursor=_cursor(rows, since, stamp=stamp),
                        api_calls=self._calls(), object_type=sobject)
+
+    def _open_tasks(self, rows: Sequence[Mapping[str, Any]]) -> list[Record]:
+        """Handoff's open Tasks with the status a rep set: a waiting status pauses the SLA clock."""
+        return [Record(kind="task", source=SOURCE, external_id=row["Id"], fields={"crm_status": row["Status"]})
+                for row in rows if not row.get("IsDeleted") and not row.get("IsClosed") and row.get("Status")]
 
     def _extra_where(self, sobject: str) -> str:
         if sobject == "AccountHistory":
             return format_soql("Field = {} AND DataType = {}", "Owner", "EntityId")
         if sobject == "Task":
-            return format_soql("{field:literal} != null AND IsClosed = true",
-                               field=self.config["task_external_id_field"])
+            # Open ones too: their status may say the rep is waiting on the customer.
+            return format_soql("{field:literal} != null", field=self.config["task_external_id_field"])
         return ""
 
     def _stage_kinds_by_name(self) -> dict[str, tuple[bool, bool]]:

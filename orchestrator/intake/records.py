@@ -17,17 +17,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from orchestrator.clock import ensure_utc
+from orchestrator.config import Settings
 from orchestrator.errors import Invalid
 from orchestrator.models import Account, Contact, Deal, ExternalId, Owner, Task, TaskStatus
 from orchestrator.models.tasks import OPEN_STATUSES
 
-__all__ = ["KINDS", "Record", "RecordKind", "UpsertReport", "resolve_local_id", "upsert_records"]
+__all__ = ["KINDS", "CrmStatusHook", "Record", "RecordKind", "UpsertReport", "on_crm_status", "resolve_local_id",
+           "upsert_records"]
 
 RecordKind = Literal["owner", "account", "contact", "deal", "task"]
 KINDS: tuple[RecordKind, ...] = ("owner", "account", "contact", "deal", "task")
@@ -35,6 +37,20 @@ _MAX_PROBLEMS = 50  # a report keeps the first few problems, never an unbounded 
 
 # Fields a source sets when it creates a row but never overwrites later: the engine owns them.
 _CREATE_ONLY: Mapping[str, frozenset[str]] = {"account": frozenset({"stage", "stage_entered_at"})}
+
+
+class CrmStatusHook(Protocol):
+    def __call__(self, session: Session, *, settings: Settings, task: Task, status: str, now: datetime) -> bool: ...
+
+
+# The SLA clock lives in `work`, which sits above intake (work -> delivery -> connectors -> intake):
+# it hands its pause/resume in here when imported (every command, the worker and the API import it).
+_CRM_STATUS_HOOKS: list[CrmStatusHook] = []
+
+
+def on_crm_status(hook: CrmStatusHook) -> None:
+    """Install what a task record's `crm_status` does (work.sla: pause or resume the SLA clock)."""
+    _CRM_STATUS_HOOKS[:] = [hook]
 
 
 @dataclass(frozen=True)
@@ -96,12 +112,15 @@ def upsert_records(
     records: Sequence[Record],
     now: datetime,
     update_existing: bool = True,
+    settings: Settings | None = None,
 ) -> UpsertReport:
     """Create or update local rows for `records`; flushes, never commits.
 
     Kinds are applied in dependency order (owners, accounts, contacts, deals, tasks) whatever
     the input order, and managers are linked once every owner of the batch exists. With
     `update_existing=False` a known record is left exactly as it is (the sample data).
+    With `settings`, a task record's `crm_status` pauses or resumes the task's SLA clock
+    (`[sla] waiting_statuses`); without, it is ignored.
     A record that cannot be applied (a reference to an unknown account, a bad value) is
     skipped and named in `report.problems`; the rest of the batch goes on.
     """
@@ -112,7 +131,7 @@ def upsert_records(
             raise Invalid(f"unknown record kind {record.kind!r}; expected one of {', '.join(KINDS)}", field="kind")
         by_kind[record.kind].append(record)
     upserter = _Upserter(session=session, source=source, now=ensure_utc(now), report=report,
-                         update_existing=update_existing)
+                         update_existing=update_existing, settings=settings)
     owners = [(record, upserter.apply(record)) for record in by_kind["owner"]]
     for record, owner in owners:
         if isinstance(owner, Owner) and "manager" in record.fields:
@@ -196,7 +215,8 @@ _FIELDS: Mapping[str, Mapping[str, Any]] = {
                 "attributes": _mapping},
     "deal": {"name": _text, "amount": _money, "stage": _text, "kind": _text, "close_date": _when,
              "is_closed": _bool, "is_won": _bool, "attributes": _mapping},
-    "task": {"status": _text, "completed_at": _when, "completed_by": _text, "outcome": _text},
+    "task": {"status": _text, "completed_at": _when, "completed_by": _text, "outcome": _text,
+             "crm_status": _text},  # the CRM's own status word, for the SLA pause
 }
 _REFERENCES: Mapping[str, Mapping[str, str]] = {  # field -> kind it points at
     "owner": {},
@@ -233,6 +253,7 @@ class _Upserter:
     now: datetime
     report: UpsertReport
     update_existing: bool
+    settings: Settings | None = None
 
     def apply(self, record: Record) -> Any:
         """Upsert one record; a problem skips it (reported), never the batch."""
@@ -399,6 +420,9 @@ class _Upserter:
             row.completed_by = values.get("completed_by") or row.completed_by
             row.outcome = values.get("outcome") or row.outcome
             changed = True
+        elif self.settings is not None and row.status in OPEN_STATUSES and values.get("crm_status"):
+            changed = _CRM_STATUS_HOOKS[0](self.session, settings=self.settings, task=row,
+                                           status=values["crm_status"], now=self.now) if _CRM_STATUS_HOOKS else False
         (self.report.updated if changed else self.report.unchanged)["task"] += 1
         self._link(record, row.id)
         return row

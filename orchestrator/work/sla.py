@@ -29,6 +29,7 @@ from orchestrator.db import dialect_insert
 from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import Conflict
+from orchestrator.intake import records
 from orchestrator.models import (
     OPEN_STATUSES,
     Journey,
@@ -401,3 +402,6 @@ def _audit(session: Session, *, task: Task, at: datetime, actor: str, action: au
     audit.record(session, at=at, action=action, actor=actor, rule=rule, reason=reason,
                  account_id=task.account_id, journey_id=task.journey_id, playbook_id=playbook_id,
                  playbook_version=version, step_id=step_id, detail={"task_id": task.id, **(detail or {})})
+
+
+records.on_crm_status(apply_crm_status)  # a synced CRM task status pauses or resumes its clock

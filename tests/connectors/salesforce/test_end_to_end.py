@@ -25,6 +25,7 @@ from orchestrator.delivery.routing import install_routing
 from orchestrator.journeys.drain import drain_signals
 from orchestrator.models import Journey, OutboxMessage, OutboxStatus, Owner, Task
 from orchestrator.runtime import Runtime, build_runtime
+from orchestrator.work import sla as _sla  # noqa: F401  (installs the CRM-status pause, as every command does)
 from tests.connectors.salesforce.conftest import base_config
 from tests.engine.conftest import HEADER, install_playbook
 from tests.fakes.salesforce import FakeSalesforce, seed_users
@@ -248,3 +249,32 @@ def test_an_escalation_writes_the_new_owner_and_priority_to_the_salesforce_task_
             assert len(fake.org.find("Task")) == len(org.tasks())  # updated in place, never a second Task
         finally:
             org.runtime.close()
+
+
+def test_a_waiting_status_in_salesforce_pauses_the_sla_clock_and_another_resumes_it(org: Org) -> None:
+    org.sync()
+    _win_all_deals(org.fake)
+    org.sync()
+    org.deliver()
+    task = org.tasks()[0]
+    (remote,) = org.fake.org.find("Task", Handoff_Key__c=f"task:{task.id}:create")
+    due_before = task.due_at
+
+    org.fake.org.update("Task", remote["Id"], {"Status": "Waiting on someone else"}, system=False)
+    org.clock.advance(timedelta(minutes=5))
+    org.sync()
+    paused = {t.id: t for t in org.tasks()}[task.id]
+    assert paused.paused_at is not None and paused.sla_check_at is None
+    assert all(t.paused_at is None for t in org.tasks() if t.id != task.id)  # only the one the rep set
+    org.sync()  # seen again in the overlap: still one pause
+    with org.runtime.sessions() as session:
+        from orchestrator.models import SlaEvent
+        kinds = [e.kind for e in session.scalars(select(SlaEvent).where(SlaEvent.task_id == task.id))]
+    assert kinds.count("paused") == 1
+
+    org.clock.advance(timedelta(days=1))
+    org.fake.org.update("Task", remote["Id"], {"Status": "In Progress"}, system=False)
+    org.sync()
+    resumed = {t.id: t for t in org.tasks()}[task.id]
+    assert resumed.paused_at is None and resumed.due_at > due_before  # the waiting time was given back
+    assert [m for m in org.outbox() if m.kind == "crm.update_task" and m.task_id == task.id]
