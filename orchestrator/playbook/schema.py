@@ -393,6 +393,7 @@ def _check_action_args(action: Any, args: Any, errors: dict[str, Any], args_key:
 # People an internal notification may name besides an email address; the delivery connector
 # reads them from the account when it sends (connectors/recipients.py).
 NOTIFY_REFERENCES = ("account.owner", "owner.manager", "account.csm")
+CONTACT_ROLES = ("champion", "admin", "economic_buyer")
 
 
 def _check_recipient(action: Any, given: Mapping[str, Any], errors: dict[str, Any], args_key: str) -> None:
@@ -404,6 +405,17 @@ def _check_recipient(action: Any, given: Mapping[str, Any], errors: dict[str, An
                 f'"{to}" is not a recipient; use {_one_of(NOTIFY_REFERENCES)} or an email address'
                 f"{did_you_mean(to, NOTIFY_REFERENCES)}", "action",
             )]
+    if action == "customer.email" and isinstance(to, str) and "{" not in to and "@" not in to:
+        # A literal word would be stored as the address; contact roles are not looked up at send time yet.
+        if to.strip() in CONTACT_ROLES:
+            text = (f'"{to}" is a contact role, which Handoff does not look up when it sends yet; a customer '
+                    "email needs an address: write the one from the CRM (e.g. {{ deal.champion_email }})")
+        else:
+            text = (f'"{to}" is not an email address; a customer email goes to an address '
+                    "(e.g. {{ signal.email }} or {{ deal.champion_email }})")
+        errors.setdefault(args_key, {})["to"] = [Problem(
+            text, "recipient",
+        )]
     url = given.get("url")
     if action == "notify.webhook" and isinstance(url, str) and "{" not in url \
             and not url.lower().startswith(("https://", "http://")):
