@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TaskSla", "apply_crm_status", "calendar_for", "deadlines", "escalation_time", "finish_pause", "on_acknowledged",
-    "on_closed", "pause_task", "record_event", "resume_task", "schedule", "sla_of", "state_at",
+    "on_closed", "pause_task", "record_event", "resume_task", "schedule", "sla_of", "state_at", "state_condition",
 ]
 
 _OPEN = {str(s) for s in OPEN_STATUSES}
@@ -194,6 +194,31 @@ def state_at(task: Task, *, settings: Settings, calendar: BusinessCalendar, now:
         if now >= at_risk_at(task, settings=settings, calendar=calendar):
             return SlaState.AT_RISK
     return SlaState(task.sla_state) if task.sla_state != SlaState.PAUSED else SlaState.ON_TRACK
+
+
+def state_condition(state: SlaState, *, now: datetime) -> ColumnElement[bool]:
+    """A WHERE clause for tasks in `state` at `now`, as `state_at` decides it, for list filters.
+
+    Paused and breached are read from the deadlines themselves, so a breach shows the moment
+    it happens. Turning at risk needs the business calendar, so that one is read from the
+    `sla_state` the sweep keeps (it changes at the sweep's next look, `sla_check_at`).
+    """
+    paused = Task.paused_at.is_not(None)
+    open_ = Task.status.in_(sorted(_OPEN))
+    breached = and_(~paused, or_(
+        # NULL outcomes must read as "not breached", never as unknown (NOT of unknown drops the row).
+        func.coalesce(Task.ack_outcome, "") == "breached", func.coalesce(Task.due_outcome, "") == "breached",
+        Task.sla_state == str(SlaState.BREACHED),
+        and_(open_, or_(Task.due_at <= now, and_(Task.status == str(TaskStatus.OPEN), Task.ack_by.is_not(None),
+                                                 Task.ack_by <= now)))))
+    if state == SlaState.PAUSED:
+        return paused
+    if state == SlaState.BREACHED:
+        return breached
+    rest = and_(~paused, ~breached)
+    if state == SlaState.AT_RISK:
+        return and_(rest, Task.sla_state == str(SlaState.AT_RISK))
+    return and_(rest, Task.sla_state.in_([str(SlaState.ON_TRACK), str(SlaState.PAUSED)]))
 
 
 def schedule(task: Task, *, sla: TaskSla, settings: Settings) -> datetime | None:

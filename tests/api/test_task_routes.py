@@ -87,3 +87,24 @@ def test_the_sla_report_as_json_and_csv_counts_the_tasks(world):
     bad = world.call("GET", "/reports/sla?since=yesterday", "admin")
     assert (bad.status_code, bad.get_json()["field"]) == (422, "since")
     assert world.call("GET", "/reports/sla", "sam").status_code == 403
+
+
+def test_tasks_filter_by_sla_state_as_of_now(world):
+    ids = world.ids
+    with unit_of_work(world.runtime.sessions) as session:
+        now = world.runtime.clock.now()
+        session.get(Task, ids["sams_task"]).due_at = now - timedelta(minutes=1)  # breached, not yet swept
+        session.get(Task, ids["ritas_task"]).sla_state = "at_risk"
+    assert world.call("POST", f"/tasks/{ids['approval']}/wait", "mia", json={"reason": "customer"}).status_code == 200
+
+    def listed(state, key="admin"):
+        response = world.call("GET", f"/tasks?sla_state={state}", key)
+        assert response.status_code == 200, response.get_json()
+        return {item["id"] for item in response.get_json()["items"]}
+
+    assert listed("breached") == {ids["sams_task"]}
+    assert listed("at_risk") == {ids["ritas_task"]}
+    assert listed("paused") == {ids["approval"]}
+    assert listed("on_track") == set()
+    assert listed("at_risk", key="sam") == set()  # a rep's filter stays within their own tasks
+    assert world.call("GET", "/tasks?sla_state=late", "admin").get_json()["field"] == "sla_state"

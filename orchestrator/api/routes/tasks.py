@@ -17,9 +17,9 @@ from orchestrator.apikeys import Principal, Role
 from orchestrator.db import unit_of_work
 from orchestrator.errors import Conflict, HandoffError
 from orchestrator.journeys.decisions import decide_task
-from orchestrator.models import OPEN_STATUSES, Account, Journey, Task, TaskStatus
+from orchestrator.models import OPEN_STATUSES, Account, Journey, SlaState, Task, TaskStatus
 from orchestrator.work.entitlements import check_decider
-from orchestrator.work.sla import pause_task, resume_task
+from orchestrator.work.sla import pause_task, resume_task, state_condition
 from orchestrator.work.tasks import acknowledge_task
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="People's tasks and their decision briefs.")
@@ -67,6 +67,8 @@ class TaskQuery(Schema):
     status = fields.String(validate=validate.OneOf([s.value for s in TaskStatus] + ["open_any"]))
     due_before = fields.AwareDateTime()
     playbook = fields.String(validate=validate.Length(max=100))
+    sla_state = fields.String(validate=validate.OneOf([s.value for s in SlaState]),
+                              metadata={"description": "on_track, at_risk, breached or paused, as of now"})
     after = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1), metadata={"description": "cursor"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
@@ -98,7 +100,7 @@ def _check_precondition(task: Task) -> None:
 @blp.response(200, TaskPage)
 @roles(*READERS)
 def list_tasks(query: dict[str, Any]) -> Any:
-    """Tasks the caller may see, oldest id first; filter by owner, status, due date, playbook."""
+    """Tasks the caller may see, oldest id first; filter by owner, status, due date, SLA state, playbook."""
     who = principal()
     statement = visible_tasks(select(Task), who).order_by(Task.id).limit(query["limit"] + 1)
     if "after" in query:
@@ -111,6 +113,8 @@ def list_tasks(query: dict[str, Any]) -> Any:
         statement = statement.where(Task.status == query["status"])
     if "due_before" in query:
         statement = statement.where(Task.due_at < query["due_before"])
+    if "sla_state" in query:
+        statement = statement.where(state_condition(SlaState(query["sla_state"]), now=runtime().clock.now()))
     if "playbook" in query:
         statement = statement.join(Journey, Journey.id == Task.journey_id).where(
             Journey.playbook_id == query["playbook"])
