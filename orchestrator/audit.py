@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from orchestrator.models import AuditEvent
 
-__all__ = ["AuditAction", "record", "render_line", "render_timeline", "timeline"]
+__all__ = ["AuditAction", "record", "record_many", "render_line", "render_timeline", "row", "timeline"]
 
 
 class AuditAction(StrEnum):
@@ -69,6 +69,32 @@ def record(
     )
     session.add(event)
     return event
+
+
+def row(
+    *,
+    at: datetime,
+    action: AuditAction | str,
+    reason: str,
+    rule: str = "",
+    actor: str = "system",
+    account_id: int | None = None,
+    journey_id: int | None = None,
+    playbook_id: str | None = None,
+    playbook_version: int | None = None,
+    step_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One audit event as a row for `record_many` (every column given, so a batch is one executemany)."""
+    return {"at": at, "action": str(action), "reason": reason, "rule": rule, "actor": actor,
+            "account_id": account_id, "journey_id": journey_id, "playbook_id": playbook_id,
+            "playbook_version": playbook_version, "step_id": step_id, "detail": dict(detail or {})}
+
+
+def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Write these events (`row(...)`) now, with one executemany, in the caller's transaction."""
+    if rows:
+        session.execute(insert(cast(Table, AuditEvent.__table__)), list(rows))
 
 
 def timeline(session: Session, *, account_id: int) -> list[AuditEvent]:

@@ -9,9 +9,19 @@ import click
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.db import unit_of_work
 from orchestrator.intake.lines import read_lines
-from orchestrator.intake.signals import MAX_RAW_BYTES, IntakeResult, IntakeStatus, ingest, oversized, source_problem
+from orchestrator.intake.signals import (
+    MAX_RAW_BYTES,
+    IntakeResult,
+    IntakeStatus,
+    ingest_many,
+    oversized,
+    source_problem,
+)
 from orchestrator.journeys.drain import drain_signals
 from orchestrator.runtime import Runtime
+
+# Lines per intake transaction.
+INTAKE_BATCH = 100
 
 
 @click.group()
@@ -30,21 +40,38 @@ def ingest_command(runtime: Runtime, file: BinaryIO, source: str) -> None:
     if problem:
         raise click.BadParameter(problem, param_hint="--source")
     rejected = 0
+    # Lines are stored in batches (one transaction each): a rejected line writes nothing, so a
+    # bad line never undoes the good ones around it, and a batch costs a few statements.
+    pending: list[tuple[int, bytes]] = []
     for line in read_lines(file, max_bytes=MAX_RAW_BYTES):
-        if line.data is None:
-            result = oversized(line.size)
-        elif not line.data.strip():
+        if line.data is not None and not line.data.strip():
             continue
-        else:
-            # One transaction per line: a bad line never undoes the good ones before it.
-            with unit_of_work(runtime.sessions) as session:
-                result = ingest(session=session, raw=line.data, source=source, now=runtime.clock.now(),
-                                settings=runtime.settings)
-        rejected += result.status == IntakeStatus.REJECTED
-        click.echo(f"line {line.number}: {describe(result)}")
+        if line.data is not None:
+            pending.append((line.number, line.data))
+            if len(pending) >= INTAKE_BATCH:
+                rejected += _store(runtime, pending, source)
+                pending = []
+            continue
+        rejected += _store(runtime, pending, source)
+        pending = []
+        rejected += 1
+        click.echo(f"line {line.number}: {describe(oversized(line.size))}")
+    rejected += _store(runtime, pending, source)
     _run_engine(runtime)
     if rejected:
         raise SystemExit(1)
+
+
+def _store(runtime: Runtime, lines: list[tuple[int, bytes]], source: str) -> int:
+    """Ingest these lines in one transaction, say what became of each; returns how many were rejected."""
+    if not lines:
+        return 0
+    with unit_of_work(runtime.sessions) as session:
+        results = ingest_many(session=session, raws=[data for _, data in lines], source=source,
+                              now=runtime.clock.now(), settings=runtime.settings)
+    for (number, _), result in zip(lines, results, strict=True):
+        click.echo(f"line {number}: {describe(result)}")
+    return sum(result.status == IntakeStatus.REJECTED for result in results)
 
 
 def describe(result: IntakeResult) -> str:

@@ -17,19 +17,20 @@ from enum import StrEnum
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
-from orchestrator.db import dialect_insert, skip_locked
+from orchestrator.db import insert_ignoring, skip_locked
 from orchestrator.intake import values
 from orchestrator.intake.unknown_types import IncomingSignal, flag_unknown_types
 from orchestrator.models import Account, Deal, ExternalId, Signal
 
 __all__ = [
     "MAX_PAYLOAD_BYTES", "MAX_RAW_BYTES", "MAX_SOURCE_LENGTH", "AccountRef", "DealRef", "IntakeResult",
-    "IntakeStatus", "SignalSchema", "default_dedupe_key", "defer", "find_account", "ingest", "mark_processed",
+    "IntakeStatus", "SignalSchema", "default_dedupe_key", "defer", "find_account", "find_accounts", "ingest",
+    "ingest_many", "mark_processed",
     "oversized", "parse_account_ref", "pending_heads", "pending_signals", "source_problem",
 ]
 
@@ -229,7 +230,7 @@ def _parse(raw: Any) -> dict[str, Any] | IntakeResult:
     if problem:
         return _rejected(problem.field, problem.reason)
     try:
-        return SignalSchema().load(dict(raw))
+        return _SIGNAL_SCHEMA.load(dict(raw))
     except ValidationError as exc:
         field, message = _first_error(exc.messages)
         return _rejected(field, message)
@@ -263,27 +264,99 @@ def find_account(session: Session, *, ref: AccountRef) -> Account | None:
     return session.scalars(select(Account).where(Account.domain == domain)).one_or_none()
 
 
-def _find_deal(session: Session, ref: DealRef) -> Deal | None:
-    if ref.id is not None:
-        return session.get(Deal, ref.id)
-    return session.scalars(
-        select(Deal).join(ExternalId, ExternalId.local_id == Deal.id)
-        .where(ExternalId.kind == "deal", ExternalId.source == ref.source,
-               ExternalId.external_id == ref.external_id)
-    ).one_or_none()
+def find_accounts(session: Session, *, refs: Sequence[AccountRef]) -> dict[str, Account]:
+    """The accounts these references name, by `AccountRef.canonical()`; unknown ones are absent.
+
+    One query per kind of reference present (ids, external ids, domains), whatever the count.
+    """
+    found: dict[str, Account] = {}
+    ids = sorted({ref.id for ref in refs if ref.id is not None})
+    if ids:
+        for account in session.scalars(select(Account).where(Account.id.in_(ids))):
+            found[f"id:{account.id}"] = account
+    pairs = sorted({(ref.source, ref.external_id) for ref in refs
+                    if ref.id is None and ref.source is not None and ref.external_id is not None})
+    if pairs:
+        query = (select(Account, ExternalId.source, ExternalId.external_id)
+                 .join(ExternalId, ExternalId.local_id == Account.id)
+                 .where(ExternalId.kind == "account", tuple_(ExternalId.source, ExternalId.external_id).in_(pairs)))
+        for account, source, external_id in session.execute(query).tuples():
+            found[f"ext:{source}:{external_id}"] = account
+    # Account.domain is stored lowercase, so the normalized values hit the unique index.
+    domains = sorted({_normalize_domain(ref.domain) for ref in refs
+                      if ref.id is None and ref.source is None and ref.domain is not None})
+    if domains:
+        for account in session.scalars(select(Account).where(Account.domain.in_(domains))):
+            found[f"domain:{account.domain}"] = account
+    return found
+
+
+def _find_deals(session: Session, refs: Sequence[DealRef]) -> dict[str, Deal]:
+    found: dict[str, Deal] = {}
+    ids = sorted({ref.id for ref in refs if ref.id is not None})
+    if ids:
+        for deal in session.scalars(select(Deal).where(Deal.id.in_(ids))):
+            found[f"id:{deal.id}"] = deal
+    pairs = sorted({(ref.source, ref.external_id) for ref in refs
+                    if ref.id is None and ref.source is not None and ref.external_id is not None})
+    if pairs:
+        query = (select(Deal, ExternalId.source, ExternalId.external_id)
+                 .join(ExternalId, ExternalId.local_id == Deal.id)
+                 .where(ExternalId.kind == "deal", tuple_(ExternalId.source, ExternalId.external_id).in_(pairs)))
+        for deal, source, external_id in session.execute(query).tuples():
+            found[f"ext:{source}:{external_id}"] = deal
+    return found
 
 
 # -- intake -----------------------------------------------------------------------------------
 
+# Built once per process: building a marshmallow schema (fields, nested schemas, hooks) cost
+# more than validating a signal with it.
+_SIGNAL_SCHEMA = SignalSchema()
+
+
+@dataclass(frozen=True)
+class _Valid:
+    """A signal that passed validation, with its references and dedupe key worked out."""
+
+    data: dict[str, Any]
+    account_ref: AccountRef
+    deal_ref: DealRef | None
+    dedupe_key: str
+
+
 def ingest(*, session: Session, raw: Any, source: str, now: datetime, settings: Settings) -> IntakeResult:
     """Validate and store one signal (a mapping, or JSON text/bytes) in the caller's transaction."""
+    return ingest_many(session=session, raws=[raw], source=source, now=now, settings=settings)[0]
+
+
+def ingest_many(*, session: Session, raws: Sequence[Any], source: str, now: datetime,
+                settings: Settings) -> list[IntakeResult]:
+    """Validate and store a batch of signals in the caller's transaction; one result per item, in order.
+
+    The same rows, results and exception items as `ingest` item by item, at a cost per batch:
+    accounts and deals resolved in one query per kind of reference, the signals written with
+    one INSERT ... ON CONFLICT DO NOTHING RETURNING, their audit events with one executemany.
+    A key repeated within the batch is a duplicate of its first occurrence, as it would be
+    one by one.
+    """
     problem = source_problem(source)
     if problem:
-        return _rejected("source", problem)
-    data = _parse(raw)
-    if isinstance(data, IntakeResult):
-        return data
+        return [_rejected("source", problem) for _ in raws]
+    results: list[IntakeResult | None] = [None] * len(raws)
+    valid: dict[int, _Valid] = {}
+    for index, raw in enumerate(raws):
+        parsed = _parse(raw)
+        if isinstance(parsed, IntakeResult):
+            results[index] = parsed
+        else:
+            valid[index] = _valid(parsed)
+    if valid:
+        _store(session, valid=valid, results=results, source=source, now=now, settings=settings)
+    return [result for result in results if result is not None]
 
+
+def _valid(data: dict[str, Any]) -> _Valid:
     account_ref = AccountRef(**data["account"])
     if account_ref.domain is not None:
         account_ref = AccountRef(domain=_normalize_domain(account_ref.domain))
@@ -291,48 +364,80 @@ def ingest(*, session: Session, raw: Any, source: str, now: datetime, settings: 
     dedupe_key = data["dedupe_key"] or default_dedupe_key(
         type=data["type"], account=account_ref, occurred_at=data["occurred_at"],
         payload=data["payload"], deal=deal_ref)
+    return _Valid(data=data, account_ref=account_ref, deal_ref=deal_ref, dedupe_key=dedupe_key)
 
-    account = find_account(session, ref=account_ref)
-    deal = _find_deal(session, deal_ref) if deal_ref is not None else None
-    deal_problem = _deal_problem(deal_ref, deal, account)
-    if deal_problem:
-        deal = None
 
-    statement = (
-        dialect_insert(session, Signal)
-        .values(type=data["type"], dedupe_key=dedupe_key, source=source, payload=data["payload"],
-                account_id=account.id if account else None, deal_id=deal.id if deal else None,
-                occurred_at=data["occurred_at"], received_at=now)
-        # Two processes receiving the same signal at once: exactly one insert wins, the
-        # other gets no row back and reports a duplicate, with no IntegrityError to recover from.
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Signal.id)
-    )
-    signal_id = session.execute(statement).scalar()
-    if signal_id is None:
-        existing = session.scalar(select(Signal.id).where(Signal.dedupe_key == dedupe_key))
-        return IntakeResult(status=IntakeStatus.DUPLICATE, signal_id=existing,
-                            reason=f"duplicate of signal {existing}")
+def _store(session: Session, *, valid: dict[int, _Valid], results: list[IntakeResult | None], source: str,
+           now: datetime, settings: Settings) -> None:
+    accounts = find_accounts(session, refs=[item.account_ref for item in valid.values()])
+    deals = _find_deals(session, [item.deal_ref for item in valid.values() if item.deal_ref is not None])
+    first: dict[str, int] = {}  # dedupe key -> index of its first occurrence in this batch
+    rows: list[dict[str, Any]] = []
+    resolved: dict[int, tuple[Account | None, Deal | None, str]] = {}
+    for index, item in valid.items():
+        if item.dedupe_key in first:
+            continue
+        first[item.dedupe_key] = index
+        account = accounts.get(item.account_ref.canonical())
+        deal = deals.get(item.deal_ref.canonical()) if item.deal_ref is not None else None
+        deal_problem = _deal_problem(item.deal_ref, deal, account)
+        if deal_problem:
+            deal = None
+        resolved[index] = (account, deal, deal_problem)
+        rows.append({"type": item.data["type"], "dedupe_key": item.dedupe_key, "source": source,
+                     "payload": item.data["payload"], "account_id": account.id if account else None,
+                     "deal_id": deal.id if deal else None, "occurred_at": item.data["occurred_at"],
+                     "received_at": now})
+    # Two processes receiving the same signal at once: exactly one insert wins, the other
+    # gets no row back and reports a duplicate, with no IntegrityError to recover from.
+    statement = insert_ignoring(session, Signal.__table__, conflict=["dedupe_key"]) \
+        .returning(Signal.__table__.c.dedupe_key, Signal.__table__.c.id)
+    stored: dict[str, int] = dict(session.execute(statement, rows).tuples().all())
+    missing = [key for key in first if key not in stored]
+    earlier: dict[str, int] = dict(session.execute(
+        select(Signal.dedupe_key, Signal.id).where(Signal.dedupe_key.in_(missing))).tuples().all()) \
+        if missing else {}
 
-    audit.record(session, at=now, action=audit.AuditAction.SIGNAL_RECEIVED, rule="intake",
-                 reason=f"{data['type']} from {source}", account_id=account.id if account else None,
-                 detail={"signal_id": signal_id, "type": data["type"], "dedupe_key": dedupe_key})
-    flag_unknown_types(session, settings=settings, at=now, signals=[
-        IncomingSignal(signal_id=signal_id, type=data["type"], account_id=account.id if account else None)])
-    exception = None
-    if account is None:
-        exception = exception_queue.raise_item(
-            session, settings=settings, category=exception_queue.Category.UNKNOWN_ACCOUNT, at=now,
-            message=f"{data['type']} signal for an unknown account ({account_ref.canonical()})",
-            signal_id=signal_id, detail={"account": data["account"], "source": source})
-    elif deal_problem:
-        exception = exception_queue.raise_item(
-            session, settings=settings, category=exception_queue.Category.UNKNOWN_DEAL, at=now,
-            message=f"{data['type']} signal: {deal_problem}", account_id=account.id,
-            signal_id=signal_id, detail={"deal": data["deal"], "source": source})
-    return IntakeResult(status=IntakeStatus.ACCEPTED, signal_id=signal_id,
-                        reason=exception.message if exception else "",
-                        exception_id=exception.id if exception else None)
+    events: list[dict[str, Any]] = []
+    incoming: list[IncomingSignal] = []
+    for index, item in valid.items():
+        signal_id = stored.get(item.dedupe_key)
+        if signal_id is None or first[item.dedupe_key] != index:
+            existing = signal_id if signal_id is not None else earlier.get(item.dedupe_key)
+            results[index] = IntakeResult(status=IntakeStatus.DUPLICATE, signal_id=existing,
+                                          reason=f"duplicate of signal {existing}")
+            continue
+        account = resolved[index][0]
+        events.append(audit.row(at=now, action=audit.AuditAction.SIGNAL_RECEIVED, rule="intake",
+                                reason=f"{item.data['type']} from {source}",
+                                account_id=account.id if account else None,
+                                detail={"signal_id": signal_id, "type": item.data["type"],
+                                        "dedupe_key": item.dedupe_key}))
+        incoming.append(IncomingSignal(signal_id=signal_id, type=item.data["type"],
+                                       account_id=account.id if account else None))
+    audit.record_many(session, events)
+    if incoming:
+        flag_unknown_types(session, settings=settings, at=now, signals=incoming)
+
+    for index, item in valid.items():
+        if results[index] is not None:
+            continue
+        signal_id = stored[item.dedupe_key]
+        account, _, deal_problem = resolved[index]
+        exception = None
+        if account is None:
+            exception = exception_queue.raise_item(
+                session, settings=settings, category=exception_queue.Category.UNKNOWN_ACCOUNT, at=now,
+                message=f"{item.data['type']} signal for an unknown account ({item.account_ref.canonical()})",
+                signal_id=signal_id, detail={"account": item.data["account"], "source": source})
+        elif deal_problem:
+            exception = exception_queue.raise_item(
+                session, settings=settings, category=exception_queue.Category.UNKNOWN_DEAL, at=now,
+                message=f"{item.data['type']} signal: {deal_problem}", account_id=account.id,
+                signal_id=signal_id, detail={"deal": item.data["deal"], "source": source})
+        results[index] = IntakeResult(status=IntakeStatus.ACCEPTED, signal_id=signal_id,
+                                      reason=exception.message if exception else "",
+                                      exception_id=exception.id if exception else None)
 
 
 def _deal_problem(ref: DealRef | None, deal: Deal | None, account: Account | None) -> str:

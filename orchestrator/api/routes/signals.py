@@ -15,7 +15,7 @@ from orchestrator.api.app import runtime
 from orchestrator.api.problems import problem
 from orchestrator.apikeys import Role
 from orchestrator.db import unit_of_work
-from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest
+from orchestrator.intake.signals import IntakeResult, IntakeStatus, ingest_many
 from orchestrator.intake.values import JSONError, parse_json
 
 blp = Blueprint("signals", __name__, url_prefix="/signals", description="Facts about accounts that drive journeys.")
@@ -70,16 +70,14 @@ def ingest_body(raw: bytes, *, source: str, first: Callable[[Session], Any] | No
     if len(items) > MAX_BATCH:
         return problem(status=413, title="Payload Too Large", detail=f"at most {MAX_BATCH} signals per request")
     rt = runtime()
-    results: list[IntakeResult] = []
+    results: list[IntakeResult]
     with unit_of_work(rt.sessions) as session:
         refusal = first(session) if first is not None else None
         if refusal is not None:
             session.rollback()
             return refusal
-        for item in items:
-            with session.begin_nested():
-                results.append(ingest(session=session, raw=item, source=source, now=rt.clock.now(),
-                                      settings=rt.settings))
+        results = ingest_many(session=session, raws=items, source=source, now=rt.clock.now(),
+                              settings=rt.settings)
         single_rejected = not isinstance(body, list) and results[0].status == IntakeStatus.REJECTED
         if single_rejected:
             session.rollback()  # nothing of a refused request is kept (a webhook's receipt included)
