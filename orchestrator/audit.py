@@ -30,6 +30,7 @@ class AuditAction(StrEnum):
     TASK_ESCALATED = "task_escalated"
     TASK_PAUSED = "task_paused"
     TASK_RESUMED = "task_resumed"
+    TASK_REASSIGNED = "task_reassigned"
     EXCEPTION_ESCALATED = "exception_escalated"
     APPROVED = "approved"
     REJECTED = "rejected"

@@ -13,7 +13,7 @@ from orchestrator.errors import Forbidden, Invalid
 from orchestrator.models import Journey, Owner, Signal, Task
 from orchestrator.work.assignment import find_owner
 
-__all__ = ["check_decider", "known_actor", "requester_email"]
+__all__ = ["check_decider", "check_reassigner", "known_actor", "requester_email"]
 
 _MAX_CHAIN = 20  # manager chains are short; a cycle in the data must not spin
 
@@ -57,3 +57,17 @@ def check_decider(session: Session, *, task: Task, actor: Owner, admin: bool = F
         if person is not None and person.id == actor.id:
             return
     raise Forbidden(f"{actor.email} is neither the assignee of task {task.id} nor up their manager chain")
+
+
+def check_reassigner(session: Session, *, task: Task, actor: Owner | None, admin: bool = False) -> None:
+    """Raise Forbidden unless `actor` may give `task` to someone else: an admin or up the owner's manager chain."""
+    if admin:
+        return
+    person = session.get(Owner, task.owner_id)
+    for _ in range(_MAX_CHAIN):
+        if person is None or person.manager_id is None or actor is None:
+            break
+        person = session.get(Owner, person.manager_id)
+        if person is not None and person.id == actor.id:
+            return
+    raise Forbidden(f"only an admin or someone up the assignee's manager chain may reassign task {task.id}")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OUTCOMES", "TaskStateError", "acknowledge_task", "calendar_for", "complete_task", "create_task",
     "deadlines", "escalation_time", "list_tasks", "open_task_count", "priority_for", "priority_score",
+    "reassign_task",
 ]
 
 OUTCOMES = OUTCOME_STATUS  # the one table lives with the Task model
@@ -329,6 +330,39 @@ def complete_task(
                  reason=f"{actor} closed task {task.id} as {outcome}", account_id=task.account_id,
                  journey_id=task.journey_id, playbook_id=playbook_id, playbook_version=version,
                  step_id=step_id, detail={"task_id": task.id, "outcome": outcome})
+    return task
+
+
+def reassign_task(session: Session, *, settings: Settings, task: Task, to: Owner, actor: str, reason: str,
+                  now: datetime) -> Task:
+    """Give an open task to another active person, as an escalation's reassign rung does.
+
+    The SLA clock is the task's, not the person's: deadlines, verdicts and the escalation
+    watermark stay; the next look is rescheduled on the new owner's calendar, and the CRM
+    task gets its new owner through the outbox. The caller holds the task's row (or account) lock.
+    """
+    if task.status not in OPEN_STATUSES:
+        raise TaskStateError(f"task {task.id} is {task.status}; only an open task can be reassigned")
+    if not to.active:
+        raise TaskStateError(f"{to.email} is inactive")
+    if to.id == task.owner_id:
+        raise TaskStateError(f"task {task.id} is already {to.email}'s")
+    before = session.get_one(Owner, task.owner_id)
+    task.owner_id = to.id
+    task.owner = to
+    sla = sla_clock.sla_of(session, settings=settings, task=task)
+    sla_clock.schedule(task, sla=sla, settings=settings)
+    session.flush()
+    outbox.enqueue(
+        session, kind="crm.update_task", target="crm", at=now, account_id=task.account_id, task_id=task.id,
+        idempotency_key=f"task:{task.id}:reassign:{now.isoformat()}:{to.id}",
+        payload={"task_id": task.id, "crm_source": task.crm_source, "crm_id": task.crm_id,
+                 "owner_email": to.email, "owner_name": to.name, "reason": "reassigned"})
+    audit.record(session, at=now, action=audit.AuditAction.TASK_REASSIGNED, actor=actor, rule="task",
+                 reason=f"{actor} reassigned task {task.id} from {before.email} to {to.email}: {reason}",
+                 account_id=task.account_id, journey_id=task.journey_id, playbook_id=sla.playbook_id,
+                 playbook_version=sla.playbook_version, step_id=sla.step_id,
+                 detail={"task_id": task.id, "from": before.email, "to": to.email})
     return task
 
 

@@ -34,6 +34,9 @@ def _routes(ids: dict[str, int]) -> list[tuple[str, str, dict, set[str | None]]]
         ("GET", "/reports/sla", {}, {"admin", "leader"}),
         ("GET", "/reports/sla?format=csv&by=team", {}, {"admin", "leader"}),
         ("POST", "/signals", SIGNAL, {"admin", "ingest"}),
+        # last: it changes who owns the task the routes above read
+        ("POST", f"/tasks/{ids['sams_task']}/reassign", {"owner_email": "rita@acme.example", "reason": "cover"},
+         {"admin"}),
     ]
 
 

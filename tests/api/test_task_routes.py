@@ -108,3 +108,26 @@ def test_tasks_filter_by_sla_state_as_of_now(world):
     assert listed("on_track") == set()
     assert listed("at_risk", key="sam") == set()  # a rep's filter stays within their own tasks
     assert world.call("GET", "/tasks?sla_state=late", "admin").get_json()["field"] == "sla_state"
+
+
+def test_an_admin_reassigns_an_open_task_audited_and_the_crm_hears_of_it(world):
+    from orchestrator.models import OutboxMessage
+    sams = world.ids["sams_task"]
+    body = {"owner_email": "rita@acme.example", "reason": "Sam is out"}
+    assert world.call("POST", f"/tasks/{sams}/reassign", "sam", json=body).status_code == 403  # not his manager
+    moved = world.call("POST", f"/tasks/{sams}/reassign", "admin", json=body)
+    assert moved.status_code == 200, moved.get_json()
+    again = world.call("POST", f"/tasks/{sams}/reassign", "admin", json=body)
+    assert again.status_code == 409
+    gone = world.call("POST", f"/tasks/{sams}/reassign", "admin", json={"owner_email": "gone@acme.example",
+                                                                          "reason": "x"})
+    assert gone.status_code == 403
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        task = session.get(Task, sams)
+        assert task.owner.email == "rita@acme.example"
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "task_reassigned")).one()
+        assert (event.actor, event.detail["from"], event.detail["to"]) == (
+            "apikey:revops", "sam@acme.example", "rita@acme.example")
+        updates = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "crm.update_task")).all()
+        assert [m.payload["owner_email"] for m in updates] == ["rita@acme.example"]
+    assert world.call("GET", f"/tasks/{sams}", "sam").status_code == 404  # no longer his

@@ -18,9 +18,9 @@ from orchestrator.db import unit_of_work
 from orchestrator.errors import Conflict, HandoffError
 from orchestrator.journeys.decisions import decide_task
 from orchestrator.models import OPEN_STATUSES, Account, Journey, SlaState, Task, TaskStatus
-from orchestrator.work.entitlements import check_decider
+from orchestrator.work.entitlements import check_decider, check_reassigner, known_actor
 from orchestrator.work.sla import pause_task, resume_task, state_condition
-from orchestrator.work.tasks import acknowledge_task
+from orchestrator.work.tasks import acknowledge_task, reassign_task
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="People's tasks and their decision briefs.")
 
@@ -76,6 +76,12 @@ class TaskQuery(Schema):
 class WaitReason(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500),
                            metadata={"description": "why the task waits (audited), e.g. waiting on the customer"})
+
+
+class Reassignment(Schema):
+    owner_email = fields.Email(required=True, validate=validate.Length(max=320),
+                               metadata={"description": "the active owner who takes the task"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
 class Decision(Schema):
@@ -214,4 +220,24 @@ def resume(task_id: int) -> Any:
         task = _locked(session, task)
         if not resume_task(session, settings=rt.settings, task=task, actor=actor, now=rt.clock.now()):
             raise Conflict(f"task {task.id} is not waiting")
+        return task, 200, {"ETag": etag(task)}
+
+
+@blp.route("/<id:task_id>/reassign", methods=["POST"])
+@blp.arguments(Reassignment)
+@blp.response(200, TaskOut)
+@roles(Role.ADMIN, Role.REP)
+def reassign(body: dict[str, Any], task_id: int) -> Any:
+    """Give an open task to another active owner (admin, or up the assignee's manager chain); audited."""
+    rt = runtime()
+    who = principal()
+    with unit_of_work(rt.sessions) as session:
+        task = task_for(session, task_id, who)
+        _check_precondition(task)
+        me = acting_owner(session, who)
+        check_reassigner(session, task=task, actor=me, admin=who.role == Role.ADMIN)
+        to = known_actor(session, email=body["owner_email"])
+        task = _locked(session, task)
+        task = reassign_task(session, settings=rt.settings, task=task, to=to, reason=body["reason"],
+                             actor=me.email if me is not None else f"apikey:{who.name}", now=rt.clock.now())
         return task, 200, {"ETag": etag(task)}
