@@ -45,6 +45,7 @@ class AuditAction(StrEnum):
     EXCEPTION_ASSIGNED = "exception_assigned"
     SIGNAL_RECEIVED = "signal_received"
     SIGNAL_REJECTED = "signal_rejected"
+    PLAYBOOK_ACTIVATED = "playbook_activated"
 
 
 def record(

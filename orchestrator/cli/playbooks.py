@@ -1,4 +1,4 @@
-"""`handoff playbooks ...`: validate, schema, apply, diff, list, rules. Thin: call a service, print."""
+"""`handoff playbooks ...`: validate, schema, apply, diff, list, history, activate, rules. Thin: call a service."""
 
 from __future__ import annotations
 
@@ -150,3 +150,35 @@ def rules() -> None:
     for rule in RULES:
         click.echo(f"{rule.id}  ({rule.severity}, checked at {rule.checked})  {rule.title}")
         click.echo(f"    {rule.explanation}")
+
+
+@playbooks.command()
+@click.argument("playbook_id")
+@pass_runtime
+def history(runtime: Runtime, playbook_id: str) -> None:
+    """Every stored version of PLAYBOOK_ID, newest first: who applied it, when, which is active."""
+    from orchestrator.playbook.store import playbook_history
+
+    with unit_of_work(runtime.sessions) as session:
+        rows = [(f"v{v.version}", "active" if v.active else "-", when(v.applied_at), v.applied_by,
+                 v.checksum[:12]) for v in playbook_history(session=session, playbook_id=playbook_id)]
+    for line in table(("VERSION", "ACTIVE", "APPLIED", "BY", "CHECKSUM"), rows):
+        click.echo(line)
+
+
+@playbooks.command()
+@click.argument("playbook_id")
+@click.option("--version", "version", required=True, type=click.IntRange(1), help="The stored version to activate.")
+@click.option("--actor", default=None, help="Who activates it (default: $USER).")
+@pass_runtime
+def activate(runtime: Runtime, playbook_id: str, version: int, actor: str | None) -> None:
+    """Make stored version N of PLAYBOOK_ID active again (rollback without a copy); audited."""
+    import getpass
+
+    from orchestrator.playbook.store import activate_version
+
+    who = actor or getpass.getuser()
+    with unit_of_work(runtime.sessions) as session:
+        activate_version(session=session, playbook_id=playbook_id, version=version,
+                         now=runtime.clock.now(), actor=who)
+    click.echo(f"{playbook_id}: version {version} is active; running journeys keep their own version")

@@ -20,6 +20,8 @@ from typing import Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from orchestrator import audit
+from orchestrator.errors import NotFound
 from orchestrator.models import PlaybookVersion
 from orchestrator.playbook.findings import Finding, PlaybookInvalid
 from orchestrator.playbook.loader import (
@@ -35,11 +37,13 @@ __all__ = [
     "ApplyReport",
     "Change",
     "DriftReport",
+    "activate_version",
     "active_playbooks",
     "apply_playbooks",
     "checksum",
     "diff_playbooks",
     "list_playbooks",
+    "playbook_history",
 ]
 
 ChangeKind = Literal["new", "changed", "unchanged", "missing"]
@@ -286,3 +290,40 @@ def compiled(version: PlaybookVersion) -> Playbook:
 def active_playbooks(*, session: Session) -> list[tuple[PlaybookVersion, Playbook]]:
     """Active versions with their compiled form."""
     return [(version, compiled(version)) for version in list_playbooks(session=session)]
+
+
+def playbook_history(*, session: Session, playbook_id: str) -> list[PlaybookVersion]:
+    """Every stored version of a playbook, newest first, with who applied it and when."""
+    versions = list(session.scalars(select(PlaybookVersion).where(PlaybookVersion.playbook_id == playbook_id)
+                                    .order_by(PlaybookVersion.version.desc())))
+    if not versions:
+        raise NotFound(f"no playbook {playbook_id!r} has been applied")
+    return versions
+
+
+def activate_version(*, session: Session, playbook_id: str, version: int, now: datetime,
+                     actor: str) -> PlaybookVersion:
+    """Make a stored version the active one again (a rollback without a copy), audited.
+
+    Journeys already running keep the version they enrolled under; only new enrollments
+    take the activated one.
+    """
+    versions = playbook_history(session=session, playbook_id=playbook_id)
+    target = next((v for v in versions if v.version == version), None)
+    if target is None:
+        known = ", ".join(str(v.version) for v in reversed(versions))
+        raise NotFound(f"playbook {playbook_id!r} has no version {version} (stored: {known})")
+    current = next((v for v in versions if v.active), None)
+    if current is target:
+        return target
+    if current is not None:
+        current.active = False
+        # The partial unique index allows one active row: retire the old one first.
+        session.flush()
+    target.active = True
+    audit.record(session, at=now, action=audit.AuditAction.PLAYBOOK_ACTIVATED, actor=actor,
+                 rule="operator", playbook_id=playbook_id, playbook_version=version,
+                 reason=f"{actor} activated version {version}"
+                        + (f" (was {current.version})" if current is not None else ""))
+    session.flush()
+    return target

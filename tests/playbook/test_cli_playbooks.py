@@ -111,3 +111,34 @@ def test_validate_reads_the_signals_file_beside_the_playbooks(tmp_path):
     (tmp_path / "signals.yaml").write_text("attributes:\n  account:\n    seats_bought: whole\n")
     result = run(["validate", str(playbook)])
     assert result.exit_code == 0 and "0 errors, 0 warnings" in result.stderr
+
+
+def test_history_lists_every_version_and_activate_rolls_back_without_a_copy(runtime, folder):
+    from sqlalchemy import select
+
+    from orchestrator.db import unit_of_work
+    from orchestrator.models import AuditEvent, PlaybookVersion
+
+    path = folder / "renew" / "renewal-review.yaml"
+    assert run(["apply", str(folder), "--actor", "ann@acme.example"], runtime).exit_code == 0
+    path.write_text(path.read_text().replace("timeout: 30d", "timeout: 21d"))
+    assert run(["apply", str(folder), "--actor", "bob@acme.example"], runtime).exit_code == 0
+    shown = run(["history", "renewal-review"], runtime)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[1].split()[:2] == ["v2", "active"] and "bob@acme.example" in lines[1]
+    assert lines[2].split()[:2] == ["v1", "-"] and "ann@acme.example" in lines[2]
+    rolled = run(["activate", "renewal-review", "--version", "1", "--actor", "cy@acme.example"], runtime)
+    assert rolled.exit_code == 0, rolled.output
+    with unit_of_work(runtime.sessions) as session:
+        rows = session.scalars(select(PlaybookVersion).where(PlaybookVersion.playbook_id == "renewal-review")
+                               .order_by(PlaybookVersion.version)).all()
+        assert [(v.version, v.active) for v in rows] == [(1, True), (2, False)]  # no third copy
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "playbook_activated")).one()
+        assert (event.actor, event.playbook_version, event.reason) == (
+            "cy@acme.example", 1, "cy@acme.example activated version 1 (was 2)")
+    missing = run(["activate", "renewal-review", "--version", "7"], runtime)
+    # The top-level command turns these into one-line errors; this group alone raises them.
+    assert "has no version 7 (stored: 1, 2)" in str(missing.exception)
+    unknown = run(["history", "nope"], runtime)
+    assert "no playbook 'nope'" in str(unknown.exception)
