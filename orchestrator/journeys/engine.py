@@ -231,6 +231,14 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
         if playbook.enroll.signal != signal.type:
             continue
         rule = f"enroll.on: {signal.type}"
+        max_age = playbook.enroll.max_age
+        if max_age is not None and run.now - signal.occurred_at > max_age.calendar:
+            audit.record(run.session, at=run.now, action=AuditAction.NOT_ENROLLED,
+                         rule=f"{rule} max_age: {max_age}", account_id=account.id,
+                         reason=f"the signal is {(run.now - signal.occurred_at).days} days old "
+                                f"(occurred {signal.occurred_at:%Y-%m-%d}), older than max_age {max_age}",
+                         playbook_id=playbook.id, playbook_version=version.version)
+            continue
         deal = run.session.get(Deal, signal.deal_id) if signal.deal_id else None
         condition = playbook.enroll.when
         if condition is not None:

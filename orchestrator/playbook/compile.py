@@ -53,7 +53,8 @@ def build_playbook(data: Mapping[str, Any], doc: Document, path: str) -> Playboo
         maintainer=data["maintainer"],
         review_every=data.get("review_every"),
         enroll=Enrollment(
-            signal=enroll["on"], when=enroll.get("when"), once_per=enroll.get("once_per", "account")
+            signal=enroll["on"], when=enroll.get("when"), once_per=enroll.get("once_per", "account"),
+            max_age=enroll.get("max_age"),
         ),
         steps=tuple(_step(step, index, doc) for index, step in enumerate(data["steps"])),
         exit_on=tuple(data.get("exit_on") or ()),

@@ -215,6 +215,8 @@ class Enrollment:
     signal: str
     when: Expression | None = None
     once_per: Literal["account", "deal", "signal"] = "account"
+    # A signal older than this enrolls nobody (a deal closed weeks ago is no "new" deal).
+    max_age: Duration | None = None
 
 
 @dataclass(frozen=True)

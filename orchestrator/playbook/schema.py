@@ -152,6 +152,18 @@ class DurationField(_Field):
             raise ValidationError(Problem(str(error), "duration")) from None
 
 
+class WallClockDurationField(DurationField):
+    """A signal's age is wall-clock time: "30d", not "30 business days"."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Duration:
+        duration = super()._deserialize(value, attr, data, **kwargs)
+        if duration.is_business:
+            raise ValidationError(Problem(
+                f'"{duration.text}" counts business time; a signal\'s age is wall-clock time, e.g. "30d"',
+                "duration"))
+        return duration
+
+
 class ExpressionField(_Field):
     """A condition, parsed now so a typo is found before the playbook runs."""
 
@@ -718,6 +730,7 @@ class EnrollSchema(Strict):
     on = SignalType(required=True)
     when = ExpressionField()
     once_per = Choice(("account", "deal", "signal"), "enrollment scope")
+    max_age = WallClockDurationField()
 
 
 class LimitsSchema(Strict):
