@@ -120,7 +120,7 @@ def connector_status(*, name: str, settings: Settings, registry: Registry) -> Co
     if entry is None:
         return ConnectorStatus(name=name, installed=False, available=False, configured=configured, enabled=False,
                                problem="not installed" if configured else None)
-    if configured:
+    if section is not None:
         enabled = _flag(section.get("enabled", True), name=name)
     else:
         enabled = entry.cls is not None and entry.cls.default_enabled

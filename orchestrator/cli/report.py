@@ -11,8 +11,7 @@ from orchestrator.cli._format import table
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.durations import DurationError, parse_duration
 from orchestrator.errors import Invalid
-from orchestrator.reports.catalog import run_report, to_csv
-from orchestrator.reports.sla import GROUPINGS
+from orchestrator.reports.catalog import REPORTS, Report, run_report, to_csv
 from orchestrator.runtime import Runtime
 
 
@@ -27,68 +26,35 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json", "c
                        show_default=True)
 
 
-@report.command("sla")
-@_SINCE
-@click.option("--by", "by", type=click.Choice(GROUPINGS), default="owner", show_default=True)
-@_FORMAT
-@pass_runtime
-def sla_command(runtime: Runtime, since: str, by: str, fmt: str) -> None:
-    """Ack and due adherence, breaches, escalations by rung, median/p90 time to ack and done, time paused."""
-    _show(runtime, "sla", since, by, fmt)
+# The catalog names each report once; the CLI's help says what its rows hold.
+_HELP = {
+    "sla": "Ack and due adherence, breaches, escalations by rung, median/p90 time to ack and done, time paused.",
+    "oversight": "Per in/on-the-loop step: approval, rejection, override rates, median time to decide, "
+                 "quick decisions, flags.",
+    "noise": "Per playbook step: runs skipped, tasks closed without action, tasks marked not useful.",
+    "loop": "Per stage: accounts entered, moved on, drop-off, stages jumped over, median/p90 days in stage.",
+    "automation": "Per stage: automated, human and hybrid step runs and the share of each oversight level.",
+    "exceptions": "Per category: items raised, occurrences, the open queue, overdue share, median and oldest "
+                  "open age.",
+    "time-saved": "Per playbook: minutes of automated routine work ([estimates]) against human minutes.",
+}
 
 
-@report.command("oversight")
-@_SINCE
-@_FORMAT
-@pass_runtime
-def oversight_command(runtime: Runtime, since: str, fmt: str) -> None:
-    """Per in/on-the-loop step: approval, rejection, override rates, median time to decide, quick decisions, flags."""
-    _show(runtime, "oversight", since, None, fmt)
+def _command(entry: Report) -> click.Command:
+    def show(runtime: Runtime, since: str, fmt: str, by: str | None = None) -> None:
+        _show(runtime, entry.name, since, by, fmt)
+
+    command = pass_runtime(show)
+    command = _FORMAT(command)
+    if entry.groupings:
+        command = click.option("--by", "by", type=click.Choice(entry.groupings), default=entry.groupings[0],
+                               show_default=True)(command)
+    command = _SINCE(command)
+    return click.command(entry.name, help=_HELP.get(entry.name, entry.title))(command)
 
 
-@report.command("noise")
-@_SINCE
-@_FORMAT
-@pass_runtime
-def noise_command(runtime: Runtime, since: str, fmt: str) -> None:
-    """Per playbook step: runs skipped, tasks closed without action, tasks marked not useful."""
-    _show(runtime, "noise", since, None, fmt)
-
-
-@report.command("loop")
-@_SINCE
-@_FORMAT
-@pass_runtime
-def loop_command(runtime: Runtime, since: str, fmt: str) -> None:
-    """Per stage: accounts entered, moved on, drop-off, stages jumped over, median/p90 days in stage."""
-    _show(runtime, "loop", since, None, fmt)
-
-
-@report.command("automation")
-@_SINCE
-@_FORMAT
-@pass_runtime
-def automation_command(runtime: Runtime, since: str, fmt: str) -> None:
-    """Per stage: automated, human and hybrid step runs and the share of each oversight level."""
-    _show(runtime, "automation", since, None, fmt)
-
-
-@report.command("exceptions")
-@_SINCE
-@_FORMAT
-@pass_runtime
-def exceptions_command(runtime: Runtime, since: str, fmt: str) -> None:
-    """Per category: items raised, occurrences, the open queue, overdue share, median and oldest open age."""
-    _show(runtime, "exceptions", since, None, fmt)
-
-
-@report.command("time-saved")
-@_SINCE
-@_FORMAT
-@pass_runtime
-def time_saved_command(runtime: Runtime, since: str, fmt: str) -> None:
-    """Per playbook: minutes of automated routine work ([estimates]) against human minutes."""
-    _show(runtime, "time-saved", since, None, fmt)
+for _entry in REPORTS.values():
+    report.add_command(_command(_entry))
 
 
 def _period(runtime: Runtime, since: str) -> tuple[datetime, datetime]:
