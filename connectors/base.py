@@ -102,6 +102,7 @@ class TaskRef:
     crm_source: str | None
     owner_email: str | None
     owner_external_ids: Mapping[str, str] = field(default_factory=dict)  # source -> owner's id
+    deal_external_ids: Mapping[str, str] = field(default_factory=dict)  # source -> id of its journey's deal
 
 
 @dataclass(frozen=True)
@@ -266,8 +267,12 @@ class WebhookConnector(Connector):
 
     @abstractmethod
     def verify_webhook(self, *, method: str, uri: str, body: bytes, headers: Mapping[str, str],
-                       now: datetime) -> None:
-        """Raise WebhookRejected(reason) on a bad signature, stale timestamp or replay."""
+                       now: datetime, remember: bool = True) -> str:
+        """The request's signature; WebhookRejected(reason) on a bad signature, stale timestamp or replay.
+
+        With `remember`, a signature accepted before in this process is a replay; the API passes
+        False and keeps receipts in the database instead (`connectors.inbound`).
+        """
 
     @abstractmethod
     def parse_webhook(self, *, body: bytes) -> Page:

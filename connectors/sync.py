@@ -32,7 +32,7 @@ from orchestrator.config import Settings
 from orchestrator.db import dialect_insert, unit_of_work
 from orchestrator.errors import ConfigError, HandoffError
 from orchestrator.intake.records import upsert_records
-from orchestrator.intake.signals import IntakeStatus, ingest
+from orchestrator.intake.signals import IntakeStatus, ingest_many
 from orchestrator.models import Account, ExternalId, SyncCursor
 from orchestrator.worker.jobs import Job, JobResult, register_provider
 
@@ -117,18 +117,29 @@ def _source(runtime: Runtime, name: str) -> SourceConnector:
 def _apply(runtime: Runtime, *, name: str, page: Page, report: SyncReport, keep_cursor: bool) -> None:
     now = runtime.clock.now()
     with unit_of_work(runtime.sessions) as session:
-        upserted = upsert_records(session, source=name, records=page.records, now=now, settings=runtime.settings)
-        stored = rejected = 0
-        for raw in page.signals:
-            result = ingest(session=session, raw=raw, source=name, now=now, settings=runtime.settings)
-            stored += result.status == IntakeStatus.ACCEPTED
-            rejected += result.status == IntakeStatus.REJECTED
-            if result.status == IntakeStatus.REJECTED and len(report.problems) < 50:
-                report.problems.append(f"signal: {result.field or 'signal'}: {result.reason}")
-        for conflict in upserted.conflicts:
-            _raise_conflict(session, settings=runtime.settings, conflict=conflict, now=now)
+        apply_page(session, settings=runtime.settings, name=name, page=page, now=now, report=report)
         if keep_cursor and page.cursor is not None:
             _store_cursor(session, name=name, object_type=page.object_type, cursor=page.cursor, now=now)
+
+
+def apply_page(session: Session, *, settings: Settings, name: str, page: Page, now: datetime,
+               report: SyncReport) -> None:
+    """One page into the core, in the caller's transaction: records upserted, signals stored once.
+
+    The one intake for everything a source sends, pulled (`sync`) or pushed (`receive_webhook`);
+    identity conflicts become exception items. Counts are added to `report`.
+    """
+    upserted = upsert_records(session, source=name, records=page.records, now=now, settings=settings)
+    results = ingest_many(session=session, raws=list(page.signals), source=name, now=now,
+                          settings=settings) if page.signals else []
+    stored = rejected = 0
+    for result in results:
+        stored += result.status == IntakeStatus.ACCEPTED
+        rejected += result.status == IntakeStatus.REJECTED
+        if result.status == IntakeStatus.REJECTED and len(report.problems) < 50:
+            report.problems.append(f"signal: {result.field or 'signal'}: {result.reason}")
+    for conflict in upserted.conflicts:
+        _raise_conflict(session, settings=settings, conflict=conflict, now=now)
     report.pages += 1
     report.fetched += len(page.records) + len(page.signals)
     report.created += upserted.total("created")

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, event, insert, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from orchestrator.models import AuditEvent
 
-__all__ = ["AuditAction", "record", "record_many", "render_line", "render_timeline", "row", "timeline"]
+__all__ = ["AuditAction", "batched", "record", "record_many", "render_line", "render_timeline", "row", "timeline"]
 
 
 class AuditAction(StrEnum):
@@ -31,6 +32,7 @@ class AuditAction(StrEnum):
     TASK_PAUSED = "task_paused"
     TASK_RESUMED = "task_resumed"
     TASK_REASSIGNED = "task_reassigned"
+    TASK_FEEDBACK = "task_feedback"
     EXCEPTION_ESCALATED = "exception_escalated"
     APPROVED = "approved"
     REJECTED = "rejected"
@@ -46,6 +48,17 @@ class AuditAction(StrEnum):
     SIGNAL_RECEIVED = "signal_received"
     SIGNAL_REJECTED = "signal_rejected"
     PLAYBOOK_ACTIVATED = "playbook_activated"
+    PLAYBOOK_PAUSED = "playbook_paused"
+    PLAYBOOK_RESUMED = "playbook_resumed"
+    JOURNEY_MIGRATED = "journey_migrated"
+    ROUTED = "routed"  # a route step's decision: detail has score, threshold, category and path
+    ROUTE_CONFIRMED = "route_confirmed"  # a person took the proposed automated path
+    ROUTE_OVERTURNED = "route_overturned"  # a person decided otherwise than the proposal
+    REVIEW_OPENED = "review_opened"
+    REVIEW_OVERDUE = "review_overdue"
+    REVIEW_DONE = "review_done"
+    VARIANT_ASSIGNED = "variant_assigned"  # a split step: detail has experiment, variant, bucket
+    MONITOR_FIRED = "monitor_fired"  # once per monitor, account and window; detail has the figures
 
 
 def record(
@@ -62,15 +75,23 @@ def record(
     playbook_version: int | None = None,
     step_id: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Add one audit event to the caller's transaction (not flushed: events are written in batches)."""
-    event = AuditEvent(
-        at=at, action=str(action), reason=reason, rule=rule, actor=actor,
-        account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
-        playbook_version=playbook_version, step_id=step_id, detail=dict(detail or {}),
-    )
-    session.add(event)
-    return event
+) -> None:
+    """Add one audit event to the caller's transaction (not flushed: events are written in batches).
+
+    Inside `batched(session)` the event is only collected; the block writes all of them with
+    one statement when it ends.
+    """
+    buffer = session.info.get(_BUFFER)
+    if buffer is not None:
+        buffer.rows.append(row(at=at, action=action, reason=reason, rule=rule, actor=actor, account_id=account_id,
+                               journey_id=journey_id, playbook_id=playbook_id, playbook_version=playbook_version,
+                               step_id=step_id, detail=detail))
+        return
+    session.add(AuditEvent(**row(
+        at=at, action=action, reason=reason, rule=rule, actor=actor, account_id=account_id,
+        journey_id=journey_id, playbook_id=playbook_id, playbook_version=playbook_version,
+        step_id=step_id, detail=detail,
+    )))
 
 
 def row(
@@ -97,6 +118,52 @@ def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Write these events (`row(...)`) now, with one executemany, in the caller's transaction."""
     if rows:
         session.execute(insert(cast(Table, AuditEvent.__table__)), list(rows))
+
+
+_BUFFER = "handoff.audit_buffer"
+
+
+class _Buffer:
+    """Events collected in a `batched` block; a rolled-back savepoint takes its events with it."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        # Kept for the block's life: the rollback event comes after the transaction's end event.
+        self._marks: dict[SessionTransaction, int] = {}
+
+    def began(self, _session: Session, transaction: SessionTransaction) -> None:
+        self._marks[transaction] = len(self.rows)
+
+    def rolled_back(self, _session: Session, transaction: SessionTransaction) -> None:
+        # A transaction begun before the block (the caller's own) takes everything with it.
+        del self.rows[self._marks.get(transaction, 0):]
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Collect the events recorded in the block and write them with one executemany at its end.
+
+    They keep the order they were recorded in; events recorded inside a savepoint that is
+    rolled back are dropped with it, as if they had been flushed. Nobody may read the
+    audit trail inside the block (the events are not in the database yet). Nested blocks
+    join the outer one.
+    """
+    if _BUFFER in session.info:
+        yield
+        return
+    buffer = _Buffer()
+    session.info[_BUFFER] = buffer
+    hooks = (("after_transaction_create", buffer.began), ("after_soft_rollback", buffer.rolled_back))
+    for name, hook in hooks:
+        event.listen(session, name, hook)
+    try:
+        yield
+        session.flush()  # what the events name (journeys, items) is in the database first
+        record_many(session, buffer.rows)
+    finally:
+        for name, hook in hooks:
+            event.remove(session, name, hook)
+        del session.info[_BUFFER]
 
 
 def timeline(session: Session, *, account_id: int) -> list[AuditEvent]:

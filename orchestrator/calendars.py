@@ -54,8 +54,15 @@ def _public_holidays(code: str, year: int) -> frozenset[date]:
     return frozenset(day for day in table if day.year == year)
 
 
+@lru_cache(maxsize=1)
+def _supported_holiday_codes() -> dict[str, list[str]]:
+    # The package builds this table afresh on every call (milliseconds), and a calendar is
+    # built for every task created: ask once per process.
+    return holidays_lib.list_supported_countries()
+
+
 def _check_holiday_code(code: str) -> None:
-    supported = holidays_lib.list_supported_countries()
+    supported = _supported_holiday_codes()
     country, dash, subdiv = code.partition("-")
     if country not in supported:
         close = difflib.get_close_matches(country, list(supported), n=1)

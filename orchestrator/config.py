@@ -50,6 +50,18 @@ class ExceptionCategory:
 
 
 @dataclass(frozen=True)
+class LlmSettings:
+    """An OpenAI-compatible chat completions endpoint for the `llm` drafter (HANDOFF_LLM_*)."""
+
+    base_url: str  # e.g. https://api.openai.com/v1; "/chat/completions" is added
+    model: str
+    api_key: str = field(default="", repr=False)
+    timeout: float = 10.0  # seconds for the whole answer; past it the template stands in
+    # Hosts (names, IPs or CIDR ranges) that may be internal, as for [connectors.webhook] allow_hosts.
+    allow_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: URL
     log_level: str = "INFO"
@@ -79,6 +91,12 @@ class Settings:
     report_digest_to: tuple[str, ...] = ()
     # Minutes of routine work each automated action saves (the time-saved ledger), by action name.
     action_estimates: Mapping[str, int] = field(default_factory=dict)
+    # Decision briefs: a trigger older than this many days has its age stated; a renewal closer
+    # than this many days is listed under Risks.
+    brief_stale_after_days: int = 7
+    brief_renewal_within_days: int = 60
+    # The `llm` drafter's endpoint; None: hybrid steps that ask for it get the template.
+    llm: LlmSettings | None = None
     # The texts above, parsed once when the settings are made (dataclasses.replace parses again).
     touch_cap: tuple[int, Duration] | None = field(init=False, repr=False, compare=False)
     quiet_window: tuple[time, time] | None = field(init=False, repr=False, compare=False)
@@ -218,6 +236,11 @@ class _ReportsSchema(Schema):
     digest_to = fields.List(fields.Email(), load_default=list)
 
 
+class _BriefsSchema(Schema):
+    stale_after_days = fields.Integer(strict=True, load_default=7, validate=validate.Range(min=0, max=3650))
+    renewal_within_days = fields.Integer(strict=True, load_default=60, validate=validate.Range(min=0, max=3650))
+
+
 class _FileSchema(Schema):
     calendars = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict,
                             validate=_valid_calendars)
@@ -226,6 +249,7 @@ class _FileSchema(Schema):
     connectors = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sla = fields.Nested(_SlaSchema, load_default=lambda: _SlaSchema().load({}))
     reports = fields.Nested(_ReportsSchema, load_default=lambda: _ReportsSchema().load({}))
+    briefs = fields.Nested(_BriefsSchema, load_default=lambda: _BriefsSchema().load({}))
     estimates = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),
                             values=fields.Integer(strict=True, validate=validate.Range(min=0, max=100_000)),
                             load_default=dict)
@@ -247,7 +271,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             from_file["exception_owner"] = fields.Email().deserialize(owner)
         except ValidationError:
             raise ConfigError("HANDOFF_EXCEPTION_OWNER", f"{owner[:80]!r} is not an email address") from None
-    return Settings(database_url=url, log_level=log_level, database_connect_timeout=connect_timeout, **from_file)
+    return Settings(database_url=url, log_level=log_level, database_connect_timeout=connect_timeout,
+                    llm=_llm_settings(env), **from_file)
+
+
+def _llm_settings(env: Mapping[str, str]) -> LlmSettings | None:
+    base_url = (env.get("HANDOFF_LLM_BASE_URL") or "").strip()
+    if not base_url:
+        return None
+    if not base_url.lower().startswith(("https://", "http://")):
+        raise ConfigError("HANDOFF_LLM_BASE_URL", "must start with https:// (or http://)")
+    model = (env.get("HANDOFF_LLM_MODEL") or "").strip()
+    if not model:
+        raise ConfigError("HANDOFF_LLM_MODEL", "names the model to ask when HANDOFF_LLM_BASE_URL is set")
+    raw_timeout = (env.get("HANDOFF_LLM_TIMEOUT") or "10").strip()
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        timeout = -1.0
+    if not 0.1 <= timeout <= 120:
+        raise ConfigError("HANDOFF_LLM_TIMEOUT", f"{raw_timeout[:20]!r} is not a number of seconds from 0.1 to 120")
+    hosts = tuple(h.strip() for h in (env.get("HANDOFF_LLM_ALLOW_HOSTS") or "").split(",") if h.strip())
+    return LlmSettings(base_url=base_url, model=model, api_key=(env.get("HANDOFF_LLM_API_KEY") or "").strip(),
+                       timeout=timeout, allow_hosts=hosts)
 
 
 def _whole_seconds(env: Mapping[str, str], name: str, default: int) -> int:
@@ -283,6 +329,8 @@ def _file_settings(config_file: Path | None) -> dict[str, Any]:
         sla_exhausted_after=data["sla"]["exhausted_after"],
         report_digest_to=tuple(data["reports"]["digest_to"]),
         action_estimates=dict(data["estimates"]),
+        brief_stale_after_days=data["briefs"]["stale_after_days"],
+        brief_renewal_within_days=data["briefs"]["renewal_within_days"],
     )
 
 

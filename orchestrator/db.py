@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
@@ -21,7 +21,8 @@ from sqlalchemy.types import TypeDecorator
 # URL parsing lives apart so that reading the settings needs no ORM; re-exported for callers.
 from orchestrator.database_url import DEFAULT_CONNECT_TIMEOUT, parse_database_url
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "LOCK_TIMEOUT_MS", "JSONType", "RowBusy", "SESSION_CONNECTORS_KEY", "UTCDateTime",
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "LOCK_TIMEOUT_MS", "JSONType", "RowBusy", "SESSION_CONNECTORS_KEY",
+           "SESSION_DESCRIPTION_LIMITS_KEY", "UTCDateTime",
            "connection_lost",
            "describe_error", "dialect_insert", "insert_ignoring", "is_transient", "make_engine", "make_session_factory",
            "parse_database_url", "skip_locked", "unit_of_work"]
@@ -29,6 +30,8 @@ __all__ = ["DEFAULT_CONNECT_TIMEOUT", "LOCK_TIMEOUT_MS", "JSONType", "RowBusy", 
 # Session.info key under which the runtime puts the deployment's `[connectors.*]` sections, so the
 # outbox can route each message to its connector without importing the configuration machinery.
 SESSION_CONNECTORS_KEY = "handoff.connectors"
+# ...and the task description limit each configured CRM connector declares, so a brief is cut to fit it.
+SESSION_DESCRIPTION_LIMITS_KEY = "handoff.description_limits"
 LOCK_TIMEOUT_MS = 10_000
 
 # JSONB on PostgreSQL (indexable, compact); plain JSON text elsewhere.
@@ -132,20 +135,24 @@ def dialect_insert(session: Session, table: Any) -> postgresql.Insert | sqlite.I
 # intake or outbox insert is compiled once per process.
 class _PostgresDoNothing(postgresql_dml.OnConflictDoNothing):
     inherit_cache = True
-    _traverse_internals = [("_target", InternalTraversal.dp_string_list)]
+    _traverse_internals = [("_target", InternalTraversal.dp_string_list),
+                           ("_where", InternalTraversal.dp_string)]
 
-    def __init__(self, target: list[str]) -> None:
-        super().__init__(index_elements=target)
+    def __init__(self, target: list[str], where: str | None) -> None:
+        super().__init__(index_elements=target, index_where=text(where) if where is not None else None)
         self._target = target
+        self._where = where
 
 
 class _SqliteDoNothing(sqlite_dml.OnConflictDoNothing):
     inherit_cache = True
-    _traverse_internals = [("_target", InternalTraversal.dp_string_list)]
+    _traverse_internals = [("_target", InternalTraversal.dp_string_list),
+                           ("_where", InternalTraversal.dp_string)]
 
-    def __init__(self, target: list[str]) -> None:
-        super().__init__(index_elements=target)
+    def __init__(self, target: list[str], where: str | None) -> None:
+        super().__init__(index_elements=target, index_where=text(where) if where is not None else None)
         self._target = target
+        self._where = where
 
 
 class _PostgresInsert(postgresql.Insert):
@@ -156,21 +163,23 @@ class _SqliteInsert(sqlite.Insert):
     inherit_cache = True
 
 
-def insert_ignoring(session: Session, table: Any, *, conflict: Sequence[str]) -> postgresql.Insert | sqlite.Insert:
-    """INSERT ... ON CONFLICT (conflict columns) DO NOTHING, as a statement SQLAlchemy caches.
+def insert_ignoring(session: Session, table: Any, *, conflict: Sequence[str],
+                    where: str | None = None) -> postgresql.Insert | sqlite.Insert:
+    """INSERT ... ON CONFLICT (conflict columns) [WHERE where] DO NOTHING, as a statement SQLAlchemy caches.
 
-    Only plain column names form the conflict target (no partial-index WHERE): that is all
-    the cache key carries.
+    The conflict target is plain column names, plus the predicate of a partial unique index
+    as SQL text (`where`): that is all the cache key carries. `table` may be a mapped class,
+    for an ORM-enabled insert that can return entities.
     """
     name = session.get_bind().dialect.name
     target = [str(column) for column in conflict]
     statement: postgresql.Insert | sqlite.Insert
     if name == "postgresql":
         statement = _PostgresInsert(table)
-        statement._post_values_clause = _PostgresDoNothing(target)
+        statement._post_values_clause = _PostgresDoNothing(target, where)
     elif name == "sqlite":
         statement = _SqliteInsert(table)
-        statement._post_values_clause = _SqliteDoNothing(target)
+        statement._post_values_clause = _SqliteDoNothing(target, where)
     else:
         raise NotImplementedError(f"unsupported database {name!r}")
     return statement

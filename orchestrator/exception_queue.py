@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import Table, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.config import Settings
-from orchestrator.db import dialect_insert, skip_locked
+from orchestrator.db import insert_ignoring, skip_locked
 from orchestrator.errors import NotFound
 from orchestrator.models import ExceptionItem, Journey, PlaybookVersion
 from orchestrator.models.exceptions import Category
 
 __all__ = [
     "Category", "CategoryCount", "ItemStatus", "UnknownExceptionItem", "WeekReport",
-    "fallback_report", "group_key", "list_items", "raise_item", "resolve_item", "weekly_fallback_report",
+    "NewItem", "fallback_report", "group_key", "list_items", "raise_item", "raise_items", "resolve_item",
+    "weekly_fallback_report",
 ]
 
 
@@ -104,6 +106,49 @@ def raise_item(
     return item
 
 
+@dataclass(frozen=True)
+class NewItem:
+    """One item for `raise_items`: what `raise_item` takes, for a problem that is not counted on an open item."""
+
+    category: Category | str
+    message: str
+    at: datetime
+    account_id: int | None = None
+    journey_id: int | None = None
+    detail: dict[str, Any] | None = None
+    playbook_id: str | None = None
+    playbook_version: int | None = None
+    step_id: str | None = None
+
+
+def raise_items(session: Session, *, settings: Settings, items: Sequence[NewItem]) -> list[int]:
+    """`raise_item` for many at once (a sweep's batch): one INSERT and one audit executemany; returns the ids.
+
+    The rows do not enter the session; callers that need the objects use `raise_item`.
+    """
+    if not items:
+        return []
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        respond_by = _respond_by(settings, item.category, item.at)
+        rows.append({
+            "category": str(item.category), "owner": settings.exception_category(str(item.category)).owner,
+            "message": item.message, "detail": dict(item.detail or {}), "account_id": item.account_id,
+            "signal_id": None, "journey_id": item.journey_id, "status": str(ItemStatus.OPEN),
+            "created_at": item.at, "respond_by": respond_by, "next_escalation_at": respond_by,
+            "first_seen_at": item.at, "last_seen_at": item.at, "sample_signal_ids": [],
+        })
+    table = cast(Table, ExceptionItem.__table__)
+    ids = list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+    audit.record_many(session, [
+        audit.row(at=item.at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{item.category}",
+                  reason=item.message, account_id=item.account_id, journey_id=item.journey_id,
+                  playbook_id=item.playbook_id, playbook_version=item.playbook_version, step_id=item.step_id,
+                  detail={"exception_id": item_id, "owner": row["owner"], "signal_id": None, "occurrences": 1})
+        for item, row, item_id in zip(items, rows, ids, strict=True)])
+    return ids
+
+
 def _respond_by(settings: Settings, category: Category | str, at: datetime) -> datetime:
     return settings.calendar().add(at, settings.exception_category(str(category)).window)
 
@@ -118,15 +163,14 @@ def _count_on_open_item(session: Session, *, settings: Settings, category: Categ
         # Insert-or-nothing on the partial unique index: of two workers raising the same new
         # problem at once, one creates the item and the other counts on it.
         inserted = session.execute(
-            dialect_insert(session, ExceptionItem.__table__).values(
+            insert_ignoring(session, ExceptionItem.__table__, conflict=["group_key"], where="status = 'open'").values(
                 category=str(category), owner=settings.exception_category(str(category)).owner, message=message,
                 detail=dict(detail or {}), account_id=account_id, signal_id=signal_id, journey_id=journey_id,
                 status=str(ItemStatus.OPEN), created_at=at, respond_by=respond_by,
                 next_escalation_at=respond_by, escalation_level=0,
                 group_key=key, occurrences=1, first_seen_at=at, last_seen_at=at,
                 sample_signal_ids=[signal_id] if signal_id is not None else [],
-            ).on_conflict_do_nothing(index_elements=["group_key"], index_where=text("status = 'open'"))
-            .returning(ExceptionItem.id)
+            ).returning(ExceptionItem.id)
         ).scalar()
         if inserted is not None:
             created = session.get(ExceptionItem, inserted)

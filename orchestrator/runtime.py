@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -10,7 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.db import SESSION_CONNECTORS_KEY, make_engine, make_session_factory
+from orchestrator.db import (
+    SESSION_CONNECTORS_KEY,
+    SESSION_DESCRIPTION_LIMITS_KEY,
+    make_engine,
+    make_session_factory,
+)
 from orchestrator.errors import DatabaseUnavailable
 
 
@@ -30,9 +38,33 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = make_engine(settings.database_url, connect_timeout=settings.database_connect_timeout)
     check_connection(engine)
     sessions = make_session_factory(engine)
-    # outbox.enqueue reads these to name each message's connector (delivery.routing).
-    sessions.configure(info={SESSION_CONNECTORS_KEY: settings.connectors})
+    # outbox.enqueue reads these to name each message's connector (delivery.routing); a task's
+    # brief is cut to the description limit of the connector its CRM task goes to.
+    sessions.configure(info={SESSION_CONNECTORS_KEY: settings.connectors,
+                             SESSION_DESCRIPTION_LIMITS_KEY: description_limits(settings.connectors)})
     return Runtime(settings=settings, engine=engine, sessions=sessions, clock=clock or SystemClock())
+
+
+def description_limits(connectors: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Configured connector name -> the task description limit its class declares, read once at start.
+
+    Only the configured connectors are imported. One that cannot be imported declares nothing
+    (`handoff connectors check` says why) and the briefs use the smallest CRM limit.
+    """
+    from connectors.registry import ENTRY_POINT_GROUP
+
+    limits: dict[str, int] = {}
+    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if point.name not in connectors or point.name in limits:
+            continue
+        try:
+            loaded = point.load()
+        except Exception:  # noqa: BLE001 - a broken connector is reported by its own checks
+            continue
+        limit = getattr(loaded, "description_limit", None)
+        if isinstance(limit, int) and limit > 0:
+            limits[point.name] = limit
+    return limits
 
 
 def check_connection(engine: Engine) -> None:

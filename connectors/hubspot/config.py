@@ -46,6 +46,8 @@ class HubSpotConfigSchema(Schema):
     client_secret = fields.String(load_default=None, metadata={"secret": True})
     refresh_token = fields.String(load_default=None, metadata={"secret": True})
     webhook_secret = fields.String(load_default=None, metadata={"secret": True})  # default: client_secret
+    # The URL HubSpot calls, as registered in the app: what it signs, when a proxy rewrites the request's.
+    webhook_url = fields.Url(load_default=None, schemes={"https", "http"}, require_tld=False)
     host = fields.String(load_default="https://api.hubapi.com")
     ca_bundle = fields.String(load_default=None)
     enabled = fields.Boolean(load_default=True)
@@ -101,6 +103,7 @@ class HubSpotSettings:
     client_secret: str | None = None
     refresh_token: str | None = None
     webhook_secret: str | None = None
+    webhook_url: str | None = None
     host: str = "https://api.hubapi.com"
     ca_bundle: str | None = None
     enabled: bool = True

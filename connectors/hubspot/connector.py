@@ -236,13 +236,24 @@ class HubSpotConnector(SourceConnector, DeliveryConnector, WebhookConnector):
     # -- webhooks ------------------------------------------------------------------------------
 
     def verify_webhook(self, *, method: str, uri: str, body: bytes, headers: Mapping[str, str],
-                       now: datetime) -> None:
+                       now: datetime, remember: bool = True) -> str:
         secret = self.settings.webhook_secret or self.settings.client_secret
         if not secret:
             raise WebhookRejected("no webhook secret is configured (webhook_secret or client_secret)")
-        with _STATE_LOCK:
-            replays = _REPLAYS.setdefault(self.name, ReplayGuard())
-        verify_v3(secret=secret, method=method, uri=uri, body=body, headers=headers, now=now, replays=replays)
+        replays = None
+        if remember:
+            with _STATE_LOCK:
+                replays = _REPLAYS.setdefault(self.name, ReplayGuard())
+        return verify_v3(secret=secret, method=method, uri=self.webhook_uri(uri), body=body, headers=headers,
+                         now=now, replays=replays)
+
+    def webhook_uri(self, uri: str) -> str:
+        """The URI HubSpot signed: the configured public `webhook_url` (behind a proxy), with the request's query."""
+        public = self.settings.webhook_url
+        if not public:
+            return uri
+        _, _, query = uri.partition("?")
+        return public + ("?" + query if query else "")
 
     def parse_webhook(self, *, body: bytes) -> Page:
         """Deletions and mapped property changes as records; stage, owner and task completions as signals."""
@@ -286,6 +297,9 @@ class HubSpotConnector(SourceConnector, DeliveryConnector, WebhookConnector):
                     and event.property_value == "COMPLETED" and parent:
                 signals.append(puller.task_completed(task_id=event.object_id, key=None, company=parent,
                                                      at=event.occurred_at))
+            elif event.object_type == "tasks" and event.property_name == "hs_task_status" and event.property_value:
+                # Not Handoff's task? The intake finds no task by that id and leaves it alone.
+                records.append(puller.task_status(task_id=event.object_id, status=event.property_value))
         for (object_type, object_id), properties in event_properties(events).items():
             if object_type not in kinds or object_type == "contacts":
                 continue  # a contact needs its company, which the next sync brings

@@ -9,7 +9,8 @@
 - Associations (contact/deal/task -> company) come from one v4 batch read per page.
 - Signals: deal stage changes (from `dealstage` history), closed won/lost, owner changes (from
   `hubspot_owner_id` history), renewal upcoming (a configured company date property), and
-  `task.completed` for a Handoff task a rep completed in HubSpot. Dedupe keys are built from the object
+  `task.completed` for a Handoff task a rep completed in HubSpot (an open one's status comes as a task
+  record, for the SLA pause). Dedupe keys are built from the object
   id and the change's time, so a webhook and a sync that see the same change store one signal.
 """
 
@@ -274,7 +275,7 @@ class Puller:
             return [r for r in (self._contact(item, companies) for item in results) if r is not None], []
         if object_type == "deals":
             return self._deals(results, companies, history=history, since=since)
-        return [], self._task_signals(results, companies)
+        return self._open_tasks(results), self._task_signals(results, companies)
 
     def companies_of(self, object_type: str, ids: Sequence[str]) -> dict[str, str]:
         """object id -> its (primary) company id, by one v4 batch read per 1,000 ids."""
@@ -468,6 +469,17 @@ class Puller:
                 "payload": {"renewal_date": renewal.date().isoformat(),
                             "days_left": (renewal.date() - now.date()).days},
                 "dedupe_key": f"{self.source}:company:{company_id}:renewal:{renewal.date().isoformat()}"}
+
+    def _open_tasks(self, results: Sequence[Any]) -> list[Record]:
+        """Handoff's open tasks with the status a rep set: a waiting status (`[sla] waiting_statuses`,
+        HubSpot's WAITING by default) pauses the task's SLA clock, another resumes a pause it started."""
+        return [self.task_status(task_id=str(item["id"]), status=str(props["hs_task_status"]))
+                for item in results
+                if (props := item.get("properties") or {}).get("hs_task_status")
+                and props.get("hs_task_status") != "COMPLETED" and props.get(self.key)]
+
+    def task_status(self, *, task_id: str, status: str) -> Record:
+        return Record(kind="task", source=self.source, external_id=task_id, fields={"crm_status": status})
 
     def _task_signals(self, results: Sequence[Any], companies: Mapping[str, str]) -> list[dict[str, Any]]:
         signals = []

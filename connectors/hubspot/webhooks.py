@@ -69,8 +69,8 @@ class ReplayGuard:
 
 
 def verify_v3(*, secret: str, method: str, uri: str, body: bytes, headers: Mapping[str, str], now: datetime,
-              replays: ReplayGuard | None = None) -> None:
-    """Raise WebhookRejected unless the request is signed with `secret`, fresh, and not seen before."""
+              replays: ReplayGuard | None = None) -> str:
+    """The request's signature; WebhookRejected unless it is signed with `secret`, fresh, and not seen before."""
     signature = _header(headers, "X-HubSpot-Signature-v3")
     stamp = _header(headers, "X-HubSpot-Request-Timestamp")
     if not signature or not stamp:
@@ -89,6 +89,7 @@ def verify_v3(*, secret: str, method: str, uri: str, body: bytes, headers: Mappi
         raise WebhookRejected("the signature does not match")
     if replays is not None and not replays.first_time(signature.strip(), at=sent_at, now=now):
         raise WebhookRejected("the request was already received (replay)")
+    return signature.strip()
 
 
 @dataclass(frozen=True)

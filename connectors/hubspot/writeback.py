@@ -1,9 +1,9 @@
 """Writing Handoff's tasks into HubSpot, exactly once.
 
 Creates go through `POST /crm/v3/objects/tasks/batch/create` (up to 100 a call), each with the
-company association (type 192) and the contact (204) or deal (216) when the payload names one. Every
-task carries the outbox key in a custom task property with unique values (`handoff_key` by default,
-created on first use), so:
+company association (type 192), the contact (204: the payload's `contact_crm_ref`, chosen by the core) and
+the deal (216) where known. Every task carries the outbox key in a custom task property with unique
+values (`handoff_key` by default, created on first use), so:
 
 - HubSpot itself refuses a second task with the same key (409), whatever happened before;
 - a retry (a message that was attempted before, or a create whose answer was lost) first reads the
@@ -185,9 +185,13 @@ class TaskWriter:
             self.key: message.idempotency_key,
         }
         associations = [_association(company, TASK_TO_COMPANY)]
-        for name, type_id in (("hubspot_contact_id", TASK_TO_CONTACT), ("hubspot_deal_id", TASK_TO_DEAL)):
-            if payload.get(name):
-                associations.append(_association(payload[name], type_id))
+        deal = payload.get("hubspot_deal_id") or (message.task.deal_external_ids.get(self.source)
+                                                  if message.task is not None else None)
+        ref = payload.get("contact_crm_ref")
+        contact = (ref.get(self.source) if isinstance(ref, Mapping) else None) or payload.get("hubspot_contact_id")
+        for target, type_id in ((contact, TASK_TO_CONTACT), (deal, TASK_TO_DEAL)):
+            if target:
+                associations.append(_association(target, type_id))
         return {"properties": properties, "associations": associations}
 
     def ensure_key_property(self) -> None:

@@ -85,6 +85,9 @@ class Writer:
                       "Status": self._picklist(self.status_map, payload.get("status") or "open", "status")}
             if payload.get("due_date"):
                 record["ActivityDate"] = str(payload["due_date"])
+            who = _contact_id(payload)
+            if who:
+                record["WhoId"] = who
             plan.creates.append((index, record))
         elif message.kind == "crm.create_note":
             args = payload.get("args") or {}
@@ -224,3 +227,10 @@ def _result(message: Outbound, answer: Mapping[str, Any]) -> PushResult:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _contact_id(payload: Mapping[str, Any]) -> str | None:
+    """The task's contact as a WhoId: only a Salesforce Contact id (key prefix 003)."""
+    ref = payload.get("contact_crm_ref")
+    value = str(ref.get(SOURCE) or "") if isinstance(ref, Mapping) else ""
+    return value if value.startswith("003") else None

@@ -18,6 +18,7 @@ from orchestrator.api.access import authenticate_request
 from orchestrator.api.problems import first_field, from_handoff_error, problem
 from orchestrator.db import unit_of_work
 from orchestrator.errors import HandoffError
+from orchestrator.intake.values import json_problem
 from orchestrator.runtime import Runtime
 
 log = logging.getLogger("orchestrator.api")
@@ -60,7 +61,7 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
         settings = load_settings()
         settings.require_exception_owner()  # as every command does: no placeholder owner in production
         runtime = build_runtime(settings)
-    app = Flask("handoff")
+    app = Flask("handoff", static_folder=None)  # nothing is served from disk but the packaged docs page
     app.config.update(
         API_TITLE="Handoff", API_VERSION="v1", OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json", MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False,
@@ -72,6 +73,9 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
     # Ids are database integers: one outside their range is simply not found (never an overflow).
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, lambda _converter: {"type": "integer", "minimum": 1, "maximum": MAX_ID})
+    # Before the limiter's own hook: the budget is the authenticated key's, so a request that
+    # merely names another key's (visible) prefix spends its address's budget, not that key's.
+    app.before_request(_begin)
     Limiter(key_func=_rate_key, app=app, default_limits=[rate_limit], storage_uri="memory://",
             headers_enabled=True)
 
@@ -94,7 +98,6 @@ def create_app(*, runtime: Runtime | None = None, rate_limit: str = DEFAULT_RATE
     app.register_blueprint(dashboard.blp)
     _document_problems(api)
 
-    app.before_request(_begin)
     app.after_request(_log_request)
     app.register_error_handler(HandoffError, from_handoff_error)
     return app
@@ -126,10 +129,9 @@ def _document_problems(api: Api) -> None:
 
 
 def _rate_key() -> str:
-    # Per key (the prefix, never the secret); anonymous callers share their address's budget.
-    header = request.headers.get("Authorization", "") or request.headers.get("X-API-Key", "")
-    parts = header.split()[-1].split("_") if header else []
-    return f"key:{parts[1]}" if len(parts) == 3 else f"ip:{request.remote_addr}"
+    # Per authenticated key (its id, never the secret); anyone else shares their address's budget.
+    who = g.get("principal")
+    return f"key:{who.key_id}" if who is not None else f"ip:{request.remote_addr}"
 
 
 def _begin() -> Response | None:
@@ -142,9 +144,29 @@ def _begin() -> Response | None:
                            field=name.replace("\x00", ""), type_="/problems/invalid")
     if "\x00" in request.path:
         return problem(status=404, title="Not Found", detail="no such resource")
+    refused = _body_problem()
+    if refused is not None:
+        return refused
     with unit_of_work(runtime().sessions, read_only=True) as session:
         g.principal = authenticate_request(session, now=runtime().clock.now())
     return None
+
+
+# These parse their raw bodies with the intake's own checks, a result per item of a batch.
+_RAW_BODY_BLUEPRINTS = frozenset({"signals", "webhooks"})
+
+
+def _body_problem() -> Response | None:
+    # A NUL or a lone surrogate in a JSON string reaches no column (PostgreSQL refuses both, SQLite
+    # cannot encode the second): refused here, naming the field, before any route stores a thing.
+    if request.blueprint in _RAW_BODY_BLUEPRINTS or not request.is_json:
+        return None
+    body = request.get_json(silent=True)
+    found = json_problem(body) if body is not None else None
+    if found is None:
+        return None
+    return problem(status=422, title="Unprocessable Entity", detail=f"{found.field or 'the body'} {found.reason}",
+                   field=found.field, type_="/problems/invalid")
 
 
 def _log_request(response: Response) -> Response:

@@ -12,9 +12,9 @@ PROBLEM_TYPE = "application/problem+json"
 
 
 def problem(*, status: int, title: str, detail: str = "", type_: str = "about:blank",
-            field: str | None = None, errors: Any = None) -> Response:
-    """A problem+json response."""
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+            field: str | None = None, errors: Any = None, extra: dict[str, Any] | None = None) -> Response:
+    """A problem+json response; `extra` adds members of its own (RFC 9457 extensions)."""
+    body: dict[str, Any] = {**(extra or {}), "type": type_, "title": title, "status": status}
     if detail:
         body["detail"] = detail
     if field:

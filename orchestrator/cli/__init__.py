@@ -118,6 +118,7 @@ from orchestrator.cli.lifecycle import init, status  # noqa: E402
 from orchestrator.cli.outbox import outbox  # noqa: E402
 from orchestrator.cli.playbooks import playbooks  # noqa: E402
 from orchestrator.cli.report import report  # noqa: E402
+from orchestrator.cli.reviews import reviews  # noqa: E402
 from orchestrator.cli.signals import signals  # noqa: E402
 from orchestrator.cli.simulate import simulate  # noqa: E402
 from orchestrator.cli.tasks import tasks  # noqa: E402
@@ -125,6 +126,6 @@ from orchestrator.cli.worker import serve, tick_command, worker  # noqa: E402
 
 for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine,
                  email, apikeys, worker, serve, tick_command, report, outbox, connectors, sync_command,
-                 import_command, secrets):
+                 import_command, secrets, reviews):
     main.add_command(_command)
 playbooks.add_command(simulate)

@@ -1,8 +1,9 @@
-"""`handoff journeys list|show|retry|end|override`: where accounts are in their playbooks; operator levers."""
+"""`handoff journeys list|show|retry|migrate|end|override`: where accounts are in their playbooks; operator levers."""
 
 from __future__ import annotations
 
 import click
+from sqlalchemy import select
 
 from orchestrator.cli._format import table, when
 from orchestrator.cli._options import ACTOR, RECORD_ID
@@ -12,8 +13,10 @@ from orchestrator.errors import NotFound
 from orchestrator.intake.signals import find_account, parse_account_ref
 from orchestrator.journeys import engine
 from orchestrator.journeys.listing import list_journeys
-from orchestrator.models import Account, Journey, JourneyStatus, PlaybookVersion
+from orchestrator.journeys.migration import migrate_journeys
+from orchestrator.models import Account, Journey, JourneyStatus, PlaybookVersion, StepRun
 from orchestrator.runtime import Runtime
+from orchestrator.work.entitlements import check_overrider, known_actor
 
 
 def describe_journey(journey: Journey) -> str:
@@ -103,13 +106,44 @@ def show_command(runtime: Runtime, journey_id: int) -> None:
 @click.argument("journey_id", type=RECORD_ID)
 @click.option("--by", "by", required=True, type=ACTOR, help="Who retries it (an email).")
 @click.option("--note", default="", help="What was fixed.")
+@click.option("--latest", is_flag=True,
+              help="First move the journey to its playbook's active version (the fixed one), then retry.")
 @pass_runtime
-def retry_command(runtime: Runtime, journey_id: int, by: str, note: str) -> None:
+def retry_command(runtime: Runtime, journey_id: int, by: str, note: str, latest: bool) -> None:
     """Run parked journey JOURNEY_ID's current step again, once what stopped it is fixed."""
     with unit_of_work(runtime.sessions) as session:
         journey = engine.retry_journey(session=session, settings=runtime.settings, journey_id=journey_id,
-                                       actor=by, now=runtime.clock.now(), note=note)
-        click.echo(f"journey {journey.id} retried by {by}: {describe_journey(journey)}")
+                                       actor=by, now=runtime.clock.now(), note=note, latest=latest)
+        version = session.get_one(PlaybookVersion, journey.playbook_version_id)
+        active = session.scalar(select(PlaybookVersion.version).where(
+            PlaybookVersion.playbook_id == journey.playbook_id, PlaybookVersion.active))
+        click.echo(f"journey {journey.id} retried by {by} on {journey.playbook_id} v{version.version}: "
+                   f"{describe_journey(journey)}")
+        if active is not None and active != version.version and journey.status == JourneyStatus.STALLED:
+            click.echo(f"version {active} of {journey.playbook_id} is active: if it fixes this, run "
+                       f"handoff journeys retry {journey.id} --latest --by {by}")
+
+
+@journeys.command("migrate")
+@click.option("--playbook", "playbook_id", required=True, help="The playbook whose journeys move.")
+@click.option("--to-version", "to_version", required=True, type=click.IntRange(1),
+              help="The stored version they move to (see playbooks history).")
+@click.option("--by", "by", required=True, type=ACTOR, help="Who moves them (an email), for the audit trail.")
+@click.option("--dry-run", is_flag=True, help="Say what would move and what would not; change nothing.")
+@pass_runtime
+def migrate_command(runtime: Runtime, playbook_id: str, to_version: int, by: str, dry_run: bool) -> None:
+    """Move running journeys of a playbook to version N where their current step still exists (by step id)."""
+    with unit_of_work(runtime.sessions) as session:
+        report = migrate_journeys(session=session, playbook_id=playbook_id, to_version=to_version, actor=by,
+                                  now=runtime.clock.now(), dry_run=dry_run)
+    verb = "would move" if dry_run else "moved"
+    click.echo(f"{playbook_id}: {verb} {len(report.moved)} journeys to version {report.to_version}; "
+               f"{len(report.blocked)} cannot move")
+    rows = [(str(m.journey_id), str(m.account_id), f"v{m.from_version}", m.step_id or "-", m.status,
+             verb if m.moved else f"cannot: {m.reason}") for m in report.journeys]
+    if rows:
+        for line in table(("JOURNEY", "ACCOUNT", "FROM", "STEP", "STATUS", "RESULT"), rows):
+            click.echo(line)
 
 
 @journeys.command("end")
@@ -131,9 +165,17 @@ def end_command(runtime: Runtime, journey_id: int, by: str, reason: str) -> None
 @click.option("--reason", default="", help="Why; recorded in the audit trail.")
 @pass_runtime
 def override_command(runtime: Runtime, step_run_id: int, by: str, reason: str) -> None:
-    """Undo on_the_loop step run STEP_RUN_ID inside its override window by running its compensation."""
+    """Undo on_the_loop step run STEP_RUN_ID inside its override window by running its compensation.
+
+    --by must be the account's owner or CSM, or up their manager chain (as in the API).
+    """
     with unit_of_work(runtime.sessions) as session:
+        found = session.get(StepRun, step_run_id)
+        if found is None:
+            raise NotFound(f"no step run {step_run_id}")
+        actor = known_actor(session, email=by)
+        check_overrider(session, account=session.get_one(Account, found.journey.account_id), actor=actor)
         run = engine.override_step(session=session, settings=runtime.settings, step_run_id=step_run_id,
-                                   actor=by, now=runtime.clock.now(), reason=reason)
-        click.echo(f"run {run.id} ({run.step_id}) of journey {run.journey_id} overridden by {by}; "
+                                   actor=actor.email, now=runtime.clock.now(), reason=reason)
+        click.echo(f"run {run.id} ({run.step_id}) of journey {run.journey_id} overridden by {actor.email}; "
                    "its compensation is queued")

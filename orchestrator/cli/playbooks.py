@@ -1,9 +1,10 @@
-"""`handoff playbooks ...`: validate, schema, apply, diff, list, history, activate, rules. Thin: call a service."""
+"""`handoff playbooks ...`: validate, schema, apply, diff, list, history, activate, pause, resume, rules."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -28,12 +29,15 @@ def _summary(findings: list) -> str:
 
 @playbooks.command()
 @_PATHS
-def validate(paths: tuple[str, ...]) -> None:
+@click.option("--against", "against", metavar="DATABASE", default=None,
+              help="Also check roles, named people and calendars against this deployment "
+                   "(a database URL; calendars from the configuration HANDOFF_CONFIG names).")
+def validate(paths: tuple[str, ...], against: str | None) -> None:
     """Check playbook files or folders; one line per finding, exit 1 on any error."""
     from orchestrator.playbook import validate_paths
     from orchestrator.playbook.loader import playbook_files
 
-    findings = validate_paths(paths)
+    findings = validate_paths(paths, against=_live_check(against) if against else None)
     for finding in findings:
         click.echo(str(finding))
     count = len(playbook_files(paths)[0])
@@ -42,12 +46,40 @@ def validate(paths: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+def _live_check(url: str) -> Any:
+    """The `against` check for validate_paths: the deployment's people and calendars, read once."""
+    import os
+
+    from orchestrator.config import load_settings
+    from orchestrator.database_url import parse_database_url
+    from orchestrator.db import make_engine, make_session_factory
+    from orchestrator.playbook.against import check_against, live_configuration
+
+    settings = load_settings({**os.environ, "HANDOFF_DATABASE_URL": url})
+    engine = make_engine(parse_database_url(url, allow_memory=False))
+    try:
+        with unit_of_work(make_session_factory(engine), read_only=True) as session:
+            live = live_configuration(session, calendars=set(settings.calendars))
+    finally:
+        engine.dispose()
+    return lambda playbook, doc, path: check_against(playbook, doc=doc, path=path, live=live)
+
+
 @playbooks.command()
-def schema() -> None:
-    """Print the JSON Schema of the playbook format (for editor completion)."""
+@click.argument("paths", nargs=-1, type=click.Path())
+def schema(paths: tuple[str, ...]) -> None:
+    """Print the JSON Schema of the playbook format (for editor completion).
+
+    Signal types and field names offered for completion come from the data dictionary; PATHS
+    (playbook folders) add the types and attributes of their signals.yaml files.
+    """
+    from orchestrator.playbook.catalog import catalog_near
     from orchestrator.playbook.json_schema import playbook_json_schema
 
-    click.echo(json.dumps(playbook_json_schema(), indent=2))
+    catalog, problem = catalog_near(paths) if paths else (None, None)
+    if problem:
+        click.echo(str(problem), err=True)
+    click.echo(json.dumps(playbook_json_schema(catalog), indent=2))
 
 
 @playbooks.command()
@@ -104,11 +136,34 @@ def apply(runtime: Runtime, paths: tuple[str, ...], actor: str | None, show_diff
 @_PATHS
 @click.option("--show-diff/--no-show-diff", default=False, show_default=True,
               help="Also print the text diff of changed playbooks.")
+@click.option("--from", "from_version", type=click.IntRange(1), default=None,
+              help="With --to: compare two stored versions of the playbook ID given instead of paths.")
+@click.option("--to", "to_version", type=click.IntRange(1), default=None, help="See --from.")
 @pass_runtime
-def diff(runtime: Runtime, paths: tuple[str, ...], show_diff: bool) -> None:
-    """Compare files with the active versions; exit 2 when they differ."""
-    from orchestrator.playbook.store import diff_playbooks
+def diff(runtime: Runtime, paths: tuple[str, ...], show_diff: bool, from_version: int | None,
+         to_version: int | None) -> None:
+    """Compare files with the active versions (exit 2 when they differ), or versions N and M of ID.
 
+    `handoff playbooks diff ID --from N --to M` prints what changed between two stored versions
+    (steps, settings, named templates) and the text diff.
+    """
+    from orchestrator.playbook.store import diff_playbooks, version_diff
+
+    if (from_version is None) != (to_version is None):
+        raise click.UsageError("--from and --to go together")
+    if from_version is not None and to_version is not None:
+        if len(paths) != 1:
+            raise click.UsageError("with --from and --to, give one playbook id")
+        with unit_of_work(runtime.sessions) as session:
+            change = version_diff(session=session, playbook_id=paths[0], from_version=from_version,
+                                  to_version=to_version)
+        if change.kind == "unchanged":
+            click.echo(f"{change.playbook_id}: versions {from_version} and {to_version} are the same text")
+            return
+        click.echo(f"{change.playbook_id} version {from_version} -> {to_version}: "
+                   + ("; ".join(change.summary) or "text changed"))
+        click.echo(change.diff, nl=False)
+        return
     with unit_of_work(runtime.sessions) as session:
         report = diff_playbooks(session=session, paths=paths)
     for finding in report.findings:
@@ -128,17 +183,19 @@ def diff(runtime: Runtime, paths: tuple[str, ...], show_diff: bool) -> None:
 @playbooks.command("list")
 @pass_runtime
 def list_(runtime: Runtime) -> None:
-    """List the active playbook versions."""
+    """List the active playbook versions; STATE says which are paused (no new enrollments)."""
+    from orchestrator.journeys.pausing import paused_ids
     from orchestrator.playbook.store import list_playbooks
 
     with unit_of_work(runtime.sessions) as session:
         versions = list_playbooks(session=session)
-        rows = [(v.playbook_id, f"v{v.version}", v.stage, when(v.applied_at),
-                 v.applied_by, v.name) for v in versions]
+        paused = paused_ids(session)
+        rows = [(v.playbook_id, f"v{v.version}", v.stage, "paused" if v.playbook_id in paused else "active",
+                 when(v.applied_at), v.applied_by, v.name) for v in versions]
     if not rows:
         click.echo("no playbooks applied yet; run `handoff playbooks apply playbooks/`", err=True)
         return
-    for line in table(("PLAYBOOK", "VERSION", "STAGE", "APPLIED", "BY", "NAME"), rows):
+    for line in table(("PLAYBOOK", "VERSION", "STAGE", "STATE", "APPLIED", "BY", "NAME"), rows):
         click.echo(line)
 
 
@@ -182,3 +239,40 @@ def activate(runtime: Runtime, playbook_id: str, version: int, actor: str | None
         activate_version(session=session, playbook_id=playbook_id, version=version,
                          now=runtime.clock.now(), actor=who)
     click.echo(f"{playbook_id}: version {version} is active; running journeys keep their own version")
+
+
+@playbooks.command()
+@click.argument("playbook_id")
+@click.option("--by", "by", required=True, help="Who pauses it (an email), for the audit trail.")
+@click.option("--reason", default="", help="Why; recorded in the audit trail.")
+@click.option("--running", type=click.Choice(["continue", "park"]), default="continue", show_default=True,
+              help="What running journeys do: continue as they are, or park in the exception queue until resume.")
+@pass_runtime
+def pause(runtime: Runtime, playbook_id: str, by: str, reason: str, running: str) -> None:
+    """Stop new enrollments in PLAYBOOK_ID (whatever version is active); audited."""
+    from orchestrator.journeys.pausing import pause_playbook
+
+    with unit_of_work(runtime.sessions) as session:
+        report = pause_playbook(session=session, settings=runtime.settings, playbook_id=playbook_id, actor=by,
+                                now=runtime.clock.now(), reason=reason, park_running=running == "park")
+    what = f"{len(report.parked)} running journeys parked" if running == "park" else \
+        f"{report.running} running journeys continue"
+    click.echo(f"{playbook_id}: paused, no new enrollments; {what}")
+
+
+@playbooks.command()
+@click.argument("playbook_id")
+@click.option("--by", "by", required=True, help="Who resumes it (an email), for the audit trail.")
+@click.option("--leave-parked", is_flag=True, help="Leave the journeys the pause parked in the exception queue.")
+@pass_runtime
+def resume(runtime: Runtime, playbook_id: str, by: str, leave_parked: bool) -> None:
+    """Let PLAYBOOK_ID enroll again; journeys its pause parked wait again where they were; audited."""
+    from orchestrator.journeys.pausing import resume_playbook
+
+    with unit_of_work(runtime.sessions) as session:
+        report = resume_playbook(session=session, playbook_id=playbook_id, actor=by, now=runtime.clock.now(),
+                                 restore_parked=not leave_parked)
+    click.echo(f"{playbook_id}: resumed, enrollments open again"
+               + (f"; {len(report.resumed)} parked journeys wait again" if report.resumed else "")
+               + (f"; {len(report.left)} left parked (their task was closed meanwhile): "
+                  + ", ".join(map(str, report.left)) if report.left else ""))

@@ -22,10 +22,13 @@ from orchestrator.replay.simulation import simulate as run_simulation
               help="Use the bundled sample owners and accounts instead of the configured database's.")
 @click.option("--leave-tasks-open", is_flag=True,
               help="Do not assume people close each task at its due time (later steps then never run).")
+@click.option("--with-active", is_flag=True,
+              help="Also run the playbooks active in the configured database (a PATH playbook with the same id "
+                   "replaces its active version).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def simulate(ctx: click.Context, paths: tuple[str, ...], signals_file: str, weeks: int | None, sample: bool,
-             leave_tasks_open: bool, as_json: bool) -> None:
+             leave_tasks_open: bool, with_active: bool, as_json: bool) -> None:
     """Replay SIGNALS against the playbooks in PATH... and report the load; nothing is written.
 
     Owners and accounts are copied from the configured database into an in-memory
@@ -40,7 +43,7 @@ def simulate(ctx: click.Context, paths: tuple[str, ...], signals_file: str, week
         runtime = get_runtime(ctx)
         settings, source = runtime.settings, runtime.engine
     report = run_simulation(playbook_paths=paths, signals=signals, settings=settings, source=source,
-                            sample=sample, weeks=weeks, work_tasks=not leave_tasks_open)
+                            sample=sample, weeks=weeks, work_tasks=not leave_tasks_open, with_active=with_active)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:

@@ -1,4 +1,4 @@
-"""`handoff tasks list|show|ack|pause|resume|decide`: the human side of journeys, from a terminal."""
+"""`handoff tasks list|show|ack|pause|resume|decide|feedback`: the human side of journeys, from a terminal."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from orchestrator.journeys import engine
 from orchestrator.models import OPEN_STATUSES, Journey, Task
 from orchestrator.runtime import Runtime
 from orchestrator.work.assignment import find_owner
+from orchestrator.work.briefs import SCREEN_LIMIT, BriefOptions, live_brief
 from orchestrator.work.entitlements import check_decider, known_actor
+from orchestrator.work.feedback import give_feedback
 from orchestrator.work.sla import pause_task, resume_task
 from orchestrator.work.tasks import acknowledge_task, list_tasks
 
@@ -26,6 +28,18 @@ def _task(session: Session, task_id: int) -> Task:
     if task is None:
         raise NotFound(f"no task {task_id}")
     return task
+
+
+def _read_text(path: str) -> str:
+    try:
+        with click.open_file(path, "rb") as stream:
+            data: bytes = stream.read()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="--text") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text (byte {exc.start})", param_hint="--text") from exc
 
 
 @click.group()
@@ -90,7 +104,10 @@ def show_command(runtime: Runtime, task_id: int) -> None:
         if task.draft is not None:
             click.echo(f"\ndraft:\n{task.draft}")
         if task.brief_text:
-            click.echo(f"\nbrief:\n{task.brief_text}")
+            # Rendered from current data: the journey's state now, signals since the task marked [new].
+            brief = live_brief(session, task=task, now=runtime.clock.now(), limit=SCREEN_LIMIT,
+                               options=BriefOptions.from_settings(runtime.settings))
+            click.echo(f"\nbrief (live; the CRM task holds it as created):\n{brief.text}")
 
 
 @tasks.command("ack")
@@ -146,22 +163,44 @@ def resume_command(runtime: Runtime, task_id: int, by: str) -> None:
 @click.argument("outcome")
 @click.option("--by", "by", required=True, type=ACTOR,
               help="Who decided: the assignee or up their manager chain (an email).")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Publish a review with this file's text (your edit of the draft; - for stdin).")
 @pass_runtime
-def decide_command(runtime: Runtime, task_id: int, outcome: str, by: str) -> None:
+def decide_command(runtime: Runtime, task_id: int, outcome: str, by: str, text_file: str | None) -> None:
     """Close task TASK_ID with OUTCOME and move its journey on.
 
     OUTCOME is `done` for an action task, `approved` or `rejected` for an approval,
-    `published` or `rejected` for a review.
+    `published` or `rejected` for a review. `published --text FILE` sends your edited
+    draft instead of the system's; the audit trail keeps both.
     """
+    text = _read_text(text_file) if text_file is not None else None
     with unit_of_work(runtime.sessions) as session:
         # The same rule as the API: the assignee or someone up their manager chain, never the requester.
         task = _task(session, task_id)
         actor = known_actor(session, email=by)
         check_decider(session, task=task, actor=actor)
         task = engine.decide_task(session=session, settings=runtime.settings, task_id=task_id,
-                                  outcome=outcome, actor=actor.email, now=runtime.clock.now())
+                                  outcome=outcome, actor=actor.email, now=runtime.clock.now(), text=text)
         click.echo(f"task {task.id} {task.outcome} by {actor.email}")
         journey = session.get(Journey, task.journey_id) if task.journey_id is not None else None
         if journey is not None:
             click.echo(f"journey {journey.id} ({journey.playbook_id}): {describe_journey(journey)}")
 
+
+
+@tasks.command("feedback")
+@click.argument("task_id", type=RECORD_ID)
+@click.option("--useful/--not-useful", "useful", required=True, default=None,
+              help="Was this task worth your time?")
+@click.option("--note", default="", help="Why (the playbook's writer reads it).")
+@click.option("--by", "by", required=True, type=ACTOR,
+              help="Who says so: the assignee or up their manager chain (an email).")
+@pass_runtime
+def feedback_command(runtime: Runtime, task_id: int, useful: bool, note: str, by: str) -> None:
+    """Say whether task TASK_ID was useful; a second verdict by the same person replaces the first."""
+    with unit_of_work(runtime.sessions) as session:
+        task = _task(session, task_id)
+        actor = known_actor(session, email=by)
+        give_feedback(session, task=task, actor=actor, by=actor.email, useful=useful, note=note,
+                      now=runtime.clock.now())
+        click.echo(f"task {task.id}: {'useful' if useful else 'not useful'}, by {actor.email}")

@@ -47,7 +47,7 @@ from orchestrator.db import skip_locked, unit_of_work
 from orchestrator.delivery import outbox
 from orchestrator.delivery.routing import Routing, route_for
 from orchestrator.errors import ConfigError
-from orchestrator.models import Account, ExternalId, OutboxMessage, OutboxStatus, Owner, Task
+from orchestrator.models import Account, ExternalId, Journey, OutboxMessage, OutboxStatus, Owner, Task
 from orchestrator.worker.jobs import JobResult, job
 
 if TYPE_CHECKING:
@@ -157,6 +157,13 @@ def _snapshots(session: Session, messages: Sequence[OutboxMessage]) -> list[Outb
     owner_ids = {t.owner_id for t in tasks.values()}
     ids = _external_ids(session, kind="account", local_ids=account_ids)
     owner_ids_by_source = _external_ids(session, kind="owner", local_ids=owner_ids)
+    # The deal a task's journey is about, so a CRM can attach the task to it as well (HubSpot: type 216).
+    journey_ids = {t.journey_id for t in tasks.values() if t.journey_id is not None}
+    deal_of_journey: dict[int, int] = {
+        journey_id: deal_id for journey_id, deal_id in session.execute(select(Journey.id, Journey.deal_id).where(
+            Journey.id.in_(journey_ids), Journey.deal_id.is_not(None))).tuples() if deal_id is not None
+    } if journey_ids else {}
+    deal_ids_by_source = _external_ids(session, kind="deal", local_ids=set(deal_of_journey.values()))
     found: list[Outbound] = []
     for message in messages:
         account = accounts.get(message.account_id) if message.account_id is not None else None
@@ -169,7 +176,8 @@ def _snapshots(session: Session, messages: Sequence[OutboxMessage]) -> list[Outb
             task=None if task is None else TaskRef(
                 id=task.id, title=task.title, crm_id=task.crm_id, crm_source=task.crm_source,
                 owner_email=task.owner.email if task.owner else None,
-                owner_external_ids=owner_ids_by_source.get(task.owner_id, {})),
+                owner_external_ids=owner_ids_by_source.get(task.owner_id, {}),
+                deal_external_ids=deal_ids_by_source.get(deal_of_journey.get(task.journey_id or 0, 0), {})),
         ))
     return found
 

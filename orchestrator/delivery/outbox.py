@@ -9,30 +9,65 @@ and `claimed_until` in a short transaction the caller commits before any remote 
 no row lock is ever held across an HTTP request; a worker that dies leaves its messages to
 be claimed again when the lease runs out. The remote side is idempotent on the message's
 key, so a message pushed by a worker that died before recording it is not doubled.
+
+A *held* message (`payload["held"]`, an on-the-loop customer email waiting out its override
+window) is looked at again when it is first claimed: the check its payload names (registered
+by the layer that held it, `register_release_check`) says whether it may still go. If not, it
+is cancelled unsent in the claiming transaction, under the same row lock, so it is never both
+leased and cancelled.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
-from orchestrator.db import dialect_insert, skip_locked
+from orchestrator.db import insert_ignoring, skip_locked
 from orchestrator.delivery.routing import route_for
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import OutboxMessage, OutboxStatus
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "backoff_delay", "cancel", "claim", "enqueue", "jittered", "mark_delivered",
-           "mark_failed", "pending", "requeue"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "HELD", "ReleaseCheck", "backoff_delay", "cancel", "claim", "deferred", "enqueue",
+           "enqueue_deferred", "jittered", "mark_delivered", "mark_failed", "pending", "register_release_check",
+           "requeue"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 10
 _BASE_DELAY = timedelta(seconds=30)
+_UNCHECKED_RETRY = timedelta(hours=1)
 _MAX_DELAY = timedelta(hours=6)
+
+# payload["held"] = {"check": NAME, ...}: a message that must be re-checked before it leaves.
+HELD = "held"
+# (session, message, now) -> why it must not go now (it is cancelled), or None (it goes).
+ReleaseCheck = Callable[[Session, OutboxMessage, datetime], str | None]
+_RELEASE_CHECKS: dict[str, ReleaseCheck] = {}
+# Modules that register release checks; imported by name on first need (as the job registry
+# does), so delivery depends on none of the layers that hold messages.
+RELEASE_CHECK_MODULES = ["orchestrator.journeys.held_sends"]
+
+
+def register_release_check(name: str, check: ReleaseCheck) -> None:
+    """Name the check a held message's payload refers to (`payload["held"]["check"]`)."""
+    _RELEASE_CHECKS[name] = check
+
+
+def _release_check(name: str) -> ReleaseCheck | None:
+    if name not in _RELEASE_CHECKS:
+        for module in RELEASE_CHECK_MODULES:
+            importlib.import_module(module)
+    return _RELEASE_CHECKS.get(name)
 
 
 def enqueue(
@@ -56,19 +91,69 @@ def enqueue(
     """
     connector = connector or route_for(session, target=target, account_id=account_id)
     statement = (
-        dialect_insert(session, OutboxMessage)
+        # Cacheable ON CONFLICT DO NOTHING: a concurrent writer of the same key makes this a
+        # no-op instead of an IntegrityError, which would abort the caller's whole transaction
+        # on PostgreSQL. RETURNING the row saves reading it back.
+        insert_ignoring(session, OutboxMessage, conflict=["idempotency_key"])
         .values(kind=kind, target=target, payload=payload, idempotency_key=idempotency_key, connector=connector,
                 account_id=account_id, task_id=task_id, status=OutboxStatus.PENDING,
                 attempts=0, next_attempt_at=not_before or at, created_at=at)
-        # A concurrent writer of the same key makes this a no-op instead of an IntegrityError,
-        # which would otherwise abort the caller's whole transaction on PostgreSQL.
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(OutboxMessage.id)
+        .returning(OutboxMessage)
     )
-    new_id = session.execute(statement).scalar()
-    if new_id is not None:
-        return session.get_one(OutboxMessage, new_id)
+    new = session.scalars(statement).first()
+    if new is not None:
+        return new
     return session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)).one()
+
+
+_DEFERRED = "handoff.outbox.deferred"
+
+
+def enqueue_deferred(
+    session: Session,
+    *,
+    kind: str,
+    target: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    at: datetime,
+    account_id: int | None = None,
+    task_id: int | None = None,
+    not_before: datetime | None = None,
+    connector: str | None = None,
+) -> None:
+    """`enqueue` for callers that need no row back: inside `deferred` it waits for the block's one INSERT."""
+    buffer = session.info.get(_DEFERRED)
+    if buffer is None:
+        enqueue(session, kind=kind, target=target, payload=payload, idempotency_key=idempotency_key, at=at,
+                account_id=account_id, task_id=task_id, not_before=not_before, connector=connector)
+        return
+    buffer.append({
+        "kind": kind, "target": target, "payload": payload, "idempotency_key": idempotency_key,
+        "connector": connector or route_for(session, target=target, account_id=account_id),
+        "account_id": account_id, "task_id": task_id, "status": str(OutboxStatus.PENDING), "attempts": 0,
+        "next_attempt_at": not_before or at, "created_at": at,
+    })
+
+
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Messages from `enqueue_deferred` in the block are written together (one executemany) when it succeeds.
+
+    The same key twice is still one message: ON CONFLICT DO NOTHING covers rows of the same statement.
+    """
+    if _DEFERRED in session.info:  # nested: the outer block writes them
+        yield
+        return
+    buffer: list[dict[str, Any]] = []
+    session.info[_DEFERRED] = buffer
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    if buffer:
+        table = cast(Table, OutboxMessage.__table__)
+        session.execute(insert_ignoring(session, table, conflict=["idempotency_key"]), buffer)
 
 
 def pending(session: Session, *, now: datetime, limit: int) -> list[OutboxMessage]:
@@ -106,12 +191,34 @@ def claim(
         query = query.where(OutboxMessage.connector == connector)
     if skip_locked(session):
         query = query.with_for_update(skip_locked=True)
-    messages = list(session.scalars(query))
+    messages = [m for m in session.scalars(query) if _may_leave(session, message=m, now=now)]
     for message in messages:
         message.claimed_by = worker_id
         message.claimed_until = now + lease
     session.flush()
     return messages
+
+
+def _may_leave(session: Session, *, message: OutboxMessage, now: datetime) -> bool:
+    """A held message's first claim asks its release check; one that must not go is cancelled here."""
+    held = (message.payload or {}).get(HELD)
+    # A lease that ran out may mean it was pushed already: only a never-claimed message is re-checked.
+    if not isinstance(held, dict) or message.claimed_by is not None:
+        return True
+    check = _release_check(str(held.get("check")))
+    if check is None:
+        # Fail closed: an email must not leave unchecked. It stays pending (a deployment fault, logged).
+        log.error("outbox message %s names release check %r, which nothing registers", message.id,
+                  held.get("check"))
+        # Asked again later, not on every claim: stuck rows at the head must not starve the rest.
+        message.next_attempt_at = now + _UNCHECKED_RETRY
+        return False
+    why = check(session, message, now)
+    if why is None:
+        return True
+    _cancel(session, message=message, actor="system", at=now, rule="outbox.release_check",
+            reason=f"held {message.kind} (outbox message {message.id}) cancelled unsent at release: {why}")
+    return False
 
 
 def jittered(delay: timedelta, *, rng: random.Random | None = None) -> timedelta:
@@ -206,14 +313,20 @@ def cancel(session: Session, *, message_id: int, actor: str, at: datetime) -> Ou
         raise Conflict(f"outbox message {message_id} is {message.status}; only pending or dead ones are cancelled")
     if message.claimed_until is not None and message.claimed_until > at:
         raise Conflict(f"outbox message {message_id} is being delivered right now; try again in a minute")
+    _cancel(session, message=message, actor=actor, at=at, rule="outbox",
+            reason=f"{actor} cancelled {message.status} outbox message {message_id} ({message.kind})")
+    session.flush()
+    return message
+
+
+def _cancel(session: Session, *, message: OutboxMessage, actor: str, at: datetime, rule: str, reason: str) -> None:
     before = message.status
     message.status = OutboxStatus.CANCELLED
     _release(message)
-    audit.record(session, at=at, action="outbox_cancelled", actor=actor, rule="outbox",
-                 reason=f"{actor} cancelled {before} outbox message {message_id} ({message.kind})",
-                 account_id=message.account_id, detail={"outbox_id": message_id, "was": before})
-    session.flush()
-    return message
+    journey_id = (message.payload or {}).get("journey_id")
+    audit.record(session, at=at, action="outbox_cancelled", actor=actor, rule=rule, reason=reason,
+                 account_id=message.account_id, journey_id=journey_id if isinstance(journey_id, int) else None,
+                 detail={"outbox_id": message.id, "was": before})
 
 
 def _get(session: Session, message_id: int) -> OutboxMessage:

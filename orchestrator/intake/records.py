@@ -19,7 +19,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from orchestrator.clock import ensure_utc
@@ -123,6 +124,12 @@ def upsert_records(
     (`[sla] waiting_statuses`); without, it is ignored.
     A record that cannot be applied (a reference to an unknown account, a bad value) is
     skipped and named in `report.problems`; the rest of the batch goes on.
+
+    Cost per page, not per record: each run of live records of one kind is looked up with a
+    few IN queries (its external ids, its references, its natural keys, the rows), applied in
+    memory and written with one flush; a deleted record goes one by one. Should the flush
+    still meet a unique key (another writer added the same row meanwhile), the run is rolled
+    back to its savepoint and applied record by record, as before, with the same report.
     """
     report = UpsertReport()
     by_kind: dict[str, list[Record]] = {kind: [] for kind in KINDS}
@@ -132,13 +139,16 @@ def upsert_records(
         by_kind[record.kind].append(record)
     upserter = _Upserter(session=session, source=source, now=ensure_utc(now), report=report,
                          update_existing=update_existing, settings=settings)
-    owners = [(record, upserter.apply(record)) for record in by_kind["owner"]]
+    owners = upserter.apply_many(by_kind["owner"])
     for record, owner in owners:
         if isinstance(owner, Owner) and "manager" in record.fields:
             upserter.link_manager(record, owner)
     for kind in KINDS[1:]:
-        for record in by_kind[kind]:
-            upserter.apply(record)
+        if kind == "task":  # few per page, and each may pause or resume an SLA clock: one by one
+            for record in by_kind[kind]:
+                upserter.apply(record)
+        else:
+            upserter.apply_many(by_kind[kind])
     session.flush()
     return report
 
@@ -254,24 +264,59 @@ class _Upserter:
     report: UpsertReport
     update_existing: bool
     settings: Settings | None = None
+    # Prefetched reference lookups of the run being applied (None: look each one up).
+    references: dict[tuple[Any, ...], int | None] | None = None
+
+    def apply_many(self, records: Sequence[Record]) -> list[tuple[Record, Any]]:
+        """Upsert records of one kind, in order: runs of live records in bulk, deleted ones one by one."""
+        applied: list[tuple[Record, Any]] = []
+        run: list[Record] = []
+        for record in [*records, None]:
+            if record is not None and not record.deleted:
+                run.append(record)
+                continue
+            if run:
+                applied.extend(self._run(run))
+                run = []
+            if record is not None:
+                applied.append((record, self.apply(record)))
+        return applied
+
+    def _run(self, records: list[Record]) -> list[tuple[Record, Any]]:
+        outer, self.report = self.report, UpsertReport()
+        try:
+            try:
+                with self.session.begin_nested():
+                    applied = _Batch(self, records[0].kind).apply(records)
+            except IntegrityError:
+                # Someone else wrote one of these rows meanwhile: the careful path, record by record.
+                self.report, self.references = UpsertReport(), None
+                applied = [(record, self.apply(record)) for record in records]
+            outer.merge(self.report)
+            return applied
+        finally:
+            self.report, self.references = outer, None
 
     def apply(self, record: Record) -> Any:
         """Upsert one record; a problem skips it (reported), never the batch."""
-        label = f"{record.kind} {record.source}:{record.external_id or '(no id)'}"
+        label = _label(record)
         try:
             with self.session.begin_nested():
                 return self._apply(record)
         except _Conflict as exc:
             self.report.problem(record.kind, f"{label}: {exc}")
-            if len(self.report.conflicts) < _MAX_PROBLEMS:
-                self.report.conflicts.append({"kind": record.kind, "source": record.source,
-                                              "external_id": record.external_id, "local_ids": exc.rows,
-                                              "domain": exc.domain})
+            self.conflict(record, exc)
         except _Skip as exc:
             self.report.problem(record.kind, f"{label}: {exc}")
         except ValueError as exc:
             self.report.problem(record.kind, f"{label}: {exc}")
         return None
+
+    def conflict(self, record: Record, exc: _Conflict) -> None:
+        if len(self.report.conflicts) < _MAX_PROBLEMS:
+            self.report.conflicts.append({"kind": record.kind, "source": record.source,
+                                          "external_id": record.external_id, "local_ids": exc.rows,
+                                          "domain": exc.domain})
 
     def _apply(self, record: Record) -> Any:
         values = self._values(record)
@@ -325,7 +370,10 @@ class _Upserter:
         if not isinstance(raw, Mapping):
             raise _Skip(f"{field_name}: expected an external id or an object")
         local_id: int | None = None
-        if raw.get("external_id"):
+        key = self._reference_key(kind, raw)
+        if self.references is not None and key is not None and key in self.references:
+            local_id = self.references[key]
+        elif raw.get("external_id"):
             local_id = resolve_local_id(self.session, kind=kind, source=str(raw.get("source") or self.source),
                                         external_id=str(raw["external_id"]))
         elif kind == "owner" and raw.get("email"):
@@ -338,6 +386,16 @@ class _Upserter:
         if local_id is None:
             raise _Skip(f"{field_name}: no {kind} {_describe(raw)}")
         return local_id
+
+    def _reference_key(self, kind: str, raw: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """How `_reference` looks `raw` up, as a key of the prefetched `references`."""
+        if raw.get("external_id"):
+            return ("external", kind, str(raw.get("source") or self.source), str(raw["external_id"]))
+        if kind == "owner" and raw.get("email"):
+            return ("email", str(raw["email"]).strip())
+        if kind == "account" and raw.get("domain"):
+            return ("domain", str(raw["domain"]).strip().lower())
+        return None
 
     def _find(self, record: Record, values: Mapping[str, Any]) -> Any:
         model = _MODELS[record.kind]
@@ -474,10 +532,225 @@ class _Upserter:
             owner.manager_id = manager_id
 
 
+
+_CHUNK = 500  # values per IN list: well inside SQLite's and PostgreSQL's parameter limits
+
+
+def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[start:start + _CHUNK] for start in range(0, len(values), _CHUNK)]
+
+
+class _Batch:
+    """One run of live records of one kind: looked up with a few IN queries, applied in memory, one flush.
+
+    It answers every question `_Upserter._apply` asks of the database (which row has this
+    external id, this email or domain, which sources a row is linked to) from maps prefetched
+    for the whole run and kept up to date as the run creates, updates and links rows, so the
+    result is the one record-by-record application gives, in the same order.
+    """
+
+    def __init__(self, upserter: _Upserter, kind: str) -> None:
+        self.up, self.kind, self.session = upserter, kind, upserter.session
+        self.model = _MODELS[kind]
+        self.external: dict[tuple[str, str], Any] = {}  # (source, external id) -> local id, or a new row
+        self.rows: dict[int, Any] = {}  # local id -> row
+        self.linked: set[tuple[Any, str]] = set()  # (row key, source) already linked
+        self.natural: dict[Any, Any] = {}  # natural key -> row
+        self.pending: list[tuple[Any, str, str]] = []  # (row, source, external id) to link after the flush
+
+    # -- prefetch -----------------------------------------------------------------------------
+
+    def _prefetch_external(self, records: Sequence[Record]) -> None:
+        wanted = {pair for record in records for pair in self.up._ids(record)}
+        sources = sorted({source for source, _ in wanted})
+        for chunk in _chunks(sorted({external_id for _, external_id in wanted})):
+            for source, external_id, local_id in self.session.execute(
+                    select(ExternalId.source, ExternalId.external_id, ExternalId.local_id).where(
+                        ExternalId.kind == self.kind, ExternalId.source.in_(sources),
+                        ExternalId.external_id.in_(chunk))):
+                if (source, external_id) in wanted:
+                    self.external[(source, external_id)] = local_id
+
+    def _prefetch_references(self, records: Sequence[Record]) -> None:
+        keys: set[tuple[Any, ...]] = set()
+        for record in records:
+            for name, kind in _REFERENCES[self.kind].items():
+                raw = record.fields.get(name)
+                if raw is None or raw == "":
+                    continue
+                if isinstance(raw, str):
+                    raw = {"source": self.up.source, "external_id": raw}
+                key = self.up._reference_key(kind, raw) if isinstance(raw, Mapping) else None
+                if key is not None:
+                    keys.add(key)
+        found: dict[tuple[Any, ...], int | None] = dict.fromkeys(keys)
+        external: dict[str, set[tuple[str, str]]] = {}
+        for key in keys:
+            if key[0] == "external":
+                external.setdefault(key[1], set()).add((key[2], key[3]))
+        for kind, pairs in external.items():
+            sources = sorted({source for source, _ in pairs})
+            for chunk in _chunks(sorted({external_id for _, external_id in pairs})):
+                for source, external_id, local_id in self.session.execute(
+                        select(ExternalId.source, ExternalId.external_id, ExternalId.local_id).where(
+                            ExternalId.kind == kind, ExternalId.source.in_(sources),
+                            ExternalId.external_id.in_(chunk))):
+                    if (source, external_id) in pairs:
+                        found[("external", kind, source, external_id)] = local_id
+        for tag, column, model in (("email", Owner.email, Owner), ("domain", Account.domain, Account)):
+            values = sorted({key[1] for key in keys if key[0] == tag})
+            for chunk in _chunks(values):
+                for value, local_id in self.session.execute(select(column, model.id).where(column.in_(chunk))):
+                    found[(tag, value)] = local_id
+        self.up.references = found
+
+    def _natural_key(self, values: Mapping[str, Any]) -> Any:
+        if self.kind == "owner":
+            return values.get("email")
+        if self.kind == "account":
+            return values["domain"].lower() if values.get("domain") else None
+        if self.kind == "contact" and values.get("account") and values.get("email"):
+            return (values["account"], values["email"])
+        if self.kind == "deal" and values.get("account") and values.get("name"):
+            return (values["account"], values["name"])
+        return None
+
+    def _row_natural_key(self, row: Any) -> Any:
+        if self.kind == "owner":
+            return row.email
+        if self.kind == "account":
+            return row.domain.lower() if row.domain else None
+        if self.kind == "contact":
+            return (row.account_id, row.email) if row.account_id and row.email else None
+        return (row.account_id, row.name) if row.account_id and row.name else None
+
+    def _prefetch_rows(self, prepared: Sequence[tuple[Record, dict[str, Any]]]) -> None:
+        ids = sorted({v for v in self.external.values() if isinstance(v, int)})
+        for chunk in _chunks(ids):
+            for row in self.session.scalars(select(self.model).where(self.model.id.in_(chunk))):
+                self.rows[row.id] = row
+        keys = {key for _, values in prepared if (key := self._natural_key(values)) is not None}
+        if keys:
+            if self.kind in ("owner", "account"):
+                column = Owner.email if self.kind == "owner" else Account.domain
+                condition = lambda chunk: column.in_(chunk)  # noqa: E731
+            else:
+                second = Contact.email if self.kind == "contact" else Deal.name
+                first = Contact.account_id if self.kind == "contact" else Deal.account_id
+                condition = lambda chunk: tuple_(first, second).in_(chunk)  # noqa: E731
+            for chunk in _chunks(sorted(keys, key=repr)):
+                for row in self.session.scalars(select(self.model).where(condition(chunk)).order_by(self.model.id)):
+                    self.rows[row.id] = row
+                    key = self._row_natural_key(row)
+                    if key in keys:
+                        self.natural.setdefault(key, row)
+        for chunk in _chunks(sorted(self.rows)):
+            for local_id, source in self.session.execute(select(ExternalId.local_id, ExternalId.source).where(
+                    ExternalId.kind == self.kind, ExternalId.local_id.in_(chunk))):
+                self.linked.add((local_id, source))
+
+    # -- apply --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(handle: Any) -> Any:
+        """A row's key in the maps: its id, or the row itself until the flush gives it one."""
+        if isinstance(handle, int):
+            return handle
+        return handle.id if handle.id is not None else handle
+
+    def apply(self, records: Sequence[Record]) -> list[tuple[Record, Any]]:
+        self._prefetch_external(records)
+        self._prefetch_references(records)
+        prepared: list[tuple[Record, dict[str, Any] | Exception]] = []
+        for record in records:
+            try:
+                prepared.append((record, self.up._values(record)))
+            except (_Skip, ValueError) as exc:
+                prepared.append((record, exc))  # reported in its turn, so problems keep the page's order
+        self._prefetch_rows([(r, v) for r, v in prepared if isinstance(v, dict)])
+        applied: list[tuple[Record, Any]] = []
+        for record, values in prepared:
+            row = None
+            try:
+                if isinstance(values, Exception):
+                    raise values
+                row = self._apply_one(record, values)
+            except _Conflict as exc:
+                self.up.report.problem(record.kind, f"{_label(record)}: {exc}")
+                self.up.conflict(record, exc)
+            except (_Skip, ValueError) as exc:
+                self.up.report.problem(record.kind, f"{_label(record)}: {exc}")
+            applied.append((record, row))
+        self.session.flush()
+        if self.pending:
+            self.session.add_all([ExternalId(kind=self.kind, local_id=row.id, source=source, external_id=external_id)
+                                  for row, source, external_id in self.pending])
+            self.up.report.external_ids_added += len(self.pending)
+            self.session.flush()
+        return applied
+
+    def _find(self, record: Record, values: Mapping[str, Any]) -> Any:
+        for pair in self.up._ids(record):
+            handle = self.external.get(pair)
+            row = self.rows.get(handle) if isinstance(handle, int) else handle
+            if row is not None:
+                return row
+        key = self._natural_key(values)
+        return self.natural.get(key) if key is not None else None
+
+    def _check_identity(self, record: Record, values: Mapping[str, Any]) -> None:
+        claimed = [self.external[pair] for pair in self.up._ids(record) if pair in self.external]
+        domain = values.get("domain")
+        if domain and (holder := self.natural.get(str(domain).lower())) is not None:
+            claimed.append(holder)
+        if len({self._key(handle) for handle in claimed}) > 1:
+            self.session.flush()  # rows new in this run get their ids, for the report
+            rows = sorted({handle if isinstance(handle, int) else handle.id for handle in claimed})
+            raise _Conflict(f"its ids and domain belong to different accounts ({', '.join(map(str, rows))})",
+                            rows=rows, domain=str(domain).lower() if domain else None)
+
+    def _apply_one(self, record: Record, values: dict[str, Any]) -> Any:
+        if self.kind == "account":
+            self._check_identity(record, values)
+        row = self._find(record, values)
+        if row is None:
+            for name in _REQUIRED_ON_CREATE[self.kind]:
+                if values.get(name) is None:
+                    raise _Skip(f"{name} is required to create a {self.kind}")
+            row = self.model(**self.up._create_defaults(self.kind, values))
+            self.session.add(row)
+            self.up.report.created[self.kind] += 1
+        else:
+            before = self._row_natural_key(row)
+            if self.up.update_existing and self.up._update(self.kind, row, values):
+                self.up.report.updated[self.kind] += 1
+                if before is not None and self.natural.get(before) is row:
+                    del self.natural[before]
+            else:
+                self.up.report.unchanged[self.kind] += 1
+        key = self._row_natural_key(row)
+        if key is not None:
+            self.natural.setdefault(key, row)
+        self._link(record, row)
+        return row
+
+    def _link(self, record: Record, row: Any) -> None:
+        for source, external_id in self.up._ids(record):
+            if (self._key(row), source) in self.linked or (source, external_id) in self.external:
+                continue
+            self.pending.append((row, source, external_id))
+            self.linked.add((self._key(row), source))
+            self.external[(source, external_id)] = row.id if row.id is not None else row
+
+
 def _column(kind: str, name: str) -> str:
     if name in ("owner", "csm", "account", "manager"):
         return f"{name}_id"
     return name
+
+
+def _label(record: Record) -> str:
+    return f"{record.kind} {record.source}:{record.external_id or '(no id)'}"
 
 
 def _describe(raw: Mapping[str, Any]) -> str:

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 from orchestrator import exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
+from orchestrator.delivery import outbox
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.journeys import governance, migration
 from orchestrator.journeys.steps import (
     DATA_ERRORS,
     Next,
@@ -50,17 +52,23 @@ from orchestrator.playbook.model import (
     AutomatedStep,
     HybridStep,
     Playbook,
+    RouteStep,
     Step,
     WaitStep,
 )
 from orchestrator.work.tasks import complete_task
 
 OUTCOMES = OUTCOMES_BY_KIND  # the one table lives with the Task model
+MAX_PUBLISHED_TEXT = 100_000  # characters; a review's edited draft, not a document store
 
 
 def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: str, actor: str,
-                now: datetime) -> Task:
-    """Close a task as a person did (done, approved, rejected, published) and move its journey on."""
+                now: datetime, text: str | None = None) -> Task:
+    """Close a task as a person did (done, approved, rejected, published) and move its journey on.
+
+    `text` publishes a review with the reviewer's edit of the draft instead of the draft itself;
+    the audit trail keeps both.
+    """
     task = session.get(Task, task_id)
     if task is None:
         raise NotFound(f"no task {task_id}")
@@ -70,14 +78,16 @@ def decide_task(*, session: Session, settings: Settings, task_id: int, outcome: 
     if task.status not in OPEN_STATUSES:
         raise Conflict(f"task {task_id} is already {task.status}")
     run = Run(session, settings, now)
-    decide(run, task, outcome, actor)
+    decide(run, task, outcome, actor, text=text)
     return task
 
 
-def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True) -> None:
+def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True, text: str | None = None) -> None:
     allowed = OUTCOMES[TaskKind(task.kind)]
     if outcome not in allowed:
         raise Invalid(f"a {task.kind} task takes {' or '.join(allowed)}, not {outcome!r}", field="outcome")
+    if text is not None:
+        _check_published_text(task, outcome, text)
     complete_task(run.session, task=task, actor=actor, outcome=outcome, now=run.now, sync_crm=sync_crm)
     # The caller holds the account's lock: what we read now is what no other worker can change.
     journey = fresh(run.session, Journey, task.journey_id) if task.journey_id else None
@@ -90,15 +100,30 @@ def decide(run: Run, task: Task, outcome: str, actor: str, sync_crm: bool = True
     account = run.session.get(Account, journey.account_id)
     assert account is not None
     try:
-        next_ = _carry_out(run, task, outcome, actor, journey, version, playbook, step, step_run, account)
+        next_ = _carry_out(run, task, outcome, actor, journey, version, playbook, step, step_run, account, text)
     except DATA_ERRORS as exc:
         next_ = park_failed_step(run, journey, version, step_run, exc)
     advance(run, journey, version, playbook, next_)
 
 
+def _check_published_text(task: Task, outcome: str, text: str) -> None:
+    if task.kind != TaskKind.REVIEW or outcome != "published":
+        raise Invalid("only a review published by a person takes an edited text", field="text")
+    if not text.strip():
+        raise Invalid("the published text is empty; send the edited draft, or leave text out to publish the draft",
+                      field="text")
+    if len(text) > MAX_PUBLISHED_TEXT:
+        raise Invalid(f"the published text is at most {MAX_PUBLISHED_TEXT:,} characters, not {len(text):,}",
+                      field="text")
+    if "\x00" in text:
+        raise Invalid("the published text contains a NUL character", field="text")
+
+
 def _carry_out(run: Run, task: Task, outcome: str, actor: str, journey: Journey, version: PlaybookVersion,
-               playbook: Playbook, step: Step, step_run: StepRun, account: Account) -> Next:
+               playbook: Playbook, step: Step, step_run: StepRun, account: Account, text: str | None) -> Next:
     """Do what the person decided; where the journey goes next."""
+    if isinstance(step, RouteStep):
+        return _carry_out_route(run, task, outcome, actor, journey, version, playbook, step, step_run)
     next_ = after(playbook, step)
     if outcome == "rejected":
         finish(step_run, StepStatus.REJECTED, run.now, f"rejected by {actor}")
@@ -115,11 +140,17 @@ def _carry_out(run: Run, task: Task, outcome: str, actor: str, journey: Journey,
                            task_id=task.id):
             run.count("automated_steps")
     elif isinstance(step, HybridStep):
+        # What goes out is the reviewer's text when they edited it; the trail keeps the draft beside it,
+        # so the noise report can count how often drafts needed editing.
+        draft = task.draft or ""
+        published = draft if text is None else text
+        edited = published != draft
         record(run, journey, version, AuditAction.PUBLISHED, step.id, "hybrid.review",
-               f"{actor} reviewed the draft and published it", actor=actor)
+               f"{actor} {'edited' if edited else 'reviewed'} the draft and published it", actor=actor,
+               detail={"task_id": task.id, "edited": edited, "draft": draft, "published": published})
         args, blocked = {}, None
         if step.publish is not None:
-            context = {**context_for(run, journey, account), "draft": task.draft or ""}
+            context = {**context_for(run, journey, account), "draft": published}
             args, blocked = perform_governed(run, journey, playbook, account, step.publish, step_run, context,
                                              "publish")
         _close_approved(run, journey, version, step.id, step_run, actor,
@@ -129,6 +160,33 @@ def _carry_out(run: Run, task: Task, outcome: str, actor: str, journey: Journey,
         record(run, journey, version, AuditAction.STEP_RAN, step.id, "human",
                f"{actor} finished task {task.id}; the journey moves on", actor=actor)
     return next_
+
+
+def _carry_out_route(run: Run, task: Task, outcome: str, actor: str, journey: Journey, version: PlaybookVersion,
+                     playbook: Playbook, step: RouteStep, step_run: StepRun) -> Next:
+    """A person confirmed the routed proposal (its automated path), overturned it, or handled a novel input."""
+    routed = dict(step_run.outcome.get("routing") or {})
+    human = jump(playbook, step.on_human) if step.on_human else after(playbook, step)
+    proposal = step.path_for(routed.get("category"))
+    detail = {**routed, "decided_by": actor, "outcome": outcome}
+    if outcome == "approved" and proposal is not None:
+        finish(step_run, StepStatus.DONE, run.now, f"{actor} confirmed {routed.get('category')}", task_id=task.id)
+        record(run, journey, version, AuditAction.ROUTE_CONFIRMED, step.id, f"route:{step.id}",
+               f"{actor} confirmed the proposal ({routed.get('category')}); it takes the automated path",
+               actor=actor, detail=detail)
+        return jump(playbook, proposal)
+    if outcome == "rejected":
+        finish(step_run, StepStatus.REJECTED, run.now, f"{actor} overturned {routed.get('category')}",
+               task_id=task.id)
+        record(run, journey, version, AuditAction.ROUTE_OVERTURNED, step.id, f"route:{step.id}",
+               f"{actor} overturned the proposal ({routed.get('category')}, score {routed.get('score')})",
+               actor=actor, detail=detail)
+        return human
+    finish(step_run, StepStatus.DONE, run.now, f"handled by {actor}", task_id=task.id)
+    record(run, journey, version, AuditAction.STEP_RAN, step.id, f"route:{step.id}",
+           f"{actor} handled the {routed.get('reason', 'routed')} input (task {task.id})", actor=actor,
+           detail=detail)
+    return human
 
 
 def _close_approved(run: Run, journey: Journey, version: PlaybookVersion, step_id: str, step_run: StepRun,
@@ -160,26 +218,44 @@ def override_step(*, session: Session, settings: Settings, step_run_id: int, act
     journey = step_run.journey
     version, playbook = playbook_of(run, journey)
     step = playbook.step(step_run.step_id)
-    assert isinstance(step, AutomatedStep) and step.compensate is not None
+    assert isinstance(step, AutomatedStep)
     account = session.get(Account, journey.account_id)
     assert account is not None
-    perform(run, journey, account, step.compensate, step_run, context_for(run, journey, account),
-            "compensate")
+    held = step_run.outcome.get("held_outbox_id")
+    if held is not None:
+        # Held in the outbox (customer-facing): cancel it before it leaves; nothing to undo.
+        outbox.cancel(session, message_id=int(held), actor=actor, at=now)
+        governance.give_back_touch(session, journey_id=journey.id, step_id=step_run.step_id,
+                                   action=step.call.action, at=step_run.started_at)
+        what = f"{actor} overrode {step.call.action}; the held message (outbox {held}) was cancelled unsent"
+    else:
+        assert step.compensate is not None
+        perform(run, journey, account, step.compensate, step_run, context_for(run, journey, account),
+                "compensate")
+        what = f"{actor} overrode {step.call.action}; ran {step.compensate.action}"
     step_run.status = StepStatus.OVERRIDDEN
     step_run.override_until = None
     step_run.outcome = {**step_run.outcome, "overridden_by": actor, "overridden_at": now.isoformat(),
                         "override_reason": reason}
     record(run, journey, version, AuditAction.OVERRIDDEN, step.id, "oversight.on_the_loop",
-           f"{actor} overrode {step.call.action}; ran {step.compensate.action}"
-           + (f": {reason}" if reason else ""), actor=actor)
+           what + (f": {reason}" if reason else ""), actor=actor)
     return step_run
 
 
 def retry_journey(*, session: Session, settings: Settings, journey_id: int, actor: str,
-                  now: datetime, note: str = "") -> Journey:
-    """Run a parked journey's current step again, once a person has fixed what stopped it."""
+                  now: datetime, note: str = "", latest: bool = False) -> Journey:
+    """Run a parked journey's current step again, once a person has fixed what stopped it.
+
+    With `latest`, the journey first moves to its playbook's active version (the fix), as
+    `journeys migrate` would; a journey whose step is not in that version is refused.
+    """
     journey = _parked(session, journey_id)
     run = Run(session, settings, now)
+    if latest:
+        target = migration.target_version(session, playbook_id=journey.playbook_id, version=None)
+        moved = migration.migrate_journey(session=session, journey=journey, target=target, actor=actor, now=now)
+        if not moved.moved:
+            raise Conflict(f"journey {journey_id} cannot move to version {target.version}: {moved.reason}")
     version, playbook = playbook_of(run, journey)
     _resolve_exceptions(run, journey, actor, note or "retried")
     record(run, journey, version, AuditAction.RETRIED, journey.current_step_id, "operator",

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from orchestrator import audit, exception_queue
 from orchestrator.audit import AuditAction
@@ -26,6 +26,7 @@ from orchestrator.db import connection_lost, describe_error, is_transient
 from orchestrator.errors import EngineError
 from orchestrator.exception_queue import Category
 from orchestrator.intake import signals
+from orchestrator.journeys import monitors
 from orchestrator.journeys.decisions import OUTCOMES, decide, decide_task, end_journey, override_step, retry_journey
 from orchestrator.journeys.steps import (
     Next,
@@ -37,7 +38,6 @@ from orchestrator.journeys.steps import (
     end,
     finish,
     flag,
-    fresh,
     lock_accounts,
     park,
     playbook_of,
@@ -74,41 +74,165 @@ __all__ = [
 # --- signals ---------------------------------------------------------------------------------
 
 def process_pending(*, session: Session, settings: Settings, now: datetime,
-                    limit: int = 500) -> ProcessReport:
+                    limit: int = 500, batched: bool = True) -> ProcessReport:
     """Evaluate pending signals of whole accounts, each account's in arrival order.
 
     A transient failure (deadlock, lock timeout, a busy row) leaves the signal pending with
     a backoff, and holds that account's later signals back with it; only a failure that
     belongs to the signal itself takes it off the queue, as an `engine_error` item. A lost
     connection loses the whole batch: it is raised, and nothing of it was committed.
+
+    The work is per batch, the outcome per signal: the batch's accounts (with their owners)
+    and open journeys are read once, the signals run in one savepoint, and their audit
+    events and `processed_at` are written with one statement each. When a signal fails, the
+    savepoint is rolled back, the signals before it run again, and the failure is handled
+    as the one-by-one path would (`_process_one`); the rest of the batch goes on after it.
+    With `batched=False` every signal is that one-by-one path: its own savepoint, its
+    journeys read from the database (the reference the batched path is tested against).
     """
     run = Run(session, settings, now)
+    claimed = signals.pending_signals(session, limit=limit, now=now)
+    if not claimed:
+        return run.report
+    _hold_batch(run, claimed, journeys=batched)
     held_back: set[int | None] = set()
-    for signal in signals.pending_signals(session, limit=limit, now=now):
-        if signal.account_id is not None and signal.account_id in held_back:
-            continue
-        try:
-            with session.begin_nested():
-                _process_signal(run, signal)
-        except Exception as exc:  # isolate the failure to this signal, and say what kind it was
-            if connection_lost(exc):
-                raise
-            error = describe_error(exc)
-            if is_transient(exc) and signals.defer(signal, now=now, error=error):
-                log.warning("signal %s deferred after a transient error: %s", signal.id, error)
-                held_back.add(signal.account_id)
-                run.count("deferred")
-                continue
-            log.error("signal %s failed in the engine: %s", signal.id, error)
-            log.debug("signal %s failure", signal.id, exc_info=True)
-            exception_queue.raise_item(
-                session, settings=settings, category=Category.ENGINE_ERROR, at=now,
-                message=f"signal {signal.type} could not be processed: {_failure_text(exc)}",
-                account_id=signal.account_id, signal_id=signal.id, detail={"error": error})
-            run.count("errors")
-        signals.mark_processed(signal, now)
-        run.report.signals += 1
+    processed: list[Signal] = []
+    with audit.batched(session):
+        if batched:
+            remaining = claimed
+            while remaining:
+                remaining = _run_segment(run, remaining, held_back, processed)
+        else:
+            for signal in claimed:
+                if signal.account_id is None or signal.account_id not in held_back:
+                    _process_one(run, signal, held_back, processed, exc=None)
+        signals.mark_processed_many(session, processed, now)
     return run.report
+
+
+def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
+    """Read the batch's accounts, owners and deals once, and keep them referenced for the pass.
+
+    The session's identity map holds objects weakly: without these references a locked
+    account fell out of it and was read again for every signal.
+    """
+    account_ids = sorted({signal.account_id for signal in claimed if signal.account_id is not None})
+    if account_ids:
+        run.held.extend(run.session.scalars(
+            select(Account).where(Account.id.in_(account_ids))
+            .options(selectinload(Account.owner), selectinload(Account.csm))))
+    deal_ids = sorted({signal.deal_id for signal in claimed if signal.deal_id is not None})
+    if deal_ids:
+        run.held.extend(run.session.scalars(select(Deal).where(Deal.id.in_(deal_ids))
+                                            .options(selectinload(Deal.owner))))
+    if journeys:
+        run.open_journeys = _open_journeys(run.session, account_ids)
+        run.memo = {}
+
+
+def _open_journeys(session: Session, account_ids: list[int]) -> dict[int, list[Journey]]:
+    """The unfinished journeys of these accounts, oldest first, as the database has them now."""
+    found: dict[int, list[Journey]] = {account_id: [] for account_id in account_ids}
+    if account_ids:
+        for journey in session.scalars(
+                select(Journey).where(Journey.account_id.in_(account_ids), Journey.ended_at.is_(None))
+                .order_by(Journey.id).execution_options(populate_existing=True)):
+            found[journey.account_id].append(journey)
+    return found
+
+
+def _run_segment(run: Run, batch: list[Signal], held_back: set[int | None],
+                 processed: list[Signal]) -> list[Signal]:
+    """Evaluate `batch` in one savepoint; returns what is left to do after a failed signal.
+
+    On a failure the savepoint is rolled back, the signals before the failed one run again
+    (they succeeded once and the database is as it was), the failed one is handled on its
+    own, and the signals after it are returned for the next segment.
+    """
+    counts = run.report.counts.copy()
+    savepoint = run.session.begin_nested()
+    done: list[Signal] = []
+    failed: Signal | None = None
+    try:
+        for signal in batch:
+            if signal.account_id is not None and signal.account_id in held_back:
+                continue
+            failed = signal
+            _process_signal(run, signal)
+            done.append(signal)
+            failed = None
+        run.session.flush()
+        savepoint.commit()
+    except Exception as exc:
+        if connection_lost(exc):
+            raise
+        savepoint.rollback()
+        run.report.counts = counts
+        # New journeys of the rolled-back work are gone, ended ones open again: read afresh.
+        run.open_journeys = _open_journeys(run.session, sorted(run.open_journeys or {}))
+        run.memo = {}
+        if failed is None:  # the flush or the release failed: take the batch one by one
+            for signal in batch:
+                if signal.account_id is None or signal.account_id not in held_back:
+                    _process_one(run, signal, held_back, processed, exc=None)
+            return []
+        index = batch.index(failed)
+        leftover = _run_segment(run, done, held_back, processed) if done else []
+        if leftover:
+            # A signal that had just succeeded failed on its second run (and was handled):
+            # the failed one and those after it are tried again in the next segment.
+            return leftover + batch[index:]
+        _process_one(run, failed, held_back, processed, exc=exc)
+        return batch[index + 1:]
+    processed.extend(done)
+    run.report.signals += len(done)
+    return []
+
+
+def _process_one(run: Run, signal: Signal, held_back: set[int | None], processed: list[Signal], *,
+                 exc: BaseException | None) -> None:
+    """One signal in its own savepoint, with the batch's failure `exc` if it already failed.
+
+    An enrollment that collided with another worker's (the unique key, not once_per as loaded)
+    runs again here, where the collision is a `not_enrolled`; any other failure is the signal's.
+    """
+    if exc is None or isinstance(exc, IntegrityError):
+        exc = _isolated(run, signal)
+    if exc is not None:
+        now = run.now
+        error = describe_error(exc)
+        if is_transient(exc) and signals.defer(signal, now=now, error=error):
+            log.warning("signal %s deferred after a transient error: %s", signal.id, error)
+            held_back.add(signal.account_id)
+            run.count("deferred")
+            return
+        log.error("signal %s failed in the engine: %s", signal.id, error)
+        log.debug("signal %s failure", signal.id, exc_info=exc)
+        exception_queue.raise_item(
+            run.session, settings=run.settings, category=Category.ENGINE_ERROR, at=now,
+            message=f"signal {signal.type} could not be processed: {_failure_text(exc)}",
+            account_id=signal.account_id, signal_id=signal.id, detail={"error": error})
+        run.count("errors")
+    processed.append(signal)
+    run.report.signals += 1
+
+
+def _isolated(run: Run, signal: Signal) -> BaseException | None:
+    """Evaluate one signal in its own savepoint, its journeys read from the database; what it raised."""
+    cached, run.open_journeys, memo, run.memo = run.open_journeys, None, run.memo, None
+    try:
+        with run.session.begin_nested():
+            _process_signal(run, signal)
+        return None
+    except Exception as exc:
+        if connection_lost(exc):
+            raise
+        return exc
+    finally:
+        if cached is not None:  # what the savepoint did (or undid) is read back for the batch
+            run.open_journeys = _open_journeys(run.session, sorted(cached))
+        if memo is not None:
+            run.memo = {}
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -121,7 +245,7 @@ def _failure_text(exc: BaseException) -> str:
 def _process_signal(run: Run, signal: Signal) -> None:
     if signal.account_id is None:
         return  # intake already put it in the exception queue as unknown_account
-    account = run.session.get(Account, signal.account_id)  # read fresh when its lock was taken
+    account = run.session.get(Account, signal.account_id)  # held by the pass, read fresh under its lock
     assert account is not None
     journeys = _unfinished_journeys(run, account)
     # A signal wakes only waits that were already waiting when it arrived, not one a
@@ -134,6 +258,7 @@ def _process_signal(run: Run, signal: Signal) -> None:
     _exit_journeys(run, journeys, signal)
     _wake_journeys(run, account, journeys, signal, waits)
     _enroll(run, account, signal)
+    monitors.observe(run, account, signal)  # a firing is a new signal, evaluated in a later pass
 
 
 def _complete_from_signal(run: Run, signal: Signal) -> None:
@@ -171,6 +296,12 @@ def _complete_from_signal(run: Run, signal: Signal) -> None:
 
 def _unfinished_journeys(run: Run, account: Account) -> list[Journey]:
     """The account's journeys that have not ended: active, waiting, or parked."""
+    if run.open_journeys is not None:
+        # Loaded for the batch under the account lock; every change since went through these objects.
+        journeys = [journey for journey in run.open_journeys.setdefault(account.id, [])
+                    if journey.ended_at is None]
+        run.open_journeys[account.id] = journeys
+        return list(journeys)
     return list(run.session.scalars(
         select(Journey).where(Journey.account_id == account.id, Journey.ended_at.is_(None))
         .order_by(Journey.id).execution_options(populate_existing=True)))
@@ -268,12 +399,7 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
                           deal_id=signal.deal_id, enrolled_at=run.now,
                           enrollment_key=_enrollment_key(playbook, account, signal),
                           context={"signal_id": signal.id}, status=JourneyStatus.ACTIVE)
-        try:
-            # The unique enrollment key is what makes once_per hold across workers.
-            with run.session.begin_nested():
-                run.session.add(journey)
-                run.session.flush()
-        except IntegrityError:
+        if not _enrolled(run, journey):
             audit.record(run.session, at=run.now, action=AuditAction.NOT_ENROLLED, rule=rule,
                          reason=f"already in an open {playbook.id} journey "
                                 f"(once_per {playbook.enroll.once_per})",
@@ -284,6 +410,29 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
         record(run, journey, version, AuditAction.ENROLLED, None, rule,
                f"{signal.type} at {signal.occurred_at:%Y-%m-%d %H:%M}Z enrolled {account.name}")
         advance(run, journey, version, playbook, Next(step_id=playbook.steps[0].id))
+
+
+def _enrolled(run: Run, journey: Journey) -> bool:
+    """Store the new journey unless once_per says the account is already in an open one."""
+    if run.open_journeys is not None:
+        # The batch holds the account's open journeys, read under its lock: once_per is
+        # checked there, and the unique key stays the guard against a race (an insert that
+        # still collides fails the batch, and the signal runs again on its own).
+        opened = run.open_journeys.setdefault(journey.account_id, [])
+        if any(other.enrollment_key == journey.enrollment_key and other.ended_at is None for other in opened):
+            return False
+        run.session.add(journey)
+        run.session.flush()
+        opened.append(journey)
+        return True
+    try:
+        # The unique enrollment key is what makes once_per hold across workers.
+        with run.session.begin_nested():
+            run.session.add(journey)
+            run.session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def _missing_signal_fields(condition: Expression, signal: Signal) -> list[str]:
@@ -314,42 +463,85 @@ def _enrollment_key(playbook: Playbook, account: Account, signal: Signal) -> str
 # --- time moves: wait timeouts, deferrals, override windows ----------------------------------
 
 def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit: int = 500) -> int:
-    """Move on journeys whose wait has expired; close expired override windows. Returns journeys moved."""
+    """Move on journeys whose wait has expired; close expired override windows. Returns journeys moved.
+
+    Per batch, like `process_pending`: the due journeys' accounts are locked and the journeys
+    re-read with one query each, their timeouts run in one savepoint and their audit events
+    are written with one statement. When one fails, the savepoint is rolled back and the
+    batch is taken journey by journey, each in its own savepoint, as before.
+    """
     run = Run(session, settings, now)
     due = session.execute(
         select(Journey.id, Journey.account_id)
         .where(Journey.status == JourneyStatus.WAITING, Journey.wait_until.is_not(None),
                Journey.wait_until <= now)
         .order_by(Journey.wait_until).limit(limit)).all()
-    moved = 0
-    for journey_id, account_id in due:
-        # An account another worker is busy with is skipped, not waited for: the next
-        # sweep takes it, and skipping cannot deadlock.
-        if not lock_accounts(session, [account_id], skip_locked=True):
-            continue
-        journey = fresh(session, Journey, journey_id)
-        if journey is None or journey.status != JourneyStatus.WAITING or journey.wait_until is None \
-                or journey.wait_until > now:
-            continue  # a signal moved it on since the query above
-        try:
-            with session.begin_nested():
-                time_out(run, journey)
-            moved += 1
-        except Exception as exc:  # one bad journey never stops the sweep
-            if connection_lost(exc):
-                raise
-            if is_transient(exc):
-                # Still waiting and still due: the next sweep takes it again.
-                log.warning("journey %s timeout deferred after a transient error: %s", journey.id,
-                            describe_error(exc))
-                continue
-            log.error("journey %s failed in the timeout sweep: %s", journey.id, describe_error(exc))
-            log.debug("journey %s failure", journey.id, exc_info=True)
-            # Parked, it is no longer due: the next sweep does not fail (and report) it again.
-            version, _ = playbook_of(run, journey)
-            park(run, journey, version, Category.ENGINE_ERROR,
-                 f"timeout of journey {journey.id} failed: {_failure_text(exc)}")
+    # An account another worker is busy with is skipped, not waited for: the next sweep
+    # takes it, and skipping cannot deadlock (locks are taken in id order).
+    locked = lock_accounts(session, [account_id for _, account_id in due], skip_locked=True)
+    run.held.extend(locked)
+    mine = {account.id for account in locked}
+    ids = [journey_id for journey_id, account_id in due if account_id in mine]
+    with audit.batched(session):
+        moved = _time_out_batch(run, ids)
     for step_run in session.scalars(select(StepRun).where(StepRun.override_until.is_not(None),
                                                           StepRun.override_until <= now)):
         step_run.override_until = None
     return moved
+
+
+def _still_due(run: Run, ids: list[int]) -> list[Journey]:
+    """These journeys read fresh, in the given order, leaving out those a signal moved on since."""
+    if not ids:
+        return []
+    found = {journey.id: journey for journey in run.session.scalars(
+        select(Journey).where(Journey.id.in_(ids)).execution_options(populate_existing=True))}
+    run.held.extend(found.values())
+    return [journey for journey_id in ids if (journey := found.get(journey_id)) is not None
+            and journey.status == JourneyStatus.WAITING and journey.wait_until is not None
+            and journey.wait_until <= run.now]
+
+
+def _time_out_batch(run: Run, ids: list[int]) -> int:
+    journeys = _still_due(run, ids)
+    if not journeys:
+        return 0
+    counts = run.report.counts.copy()
+    savepoint = run.session.begin_nested()
+    try:
+        for journey in journeys:
+            time_out(run, journey)
+        run.session.flush()
+        savepoint.commit()
+        return len(journeys)
+    except Exception as exc:
+        if connection_lost(exc):
+            raise
+        savepoint.rollback()
+        run.report.counts = counts
+    return sum(_time_out_one(run, journey) for journey in _still_due(run, ids))
+
+
+def _time_out_one(run: Run, journey: Journey) -> int:
+    """One journey's timeout in its own savepoint; 1 when it moved on."""
+    try:
+        with run.session.begin_nested():
+            time_out(run, journey)
+        return 1
+    except Exception as exc:  # one bad journey never stops the sweep
+        if connection_lost(exc):
+            raise
+        if is_transient(exc):
+            # Still waiting and still due: the next sweep takes it again.
+            log.warning("journey %s timeout deferred after a transient error: %s", journey.id,
+                        describe_error(exc))
+            return 0
+        log.error("journey %s failed in the timeout sweep: %s", journey.id, describe_error(exc))
+        log.debug("journey %s failure", journey.id, exc_info=True)
+        # Parked, it is no longer due: the next sweep does not fail (and report) it again.
+        version, _ = playbook_of(run, journey)
+        park(run, journey, version, Category.ENGINE_ERROR,
+             f"timeout of journey {journey.id} failed: {_failure_text(exc)}")
+        return 0
+
+

@@ -28,6 +28,7 @@ __all__ = [
     "parse_quiet_hours",
     "parse_touch_cap",
     "quiet_hours_end",
+    "give_back_touch",
     "record_touch",
     "touch_block_reason",
 ]
@@ -80,6 +81,15 @@ def record_touch(
     touch = CustomerTouch(account_id=account_id, journey_id=journey_id, step_id=step_id, action=action, at=at)
     session.add(touch)
     return touch
+
+
+def give_back_touch(session: Session, *, journey_id: int, step_id: str, action: str, at: datetime) -> None:
+    """Take back the touch a held action counted when it was decided: it was cancelled unsent."""
+    touch = session.scalar(select(CustomerTouch).where(
+        CustomerTouch.journey_id == journey_id, CustomerTouch.step_id == step_id,
+        CustomerTouch.action == action, CustomerTouch.at == at).limit(1))
+    if touch is not None:
+        session.delete(touch)
 
 
 def _touches_since(

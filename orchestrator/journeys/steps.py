@@ -12,20 +12,21 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator import audit, exception_queue
+from orchestrator import audit, drafting, exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.calendars import CalendarError
 from orchestrator.config import Settings
 from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.exception_queue import Category
-from orchestrator.journeys import governance
+from orchestrator.journeys import experiments, governance, held_sends, routing
+from orchestrator.journeys.recipients import RecipientError, resolve_contact_role
 from orchestrator.journeys.stages import StageError, change_stage
 from orchestrator.models import (
     OPEN_STATUSES,
@@ -33,6 +34,8 @@ from orchestrator.models import (
     Deal,
     Journey,
     JourneyStatus,
+    OutboxMessage,
+    PlaybookPause,
     PlaybookVersion,
     Signal,
     StepRun,
@@ -55,15 +58,18 @@ from orchestrator.playbook.model import (
     Jump,
     Oversight,
     Playbook,
+    RouteStep,
     SetStageStep,
     Sla,
+    SplitStep,
     Step,
     WaitStep,
 )
 from orchestrator.playbook.store import active_playbooks, compiled
 from orchestrator.playbook.templates import Template, TemplateError, TemplateLimitError
 from orchestrator.work.assignment import resolve_assignee
-from orchestrator.work.briefs import build_brief
+from orchestrator.work.briefs import BriefOptions, build_brief
+from orchestrator.work.protection import protection_reason, sensitive_signal
 from orchestrator.work.tasks import complete_task, create_task
 
 log = logging.getLogger(__name__)
@@ -71,8 +77,6 @@ T = TypeVar("T")
 
 # A journey that runs this many steps without waiting is looping; park it for a person.
 MAX_STEPS_PER_ADVANCE = 50
-# A customer-facing automation is held back for this long after a sensitive signal.
-SENSITIVE_LOOKBACK = timedelta(days=30)
 _DEFAULT_APPROVAL_SLA = Sla(due=parse_duration("1 business day"))
 _APPROVAL_BRIEF = ("trigger", "account", "automations", "journey")
 
@@ -97,15 +101,26 @@ class Run:
     settings: Settings
     now: datetime
     report: ProcessReport = field(default_factory=ProcessReport)
+    # The batch's open journeys by account, read once under the account locks and kept up to
+    # date as journeys enroll and end (None: read them from the database each time).
+    open_journeys: dict[int, list[Journey]] | None = None
+    # Rows the pass keeps referenced, so the session's identity map does not drop them.
+    held: list[Any] = field(default_factory=list)
+    # Other rows read once per batch (monitor windows, ...) by the question they answer; emptied
+    # when the batch's savepoint rolls back (None: ask the database every time).
+    memo: dict[tuple[Any, ...], Any] | None = None
     _active: list[tuple[PlaybookVersion, Playbook]] | None = None
 
     def count(self, what: str) -> None:
         self.report.counts[what] += 1
 
     def playbooks(self) -> list[tuple[PlaybookVersion, Playbook]]:
-        """The active playbooks, read once per engine call: a pass sees one consistent set."""
+        """The active playbooks that are not paused (they enroll), read once per engine call: a pass
+        sees one consistent set."""
         if self._active is None:
-            self._active = active_playbooks(session=self.session)
+            paused = set(self.session.scalars(select(PlaybookPause.playbook_id)))
+            self._active = [(version, playbook) for version, playbook in active_playbooks(session=self.session)
+                            if version.playbook_id not in paused]
         return self._active
 
 
@@ -201,14 +216,15 @@ def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pla
 
 # A template or condition that cannot be evaluated on this account's data, a calendar the
 # playbook names but nobody configured, a stage name that is none of the five: for a person.
-DATA_ERRORS = (TemplateError, ExpressionError, CalendarError, StageError)
+DATA_ERRORS = (TemplateError, ExpressionError, CalendarError, StageError, RecipientError)
 
 
 def park_failed_step(run: Run, journey: Journey, version: PlaybookVersion, step_run: StepRun,
                      exc: Exception) -> Next:
     """Fail the step run and park the journey with the error that stopped it."""
     finish(step_run, StepStatus.FAILED, run.now, str(exc))
-    category = Category.MISSING_FIELD if isinstance(exc, TemplateError | ExpressionError) else Category.CONFIGURATION
+    category = Category.MISSING_FIELD if isinstance(exc, TemplateError | ExpressionError | RecipientError) \
+        else Category.CONFIGURATION
     if isinstance(exc, TemplateLimitError):
         category = Category.TEMPLATE_ERROR  # the template must change; better data will not help
     return park(run, journey, version, category, f"step {step_run.step_id}: {exc}")
@@ -234,6 +250,8 @@ def _run_automated(run: Run, journey: Journey, version: PlaybookVersion, playboo
     context = context_for(run, journey, account)
     if step.oversight == Oversight.IN_THE_LOOP:
         return _ask_approval(run, journey, version, step, step_run, account, context)
+    if step.oversight == Oversight.ON_THE_LOOP and spec.customer_facing:
+        return _hold(run, journey, version, playbook, step, step_run, account, context)
     args = perform(run, journey, account, step.call, step_run, context, "run")
     finish(step_run, StepStatus.DONE, run.now, f"{step.call.action} ran", args=args)
     run.count("automated_steps")
@@ -247,18 +265,42 @@ def _run_automated(run: Run, journey: Journey, version: PlaybookVersion, playboo
     return after(playbook, step)
 
 
+def _hold(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook, step: AutomatedStep,
+          step_run: StepRun, account: Account, context: dict[str, Any]) -> Next:
+    """An on_the_loop customer-facing action waits in the outbox until its override window ends.
+
+    An email cannot be unsent, so instead of running it and compensating on override, the
+    outbox holds it (`not_before` = the window's end, later if that falls in quiet hours)
+    and an override cancels it before it leaves. The touch counts against the caps now,
+    when the decision is made, and is given back if the owner overrides.
+    """
+    assert step.override_window is not None
+    until = deadline(run, step.override_window)
+    step_run.override_until = until
+    release = governance.quiet_hours_end(until, run.settings)
+    args = perform(run, journey, account, step.call, step_run, context, "run", not_before=release,
+                   held={"check": held_sends.CHECK, "step_run_id": step_run.id})
+    held = run.session.scalar(select(OutboxMessage.id).where(
+        OutboxMessage.idempotency_key == f"step-run:{step_run.id}:run"))
+    # "ACTION ran", as for every automated action decided (the time-saved ledger reads it); the
+    # outcome and the audit trail say it is held until `release`.
+    finish(step_run, StepStatus.DONE, run.now, f"{step.call.action} ran",
+           args=args, held_outbox_id=held, release_at=release.isoformat())
+    run.count("automated_steps")
+    run.count("held_sends")
+    _notify_owner_of_override(run, journey, account, step, step_run, held_until=release)
+    record(run, journey, version, AuditAction.STEP_RAN, step.id, f"oversight.{step.oversight}",
+           f"{step.call.action} held in the outbox until {release:%Y-%m-%d %H:%M}Z; "
+           f"it is sent then unless overridden (outbox message {held})")
+    return after(playbook, step)
+
+
 def customer_facing_block(run: Run, journey: Journey, playbook: Playbook, account: Account) -> str | None:
     """Why a customer-facing automation must not run now, or None."""
-    if playbook.sensitive_signals:
-        sensitive = run.session.scalar(
-            select(Signal).where(Signal.account_id == account.id,
-                                 Signal.type.in_(playbook.sensitive_signals),
-                                 Signal.occurred_at >= run.now - SENSITIVE_LOOKBACK,
-                                 Signal.occurred_at <= run.now)
-            .order_by(Signal.occurred_at.desc()).limit(1))
-        if sensitive is not None:
-            return (f"protected human zone: {sensitive.type} on {sensitive.occurred_at:%Y-%m-%d}; "
-                    "a person handles this account's customer contact")
+    sensitive = sensitive_signal(run.session, account_id=account.id, types=playbook.sensitive_signals,
+                                 now=run.now)
+    if sensitive is not None:
+        return protection_reason(sensitive)
     return governance.touch_block_reason(run.session, account_id=account.id, now=run.now,
                                          settings=run.settings, playbook_limit=playbook.touch_limit,
                                          playbook_id=playbook.id)
@@ -283,20 +325,23 @@ def _run_person_step(run: Run, journey: Journey, version: PlaybookVersion, playb
                      step: HumanStep | HybridStep, step_run: StepRun, account: Account) -> Next:
     """A human step's task, or a hybrid step's draft handed to a person to review."""
     context = context_for(run, journey, account)
-    draft = step.draft.render(context) if isinstance(step, HybridStep) else None
+    drafted = drafting.write_draft(requested=step.drafter, rendered=step.draft.render(context), context=context,
+                                   settings=run.settings) if isinstance(step, HybridStep) else None
+    draft = drafted.text if drafted is not None else None
     return _create_task(run, journey, version, step, step_run, account,
                         kind=TaskKind.ACTION if draft is None else TaskKind.REVIEW,
                         assignment=step.assign, title=step.task.title.render(context),
                         recommendation=step.task.recommend.render(context),
                         sections=step.task.brief, sla=step.sla,
                         draft=draft,
-                        estimate=step.estimate_minutes)
+                        estimate=step.estimate_minutes, drafted_by=drafted.brief() if drafted else None)
 
 
 def _create_task(run: Run, journey: Journey, version: PlaybookVersion, step: Step,
                  step_run: StepRun, account: Account, *, kind: TaskKind, assignment: Assignment,
                  title: str, recommendation: str, sections: tuple[str, ...], sla: Sla,
-                 draft: str | None, estimate: int | None) -> Next:
+                 draft: str | None, estimate: int | None, proposal: dict[str, Any] | None = None,
+                 drafted_by: dict[str, str] | None = None) -> Next:
     deal = run.session.get(Deal, journey.deal_id) if journey.deal_id else None
     assignee = resolve_assignee(run.session, assignment=assignment, account=account, deal=deal,
                                 now=run.now)
@@ -307,15 +352,18 @@ def _create_task(run: Run, journey: Journey, version: PlaybookVersion, step: Ste
     signal = signal_of(run, journey)
     brief = build_brief(run.session, account=account, trigger=signal, recommendation=recommendation,
                         sections=sections, journey=journey, deal=deal,
-                        assignee_how=assignee.how, now=run.now)
+                        assignee_how=assignee.how, now=run.now, options=BriefOptions.from_settings(run.settings),
+                        proposal=proposal, drafted_by=drafted_by)
     task = create_task(run.session, settings=run.settings, account=account, owner=assignee.owner,
                        kind=kind, title=title[:255],
                        recommendation=recommendation, brief=brief, sla=sla, now=run.now,
                        journey=journey, step_run=step_run, signal=signal, draft=draft,
-                       calendar_name=sla.calendar)
+                       calendar_name=sla.calendar, deal=deal)
     step_run.status = StepStatus.WAITING
     step_run.outcome = {"task_id": task.id, "owner": assignee.owner.email, "assigned": assignee.how,
                         "estimate_minutes": estimate}
+    if drafted_by is not None:
+        step_run.outcome["drafter"] = drafted_by
     run.count("tasks_created")
     record(run, journey, version, AuditAction.STEP_WAITING, step.id, f"assign: {assignee.how}",
            f"{kind} task {task.id} for {assignee.owner.email}, due {task.due_at:%Y-%m-%d %H:%M}Z")
@@ -377,10 +425,48 @@ def _run_set_stage(run: Run, journey: Journey, version: PlaybookVersion, playboo
     return after(playbook, step)
 
 
+def _run_route(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+               step: RouteStep, step_run: StepRun, account: Account) -> Next:
+    """A confident decision of a listed category goes its automated way; any other goes to a person."""
+    context = context_for(run, journey, account)
+    routed = routing.decide_route(step, context)
+    detail = routed.audit_detail()
+    record(run, journey, version, AuditAction.ROUTED, step.id, f"route:{step.id}", routed.why(), detail=detail)
+    run.count(f"routed_{routed.path}")
+    if routed.path == "automated":
+        assert routed.proposal is not None
+        finish(step_run, StepStatus.DONE, run.now, routed.why(), routing=detail)
+        return jump(playbook, routed.proposal)
+    # A listed category is a proposal the person confirms or overturns; a novel one is theirs to handle.
+    next_ = _create_task(run, journey, version, step, step_run, account,
+                        kind=TaskKind.APPROVAL if routed.proposal is not None else TaskKind.ACTION,
+                        assignment=step.assign, title=step.task.title.render(context),
+                        recommendation=step.task.recommend.render(context), sections=step.task.brief,
+                        sla=step.sla, draft=None, estimate=step.estimate_minutes, proposal=routed.brief())
+    step_run.outcome = {**step_run.outcome, "routing": detail}  # what the person's decision is measured against
+    return next_
+
+
+def _run_split(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
+               step: SplitStep, step_run: StepRun, account: Account) -> Next:
+    """An experiment: the account's variant by its hash bucket, recorded on the journey."""
+    key = experiments.account_key(domain=account.domain, account_id=account.id)
+    assigned = experiments.assign_variant(step, playbook_id=playbook.id, key=key)
+    detail = assigned.record()
+    # A new dict, so the JSON column sees the change.
+    journey.context = {**journey.context, "variants": {**journey.context.get("variants", {}),
+                                                       step.experiment: assigned.variant.name}}
+    finish(step_run, StepStatus.DONE, run.now, f"variant {assigned.variant.name}", variant=detail)
+    record(run, journey, version, AuditAction.VARIANT_ASSIGNED, step.id, f"split:{step.experiment}",
+           f"variant {assigned.variant.name} (bucket {assigned.bucket})", detail=detail)
+    run.count(f"variant_{assigned.variant.name}")
+    return jump(playbook, assigned.variant.goto)
+
+
 _EXECUTORS: dict[type, Any] = {
     AutomatedStep: _run_automated, HumanStep: _run_person_step, HybridStep: _run_person_step,
     WaitStep: _run_wait, BranchStep: _run_branch, GotoStep: _run_goto, ExitStep: _run_exit,
-    SetStageStep: _run_set_stage,
+    SetStageStep: _run_set_stage, RouteStep: _run_route, SplitStep: _run_split,
 }
 
 
@@ -523,10 +609,16 @@ def perform_governed(run: Run, journey: Journey, playbook: Playbook, account: Ac
 
 
 def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step_run: StepRun,
-            context: dict[str, Any], purpose: str, not_before: datetime | None = None) -> dict[str, Any]:
-    """Carry out an action: an outbox row for outside systems, a stage change for the journey."""
+            context: dict[str, Any], purpose: str, not_before: datetime | None = None,
+            held: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Carry out an action: an outbox row for outside systems, a stage change for the journey.
+
+    `held` marks the row for a release check before it leaves (`outbox.HELD`).
+    """
     spec = get_action(call.action)
     args = _render_args(call, context)
+    if spec.customer_facing:
+        args = resolve_contact_role(run.session, account=account, args=args)
     if spec.target == "journey":
         version, _ = playbook_of(run, journey)
         change_stage(run.session, account=account, to=str(args["stage"]), at=run.now, journey=journey,
@@ -537,7 +629,8 @@ def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step
                        idempotency_key=f"step-run:{step_run.id}:{purpose}", account_id=account.id,
                        not_before=not_before,
                        payload={"account_id": account.id, "journey_id": journey.id,
-                                "step_id": step_run.step_id, "args": args})
+                                "step_id": step_run.step_id, "args": args,
+                                **({outbox.HELD: held} if held else {})})
     if spec.customer_facing and purpose != "compensate":
         governance.record_touch(run.session, account_id=account.id, journey_id=journey.id,
                                 step_id=step_run.step_id, action=call.action, at=run.now)
@@ -545,26 +638,32 @@ def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step
 
 
 def _notify_owner_of_override(run: Run, journey: Journey, account: Account, step: AutomatedStep,
-                              step_run: StepRun) -> None:
+                              step_run: StepRun, held_until: datetime | None = None) -> None:
     owner = account.owner
     if owner is None or step_run.override_until is None:
         return
+    if held_until is None:
+        subject = f"Handoff ran {step.id} for {account.name}"
+        body = (f"{step.call.action} ran at {run.now:%Y-%m-%d %H:%M}Z. You can override it "
+                f"until {step_run.override_until:%Y-%m-%d %H:%M}Z (step run {step_run.id}).")
+    else:
+        subject = f"Handoff will send {step.id} to {account.name}"
+        body = (f"{step.call.action} is held and goes out at {held_until:%Y-%m-%d %H:%M}Z. Override it "
+                f"before {step_run.override_until:%Y-%m-%d %H:%M}Z and it is never sent "
+                f"(step run {step_run.id}).")
     outbox.enqueue(
         run.session, kind="notify.email", target="email", at=run.now, account_id=account.id,
         idempotency_key=f"step-run:{step_run.id}:override-notice",
-        payload={"to": owner.email,
-                 "subject": f"Handoff ran {step.id} for {account.name}",
-                 "body": f"{step.call.action} ran at {run.now:%Y-%m-%d %H:%M}Z. You can override it "
-                         f"until {step_run.override_until:%Y-%m-%d %H:%M}Z (step run {step_run.id}).",
-                 "step_run_id": step_run.id})
+        payload={"to": owner.email, "subject": subject, "body": body, "step_run_id": step_run.id})
 
 
 def record(run: Run, journey: Journey, version: PlaybookVersion, action: AuditAction, step_id: str | None,
-           rule: str, reason: str, actor: str = "system") -> None:
+           rule: str, reason: str, actor: str = "system", detail: dict[str, Any] | None = None) -> None:
     """Add a journey decision to the audit trail, naming the playbook version."""
     audit.record(run.session, at=run.now, action=action, rule=rule, reason=reason, actor=actor,
                  account_id=journey.account_id, journey_id=journey.id,
-                 playbook_id=journey.playbook_id, playbook_version=version.version, step_id=step_id)
+                 playbook_id=journey.playbook_id, playbook_version=version.version, step_id=step_id,
+                 detail=detail)
 
 
 def _describe(assignment: Assignment) -> str:

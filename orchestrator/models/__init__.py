@@ -5,9 +5,11 @@ from orchestrator.models.base import Base
 from orchestrator.models.crm import Account, Contact, Deal, ExternalId, JourneyStage, Owner, StageChange
 from orchestrator.models.exceptions import ExceptionItem
 from orchestrator.models.journeys import CustomerTouch, Journey, JourneyStatus, StepRun, StepStatus
+from orchestrator.models.monitors import MonitorFiring, MonitorSilence, MonitorWindow
 from orchestrator.models.ops import ApiKey, JobRun, SyncCursor, WebhookReceipt
 from orchestrator.models.outbox import OutboxMessage, OutboxStatus
-from orchestrator.models.playbooks import PlaybookVersion
+from orchestrator.models.playbooks import PlaybookPause, PlaybookVersion
+from orchestrator.models.reviews import PlaybookReview
 from orchestrator.models.signals import Signal
 from orchestrator.models.suppressions import EmailSuppression, SuppressionReason
 from orchestrator.models.tasks import (
@@ -19,6 +21,7 @@ from orchestrator.models.tasks import (
     SlaEventKind,
     SlaState,
     Task,
+    TaskFeedback,
     TaskKind,
     TaskStatus,
 )
@@ -26,7 +29,9 @@ from orchestrator.models.tasks import (
 __all__ = [
     "OPEN_STATUSES", "OUTCOMES_BY_KIND", "OUTCOME_STATUS", "Account", "ApiKey", "AuditEvent", "Base", "Contact",
     "CustomerTouch", "Deal", "EmailSuppression", "ExceptionItem", "ExternalId", "JobRun", "Journey", "JourneyStage",
-    "JourneyStatus", "OutboxMessage", "OutboxStatus", "Owner", "PlaybookVersion", "Priority", "Signal", "SlaEvent",
-    "SlaEventKind", "SlaState", "StageChange", "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task",
-    "TaskKind", "TaskStatus", "WebhookReceipt",
+    "JourneyStatus", "MonitorFiring", "MonitorSilence", "MonitorWindow", "OutboxMessage", "OutboxStatus", "Owner",
+    "PlaybookPause", "PlaybookReview", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "SlaEventKind",
+    "SlaState", "StageChange",
+    "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task", "TaskFeedback", "TaskKind", "TaskStatus",
+    "WebhookReceipt",
 ]

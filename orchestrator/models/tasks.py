@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orchestrator.models.base import Base, IdMixin, utcnow
@@ -147,3 +147,22 @@ class SlaEvent(IdMixin, Base):
     level: Mapped[int] = mapped_column(default=0)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TaskFeedback(IdMixin, Base):
+    """Whether a task was worth a person's time: one verdict per person per task, updatable.
+
+    The noise report counts the "not useful" ones per playbook step; `by` is the person's
+    email (or `apikey:NAME` for an admin key bound to nobody), so a second verdict replaces the first.
+    """
+
+    __tablename__ = "task_feedback"
+    __table_args__ = (UniqueConstraint("task_id", "by"),)
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))  # the unique key leads with it
+    by: Mapped[str] = mapped_column(String(320))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
+    useful: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -18,16 +18,21 @@ from orchestrator.playbook.model import (
     HumanStep,
     HybridStep,
     Jump,
+    KeywordScorer,
+    Monitor,
     Oversight,
     Playbook,
     Position,
     Risk,
+    RouteStep,
     SetStageStep,
     Sla,
+    SplitStep,
     Stage,
     Step,
     TaskText,
     TouchLimit,
+    Variant,
     WaitStep,
 )
 from orchestrator.playbook.templates import compile_template
@@ -52,6 +57,7 @@ def build_playbook(data: Mapping[str, Any], doc: Document, path: str) -> Playboo
         stage=Stage(data["stage"]),
         maintainer=data["maintainer"],
         review_every=data.get("review_every"),
+        reviewed_on=data.get("reviewed_on"),
         enroll=Enrollment(
             signal=enroll["on"], when=enroll.get("when"), once_per=enroll.get("once_per", "account"),
             max_age=enroll.get("max_age"),
@@ -62,7 +68,16 @@ def build_playbook(data: Mapping[str, Any], doc: Document, path: str) -> Playboo
         sensitive_signals=tuple(data.get("sensitive_signals") or ()),
         description=data.get("description", ""),
         path=path,
+        monitors=tuple(_monitor(monitor) for monitor in data.get("monitors") or ()),
     )
+
+
+def _monitor(data: Mapping[str, Any]) -> Monitor:
+    measure, field = data.get("measure") or ("count", None)
+    absent = "absent" in data
+    return Monitor(id=data["id"], signal=data["absent"] if absent else data["on"], emit=data["emit"],
+                   window=data["for_"] if absent else data["over"], absent=absent, measure=measure,
+                   field=field, when=data.get("when"))
 
 
 def _step(data: Mapping[str, Any], index: int, doc: Document) -> Step:
@@ -100,6 +115,7 @@ def _step(data: Mapping[str, Any], index: int, doc: Document) -> Step:
             task=_task(task),
             sla=_sla(data["sla"]),
             risk=Risk(**data["risk"]) if data.get("risk") else None,
+            drafter=data.get("drafter", "template"),
         )
     if kind == "wait":
         return WaitStep(**common, signal=data.get("for_"), until=data.get("until"),
@@ -112,6 +128,20 @@ def _step(data: Mapping[str, Any], index: int, doc: Document) -> Step:
         return GotoStep(**common, to=data["to"])
     if kind == "exit":
         return ExitStep(**common, reason=data.get("reason", "completed"))
+    if kind == "split":
+        return SplitStep(**common, experiment=data.get("experiment") or data["id"],
+                         variants=tuple(Variant(name=v["name"], weight=v["weight"], goto=_jump(v))
+                                        for v in data["variants"]))
+    if kind == "route":
+        scorer = data.get("scorer")
+        return RouteStep(
+            **common, threshold=data["threshold"],
+            automated=tuple((category, _jump(jump)) for category, jump in data["automated"].items()),
+            assign=_assign(data["assign"]), task=_task(data["task"]), sla=_sla(data["sla"]),
+            score=data.get("score"), category=data.get("category"), evidence=data.get("evidence"),
+            scorer=KeywordScorer(text=scorer["text"], keywords=scorer["keywords"]) if scorer else None,
+            on_human=_jump(data["on_human"]) if data.get("on_human") else None,
+        )
     return SetStageStep(**common, stage=Stage(data["stage"]))
 
 

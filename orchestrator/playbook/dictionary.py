@@ -96,13 +96,18 @@ def _signal_types(doc: Any) -> set[str] | None:
     return types
 
 
-def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | None = None) -> list[Finding]:
-    """Located findings for fields of account, deal, owner, journey and signal that do not exist."""
+def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | None = None,
+                 playbook: Any = None) -> list[Finding]:
+    """Located findings for fields of account, deal, owner, journey and signal that do not exist.
+
+    `playbook` is the playbook's data when `doc` is a named template it uses: the template is
+    checked, at its own lines, against the signal types that playbook reacts to.
+    """
     catalog = catalog or shipped_catalog()
     root = doc.value
     if not isinstance(root, dict):
         return []
-    types = _signal_types(root)
+    types = _signal_types(root if playbook is None else playbook)
     # Payload fields are checked only when every type the playbook reacts to is catalogued:
     # a type of the deployment's own that nobody described could carry anything.
     payload: dict[str, str] | None = None
@@ -114,7 +119,7 @@ def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | No
         key = at[-1] if at else ""
         references: frozenset[str]
         try:
-            if key in ("when", "until"):
+            if key in ("when", "until") or _route_expression(root, at):
                 references = parse_expression(text).references()
             elif "{{" in text or "{%" in text:
                 references = compile_template(text).references()
@@ -130,6 +135,16 @@ def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | No
             line, column = _where(doc, at, text, reference, lines)
             findings.append(Finding(path, line, column, severity, "unknown-field", message, render_doc_path(at)))
     return findings
+
+
+def _route_expression(root: dict[str, Any], at: DocPath) -> bool:
+    """A route step's score, category and evidence are expressions, like conditions."""
+    if len(at) != 3 or at[0] != "steps" or at[2] not in ("score", "category", "evidence"):
+        return False
+    steps = root.get("steps")
+    index = at[1]
+    return isinstance(steps, list) and isinstance(index, int) and isinstance(steps[index], dict) \
+        and steps[index].get("kind") == "route"
 
 
 def _problem(reference: str, *, catalog: Catalog, payload: Mapping[str, str] | None,

@@ -20,6 +20,8 @@ from orchestrator.playbook.model import (
     Jump,
     Oversight,
     Playbook,
+    RouteStep,
+    SplitStep,
     Step,
     WaitStep,
 )
@@ -54,6 +56,12 @@ def successors(playbook: Playbook, step: Step) -> list[str]:
         return _unique(out)
     if isinstance(step, WaitStep):
         return _unique(_next(playbook, step) + _target(step.on_timeout))
+    if isinstance(step, SplitStep):
+        return _unique([t for variant in step.variants for t in _target(variant.goto)])
+    if isinstance(step, RouteStep):
+        # Each listed category's automated path, and where a person's own decision continues.
+        human = _target(step.on_human) if step.on_human else _next(playbook, step)
+        return _unique([t for _, jump in step.automated for t in _target(jump)] + human)
     if isinstance(step, AutomatedStep) and step.on_reject:
         # A rejected action skips to on_reject; an approved one continues in order.
         return _unique(_next(playbook, step) + _target(step.on_reject))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.playbook.actions import REGISTRY
+from orchestrator.playbook.catalog import Catalog, shipped_catalog
+from orchestrator.playbook.dictionary import dictionary_rows
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,
     PERSON_REFERENCES,
@@ -51,8 +53,9 @@ def _step(kind: str, description: str, properties: dict[str, Any], required: lis
     return _obj(common | properties, ["id", "kind", *required], description, **extra)
 
 
-def _defs() -> dict[str, Any]:
+def _defs(catalog: Catalog) -> dict[str, Any]:
     action_names = sorted(REGISTRY)
+    fields = sorted(dict.fromkeys(name for name, _, _ in dictionary_rows(catalog)))
     person = {
         "description": "A person: " + ", ".join(f"{k} ({v})" for k, v in PERSON_REFERENCES.items())
                        + ", or a person's email address.",
@@ -60,7 +63,9 @@ def _defs() -> dict[str, Any]:
     }
     action_call_properties = {
         "do": _ref("action"),
-        "with": {"type": "object", "description": "The action's arguments; text may use {{ templates }}."},
+        "with": {"type": "object", "description": "The action's arguments; text may use {{ templates }}. "
+                                                  "template: NAME fills subject and body (email) or text "
+                                                  "(chat) from templates/NAME.yaml."},
     }
     jump = {
         "description": "Where to go: {goto: step-id} or {exit: true}.",
@@ -73,16 +78,19 @@ def _defs() -> dict[str, Any]:
         "slug": {"type": "string", "pattern": SLUG.pattern, "description": "Lowercase letters, digits, - and _."},
         "signal": {"type": "string", "pattern": SIGNAL_TYPE.pattern,
                    "description": 'A signal type, e.g. "deal.closed_won".',
-                   "examples": ["lead.created", "deal.closed_won", "product.usage", "support.ticket_opened",
-                                "support.escalation", "sentiment.negative", "product.seat_limit_reached",
-                                "renewal.upcoming", "account.churned", "task.completed"]},
+                   # From the signal catalog, so an editor offers the types Handoff knows.
+                   "examples": sorted(catalog.signals)},
         "duration": {"type": "string", "minLength": 1,
                      "description": 'A duration: "14d", "1h30m", "4 business hours", "2 business days".'},
         "expression": {"type": "string", "minLength": 1,
                        "description": "A condition over account, deal, signal, journey, owner and now, "
-                                      'e.g. "deal.amount >= 10000 and account.segment in [\\"mid\\"]".'},
+                                      'e.g. "deal.amount >= 10000 and account.segment in [\\"mid\\"]". '
+                                      "Fields: " + ", ".join(fields),
+                       # The data dictionary's fields, offered as completions.
+                       "examples": fields},
         "template": {"type": "string", "description": "Text with {{ placeholders }} over account, deal, "
-                                                      "signal, journey, owner and now."},
+                                                      "signal, journey, owner and now.",
+                     "examples": [f"{{{{ {name} }}}}" for name in fields]},
         "action": {"enum": action_names, "description": "An action from Handoff's registry: "
                    + "; ".join(f"{n}: {REGISTRY[n].description}" for n in action_names)},
         "person": person,
@@ -143,7 +151,13 @@ def _steps() -> list[dict[str, Any]]:
         }, ["oversight", "do"]),
         _step("human", "A task for a person, with a brief and an SLA.", human_work, ["assign", "task", "sla"]),
         _step("hybrid", "The system drafts; a person reviews and publishes.", human_work | {
-            "draft": _ref("template"),
+            "draft": {"anyOf": [_ref("template"), _obj({"template": {
+                "type": "string", "description": "A named template in the templates/ folder beside the playbooks; "
+                                                 "its body is the draft."}}, ["template"],
+                "A named template.")]},
+            "drafter": {"enum": ["template", "llm"], "description": "Who writes the draft: the template "
+                        "(default), or an OpenAI-compatible endpoint (HANDOFF_LLM_*) with the template as "
+                        "instructions, falling back to the template. A person reviews it either way."},
             "publish": _ref("actionCall"),
             "risk": _ref("risk"),
             "oversight": {"const": Oversight.IN_THE_LOOP.value},
@@ -158,6 +172,31 @@ def _steps() -> list[dict[str, Any]]:
                 oneOf=[{"required": ["goto"]}, {"required": ["exit"]}])},
             "otherwise": _ref("jump"),
         }, ["rules"]),
+        _step("route", "Extract-decide-route: a confident decision of a listed category goes its automated "
+                       "way; a doubtful one, or a category not listed, goes to a person with its evidence.",
+              human_work | {
+            "score": _ref("expression") | {"description": "The confidence (0 to 1), e.g. signal.confidence."},
+            "category": _ref("expression") | {"description": "The decided category, e.g. signal.category."},
+            "evidence": _ref("expression") | {"description": "What the decision rests on, shown to a person."},
+            "scorer": _obj({"text": _ref("template"),
+                            "keywords": {"type": "object", "additionalProperties": {
+                                "type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}}},
+                           ["text", "keywords"], "Score the text by keyword hits per category."),
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                          "description": "At or above it, a listed category goes automatically."},
+            "automated": {"type": "object", "minProperties": 1, "additionalProperties": _ref("jump"),
+                          "description": "Each category the automation handles, and where its path starts."},
+            "on_human": _ref("jump") | {"description": "Where a person's own decision continues; "
+                                                       "default: the next step."},
+        }, ["threshold", "automated", "assign", "task", "sla"],
+              oneOf=[{"required": ["scorer"]}, {"required": ["score", "category"]}]),
+        _step("split", "A play experiment: each account goes down one variant, by a stable hash of its id.", {
+            "experiment": _ref("slug") | {"description": "The experiment's name (default: the step id)."},
+            "variants": {"type": "array", "minItems": 2, "items": _obj(
+                {"name": _ref("slug"), "weight": {"type": "integer", "minimum": 1},
+                 "goto": _ref("slug"), "exit": {"const": True}}, ["name", "weight"],
+                oneOf=[{"required": ["goto"]}, {"required": ["exit"]}])},
+        }, ["variants"]),
         _step("goto", "Jump to another step.", {"to": _ref("slug")}, ["to"]),
         _step("exit", "End the journey.", {"reason": {"type": "string"}}, []),
         _step("set_stage", "Move the account to another journey stage.",
@@ -165,8 +204,10 @@ def _steps() -> list[dict[str, Any]]:
     ]
 
 
-def playbook_json_schema() -> dict[str, Any]:
-    """The JSON Schema document, as a dict ready for json.dumps."""
+def playbook_json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
+    """The JSON Schema document, as a dict ready for json.dumps; signal types and field names for
+    completion come from the catalog (default: the shipped one)."""
+    catalog = catalog or shipped_catalog()
     step_kinds = _steps()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -181,6 +222,9 @@ def playbook_json_schema() -> dict[str, Any]:
             "stage": {"enum": [s.value for s in Stage], "description": "The journey stage this playbook serves."},
             "maintainer": {"type": "string", "pattern": "@", "description": "Email of who reviews it."},
             "review_every": _ref("duration"),
+            "reviewed_on": {"type": "string", "format": "date",
+                            "description": "When the playbook was last reviewed (YYYY-MM-DD); without it, the "
+                                           "file's last change in git counts."},
             "enroll": _obj({"on": _ref("signal"), "when": _ref("expression"),
                             "once_per": {"enum": ["account", "deal", "signal"]},
                             "max_age": _ref("duration")}, ["on"],
@@ -191,6 +235,18 @@ def playbook_json_schema() -> dict[str, Any]:
                                                  "description": 'e.g. "2 per 7d".'}}),
             "sensitive_signals": {"type": "array", "items": _ref("signal"),
                                   "description": "Signals that open a protected human zone."},
+            "monitors": {"type": "array", "description": "Watches over each account's signals; a firing "
+                         "sends an `emit` signal once per account and window.", "items": _obj({
+                "id": _ref("slug"),
+                "on": _ref("signal") | {"description": "Aggregate this signal type per window."},
+                "absent": _ref("signal") | {"description": "Fire when this type has not arrived `for` a while."},
+                "measure": {"type": "string", "pattern": "^\\s*(count|sum|avg|min|max)\\s*(\\(.+\\))?\\s*$",
+                            "description": 'count, or sum/avg/min/max of a payload field: "avg(active_users)".'},
+                "over": _ref("duration"), "for": _ref("duration"),
+                "when": {"type": "string", "minLength": 1,
+                         "description": "A condition over value, previous, change (percent) and count."},
+                "emit": _ref("signal"),
+            }, ["id", "emit"], oneOf=[{"required": ["on", "over", "when"]}, {"required": ["absent", "for"]}])},
             "steps": {"type": "array", "minItems": 1, "items": {
                 "type": "object",
                 "required": ["id", "kind"],
@@ -200,5 +256,5 @@ def playbook_json_schema() -> dict[str, Any]:
                            "then": s} for s in step_kinds],
             }},
         }, ["id", "name", "stage", "maintainer", "enroll", "steps"]),
-        "$defs": _defs(),
+        "$defs": _defs(catalog),
     }

@@ -9,7 +9,7 @@ compiled playbook.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from orchestrator.durations import Duration
 from orchestrator.playbook import flow
@@ -101,8 +101,10 @@ RULES: tuple[Rule, ...] = (
          "run an action that touches the customer (the registry's customer_facing flag), "
          "whatever its oversight level."),
     Rule("override-missing", "error", "on_the_loop steps can be overridden and undone",
-         "An on_the_loop step runs at once and its owner may override it: it needs "
-         "override.window (how long) and override.compensate (the action that undoes it)."),
+         "An on_the_loop step can be overridden by its owner inside override.window (how long). An "
+         "internal action runs at once and needs override.compensate (the action that undoes it); a "
+         "customer-facing action is held in the outbox until the window ends and an override "
+         "cancels it unsent, so it needs no compensation."),
     Rule("unreachable-step", "error", "Every step can run",
          "Following the flow from the first step (file order, goto, branch, on_timeout, "
          "on_reject; exit ends), every step is reached."),
@@ -113,8 +115,9 @@ RULES: tuple[Rule, ...] = (
          "customer-facing step can be skipped by a cap, so neither counts; otherwise the loop "
          "spins forever."),
     Rule("review-overdue", "warning", "The playbook was reviewed recently enough",
-         "The last change of the file (its last git commit, or its modification time outside "
-         "git) plus review_every is in the past: ask the maintainer to review it."),
+         "The last review (reviewed_on: YYYY-MM-DD in the file, else the file's last git commit, or "
+         "its modification time outside git) plus review_every is in the past: ask the maintainer "
+         "to review it."),
 )
 
 _BY_ID = {r.id: r for r in RULES}
@@ -158,7 +161,7 @@ def lint_playbook(
     _protected_human_zone(ctx)
     _unreachable(ctx)
     _loops(ctx)
-    if now is not None and last_changed is not None:
+    if now is not None and (playbook.reviewed_on is not None or last_changed is not None):
         _review_overdue(ctx, now, last_changed)
     return ctx.findings
 
@@ -187,12 +190,15 @@ def _override_missing(ctx: _Context) -> None:
     for step in _automated(ctx.playbook):
         if step.oversight != Oversight.ON_THE_LOOP:
             continue
-        missing = [name for name, value in (("override.window", step.override_window),
-                                             ("override.compensate", step.compensate)) if not value]
+        held = REGISTRY[step.call.action].customer_facing
+        needed = (("override.window", step.override_window),) + \
+            (() if held else (("override.compensate", step.compensate),))
+        missing = [name for name, value in needed if not value]
         if missing:
+            why = ("the owner needs time to override it before it is sent" if held else
+                   "the owner needs time to override it and an action that undoes it")
             ctx.report("override-missing", ("steps", ctx.index(step), "oversight"),
-                       f'step "{step.id}" is on_the_loop but has no {" and no ".join(missing)}; '
-                       "the owner needs time to override it and an action that undoes it")
+                       f'step "{step.id}" is on_the_loop but has no {" and no ".join(missing)}; {why}')
 
 
 def _zone_starts(playbook: Playbook) -> dict[str, str]:
@@ -267,16 +273,29 @@ def _closing_jump(ctx: _Context, loop: list[str]) -> DocPath:
     return ("steps", min(order.values()))
 
 
-def _review_overdue(ctx: _Context, now: datetime, last_changed: datetime) -> None:
+def _review_overdue(ctx: _Context, now: datetime, last_changed: datetime | None) -> None:
     every = ctx.playbook.review_every
     if every is None:
         return
-    due = last_changed + _approximate(every)
+    reviewed = ctx.playbook.reviewed_on
+    if reviewed is not None:
+        if reviewed > now.date():
+            ctx.report("review-overdue", ("reviewed_on",),
+                       f"reviewed_on is {reviewed.isoformat()}, a day that has not come yet; write the day "
+                       "the review happened")
+            return
+        since, what = datetime.combine(reviewed, time(), tzinfo=UTC), "was last reviewed on"
+    else:
+        assert last_changed is not None  # lint_playbook runs this rule only with one of the two
+        since, what = last_changed, "was last changed on"
+    due = since + _approximate(every)
     if now > due:
-        ctx.report("review-overdue", ("review_every",),
-                   f"this playbook was last changed on {last_changed.date().isoformat()} and is due "
+        hint = "" if reviewed is not None else (" (or, if it was reviewed without a change, write "
+                                                 "reviewed_on: YYYY-MM-DD in the file)")
+        ctx.report("review-overdue", ("reviewed_on",) if reviewed is not None else ("review_every",),
+                   f"this playbook {what} {since.date().isoformat()} and is due "
                    f"a review every {every.text}, so it was due on {due.date().isoformat()}; ask its "
-                   f"maintainer ({ctx.playbook.maintainer}) to review it", key=True)
+                   f"maintainer ({ctx.playbook.maintainer}) to review it{hint}", key=True)
 
 
 def _approximate(every: Duration) -> timedelta:

@@ -19,12 +19,13 @@ from orchestrator.playbook.catalog import Catalog, catalog_near, is_catalog_file
 from orchestrator.playbook.compile import build_playbook
 from orchestrator.playbook.dictionary import check_fields
 from orchestrator.playbook.findings import Finding, PlaybookInvalid, sort_findings
+from orchestrator.playbook.library import Library, is_template_file, library_near, resolve_templates
 from orchestrator.playbook.lint import lint_playbook
 from orchestrator.playbook.locate import findings_from_messages
 from orchestrator.playbook.model import Playbook
 from orchestrator.playbook.references import check_references
 from orchestrator.playbook.schema import PlaybookSchema
-from orchestrator.playbook.yamlsafe import MAX_BYTES, YamlProblem, decode, load_document
+from orchestrator.playbook.yamlsafe import MAX_BYTES, Document, YamlProblem, decode, load_document
 
 __all__ = [
     "check_text",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 LastChanged = Callable[[Path], datetime | None]
+Against = Callable[[Playbook, Document, str], list[Finding]]
 
 
 def check_text(
@@ -46,8 +48,12 @@ def check_text(
     now: datetime | None = None,
     last_changed: datetime | None = None,
     catalog: Catalog | None = None,
+    library: Library | None = None,
 ) -> tuple[Playbook | None, list[Finding]]:
-    """The compiled playbook (None when it has errors) and every finding, sorted."""
+    """The compiled playbook (None when it has errors) and every finding, sorted.
+
+    `library` holds the named templates the playbook may reference (`template: NAME`).
+    """
     try:
         doc = load_document(text)
     except YamlProblem as problem:
@@ -56,6 +62,11 @@ def check_text(
         return None, [Finding(path, 1, 1, "error", "schema",
                               "a playbook must be a mapping of keys (id, name, stage, steps...)")]
     findings = check_references(doc, path) + check_fields(doc, path, source=text, catalog=catalog)
+    doc, found, used = resolve_templates(doc, path, library)
+    findings += found
+    for template in {template.name: template for template, _ in used}.values():
+        findings += check_fields(template.doc, template.path, source=template.text, catalog=catalog,
+                                 playbook=doc.value)
     data = None
     try:
         data = PlaybookSchema().load(doc.value)
@@ -74,9 +85,10 @@ def _unique(findings: list[Finding]) -> list[Finding]:
     return list(dict.fromkeys(findings))
 
 
-def load_playbook_text(text: str, path: str = "<string>", *, lint: bool = True) -> Playbook:
+def load_playbook_text(text: str, path: str = "<string>", *, lint: bool = True,
+                       library: Library | None = None) -> Playbook:
     """Compile a playbook from text; any error raises PlaybookInvalid with all findings."""
-    playbook, findings = check_text(text, path, lint=lint)
+    playbook, findings = check_text(text, path, lint=lint, library=library)
     if playbook is None:
         raise PlaybookInvalid(findings)
     return playbook
@@ -88,7 +100,7 @@ def load_playbook(path: str | os.PathLike[str]) -> Playbook:
     text, problem = read_text(Path(path))
     if problem:
         raise PlaybookInvalid([problem])
-    return load_playbook_text(text or "", name)
+    return load_playbook_text(text or "", name, library=library_near([path]))
 
 
 def read_text(path: Path) -> tuple[str | None, Finding | None]:
@@ -128,7 +140,7 @@ def playbook_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path],
         if path.is_dir():
             root = path.resolve()
             for found in sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")
-                                and not is_catalog_file(p)):
+                                and not is_catalog_file(p) and not is_template_file(p)):
                 if not _inside(found, root):
                     problems.append(_file_problem(found, "links outside the playbooks folder; not followed"))
                 elif found.is_file():
@@ -174,14 +186,21 @@ def validate_paths(
     *,
     now: datetime | None = None,
     last_changed: LastChanged | None = git_last_changed,
+    against: Against | None = None,
 ) -> list[Finding]:
-    """Findings for every playbook file under `paths`, including cross-file ones."""
+    """Findings for every playbook file under `paths`, including cross-file ones.
+
+    `against` adds findings for a valid playbook from outside the file (the live configuration:
+    `validate --against DATABASE`).
+    """
     now = now or datetime.now(UTC)
     paths = list(paths)
     files, findings = playbook_files(paths)
     catalog, problem = catalog_near(paths)
     if problem:
         findings.append(problem)
+    library = library_near(paths)
+    findings += library.findings_inside(paths)
     seen_ids: dict[str, Path] = {}
     for path in files:
         text, problem = read_text(path)
@@ -189,10 +208,13 @@ def validate_paths(
             findings.append(problem)
             continue
         changed = last_changed(path) if last_changed else None
-        playbook, found = check_text(text or "", str(path), now=now, last_changed=changed, catalog=catalog)
+        playbook, found = check_text(text or "", str(path), now=now, last_changed=changed, catalog=catalog,
+                                     library=library)
         findings += found
         if playbook is None:
             continue
+        if against is not None:
+            findings += against(playbook, load_document(text or ""), str(path))
         if playbook.id in seen_ids:
             findings.append(Finding(
                 str(path), 1, 1, "error", "duplicate-playbook",
@@ -201,4 +223,4 @@ def validate_paths(
             ))
         else:
             seen_ids[playbook.id] = path
-    return findings
+    return list(dict.fromkeys(findings))  # a broken template is reported once, not per playbook using it

@@ -7,6 +7,7 @@ Expressions and templates arrive pre-parsed so the engine never parses at run ti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -154,6 +155,7 @@ class HybridStep(StepBase):
     sla: Sla
     oversight: Oversight = Oversight.IN_THE_LOOP
     risk: Risk | None = None  # of the publish action
+    drafter: str = "template"  # who writes the draft (orchestrator/drafting.py); a person always reviews it
     kind: Literal["hybrid"] = "hybrid"
 
 
@@ -207,7 +209,63 @@ class SetStageStep(StepBase):
     kind: Literal["set_stage"] = "set_stage"
 
 
-Step = AutomatedStep | HumanStep | HybridStep | WaitStep | BranchStep | GotoStep | ExitStep | SetStageStep
+@dataclass(frozen=True)
+class KeywordScorer:
+    """Scores text by keyword hits per category: the top category, and how sure the hits make it."""
+
+    text: Template
+    keywords: tuple[tuple[str, tuple[str, ...]], ...]  # (category, its keywords), in file order
+
+
+@dataclass(frozen=True)
+class RouteStep(StepBase):
+    """Extract-decide-route: a confident decision of a known category goes its automated way;
+    a doubtful one, or a category the playbook does not list, goes to a person with its evidence.
+
+    The score and category come from the signal (`score`, `category`, optional `evidence`
+    expressions) or from a `scorer`. A person confirming the proposal takes its automated
+    path; overturning it (or handling a novel category) continues at `on_human`.
+    """
+
+    threshold: float
+    automated: tuple[tuple[str, Jump], ...]  # (category, where its automated path starts)
+    assign: Assignment
+    task: TaskText
+    sla: Sla
+    score: Expression | None = None
+    category: Expression | None = None
+    evidence: Expression | None = None
+    scorer: KeywordScorer | None = None
+    on_human: Jump | None = None  # default: the next step
+    kind: Literal["route"] = "route"
+
+    def path_for(self, category: str | None) -> Jump | None:
+        """The automated path of a category the playbook lists, else None."""
+        return next((jump for name, jump in self.automated if name == category), None)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    weight: int  # share of accounts, relative to the other variants' weights
+    goto: Jump
+
+
+@dataclass(frozen=True)
+class SplitStep(StepBase):
+    """A play experiment: each account goes down one variant, by a stable hash bucket of its id.
+
+    The same account always gets the same variant of the same experiment (a re-enrollment
+    too); the assignment is recorded on the journey (`context.variants`) and audited.
+    """
+
+    experiment: str
+    variants: tuple[Variant, ...]
+    kind: Literal["split"] = "split"
+
+
+Step = (AutomatedStep | HumanStep | HybridStep | WaitStep | BranchStep | GotoStep | ExitStep | SetStageStep
+        | RouteStep | SplitStep)
 
 
 @dataclass(frozen=True)
@@ -217,6 +275,30 @@ class Enrollment:
     once_per: Literal["account", "deal", "signal"] = "account"
     # A signal older than this enrolls nobody (a deal closed weeks ago is no "new" deal).
     max_age: Duration | None = None
+
+
+# What a monitor's `when` may read: the window's measure, the previous window's, the change
+# between them in percent (None without a previous value), and the window's signal count.
+MONITOR_ROOTS: frozenset[str] = frozenset({"value", "previous", "change", "count"})
+MEASURES: tuple[str, ...] = ("count", "sum", "avg", "min", "max")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A watch over one account's signals: a window measure crossing `when`, or an absence.
+
+    A firing sends a signal of type `emit` for the account, once per account and window
+    (or per silence), which playbooks enroll on like any other.
+    """
+
+    id: str
+    signal: str  # the type watched (aggregated, or expected for an absence)
+    emit: str
+    window: Duration  # `over` for a window monitor, `for` for an absence
+    absent: bool = False
+    measure: str = "count"  # one of MEASURES
+    field: str | None = None  # the payload field sum/avg/min/max read
+    when: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +323,8 @@ class Playbook:
     sensitive_signals: tuple[str, ...] = ()
     description: str = ""
     path: str = ""  # the file it came from, for messages
+    monitors: tuple[Monitor, ...] = ()
+    reviewed_on: date | None = None  # the last review, written in the file (else git history counts)
 
     def step(self, step_id: str) -> Step:
         """The step with this id (KeyError if none)."""

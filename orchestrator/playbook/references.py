@@ -24,6 +24,15 @@ def jump_paths(step: Any, index: int) -> Iterator[DocPath]:
     yield (*base, "on_timeout", "goto")
     yield (*base, "on_reject", "goto")
     yield (*base, "otherwise", "goto")
+    yield (*base, "on_human", "goto")
+    variants = step.get("variants") if isinstance(step, dict) and step.get("kind") == "split" else None
+    if isinstance(variants, list):
+        for variant_index in range(len(variants)):
+            yield (*base, "variants", variant_index, "goto")
+    automated = step.get("automated") if isinstance(step, dict) and step.get("kind") == "route" else None
+    if isinstance(automated, dict):
+        for category in automated:
+            yield (*base, "automated", category, "goto")
     rules = step.get("rules") if isinstance(step, dict) else None
     if isinstance(rules, list):
         for rule_index in range(len(rules)):

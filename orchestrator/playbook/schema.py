@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any, ClassVar, Self
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
@@ -22,6 +23,8 @@ from orchestrator.playbook.expressions import ExpressionError, check_roots, pars
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,
     CONTEXT_ROOTS,
+    MEASURES,
+    MONITOR_ROOTS,
     PERSON_REFERENCES,
     Oversight,
     Stage,
@@ -417,16 +420,13 @@ def _check_recipient(action: Any, given: Mapping[str, Any], errors: dict[str, An
                 f'"{to}" is not a recipient; use {_one_of(NOTIFY_REFERENCES)} or an email address'
                 f"{did_you_mean(to, NOTIFY_REFERENCES)}", "action",
             )]
-    if action == "customer.email" and isinstance(to, str) and "{" not in to and "@" not in to:
-        # A literal word would be stored as the address; contact roles are not looked up at send time yet.
-        if to.strip() in CONTACT_ROLES:
-            text = (f'"{to}" is a contact role, which Handoff does not look up when it sends yet; a customer '
-                    "email needs an address: write the one from the CRM (e.g. {{ deal.champion_email }})")
-        else:
-            text = (f'"{to}" is not an email address; a customer email goes to an address '
-                    "(e.g. {{ signal.email }} or {{ deal.champion_email }})")
+    if action in ("customer.email", "customer.survey") and isinstance(to, str) and "{" not in to \
+            and "@" not in to and to.strip() not in CONTACT_ROLES:
+        # A literal word would be stored as the address; only a contact role is looked up when it runs.
         errors.setdefault(args_key, {})["to"] = [Problem(
-            text, "recipient",
+            f'"{to}" is neither an email address nor a contact role{did_you_mean(to.strip(), CONTACT_ROLES)}; '
+            f"a customer email goes to an address (e.g. {{{{ deal.champion_email }}}}) or to the account's "
+            f"contact in a role: {_one_of(CONTACT_ROLES)}", "recipient",
         )]
     url = given.get("url")
     if action == "notify.webhook" and isinstance(url, str) and "{" not in url \
@@ -545,7 +545,7 @@ class ApprovalSchema(Strict):
 # -- steps ----------------------------------------------------------------------------
 
 
-STEP_KINDS = ("automated", "human", "hybrid", "wait", "branch", "goto", "exit", "set_stage")
+STEP_KINDS = ("automated", "human", "hybrid", "wait", "branch", "goto", "exit", "set_stage", "route", "split")
 
 
 class StepSchema(Strict):
@@ -615,6 +615,8 @@ class HybridSchema(_HumanWork):
     # Publishing is an automated action, so its risk is described as on an automated step.
     risk = Nested(RiskSchema)
     draft = TemplateField(required=True)
+    # template: render the draft; llm: an OpenAI-compatible endpoint writes it from the template (see drafting.py)
+    drafter = Choice(("template", "llm"), "drafter")
     publish = Nested(PublishCallSchema)
     task = Nested(TaskSchema)
     oversight = Choice((Oversight.IN_THE_LOOP.value,), "oversight level for a hybrid step "
@@ -662,6 +664,103 @@ class SetStageSchema(StepSchema):
     stage = Choice(tuple(Stage), "journey stage", required=True)
 
 
+# -- route (extract-decide-route) -------------------------------------------------------
+
+
+class Confidence(_Field):
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValidationError(f"must be a confidence between 0 and 1 (e.g. 0.8), got {_shown(value)}")
+        return float(value)
+
+
+class Keywords(_Field):
+    """category: [keyword, ...], in file order."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        if not isinstance(value, Mapping) or not value:
+            raise ValidationError('must map each category to its keywords, e.g. {billing: [invoice, refund]}')
+        out = []
+        for category, words in value.items():
+            Slug().deserialize(category)
+            if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
+                raise ValidationError({category: [f"must be a list of keywords, got {_shown(words)}"]})
+            out.append((category, tuple(w.strip().lower() for w in words)))
+        return tuple(out)
+
+
+class ScorerSchema(Strict):
+    text = TemplateField(required=True)
+    keywords = Keywords(required=True)
+
+
+class CategoryPaths(_Field):
+    """category: {goto: step} for each category the automation handles."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping) or not value:
+            raise ValidationError("must map each category the automation handles to where it goes, "
+                                  "e.g. {billing: {goto: billing-reply}}")
+        out: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for category, jump in value.items():
+            try:
+                Slug().deserialize(category)
+                out[category] = JumpSchema().load(jump)
+            except ValidationError as error:
+                errors[str(category)] = error.messages
+        if errors:
+            raise ValidationError(errors)
+        return out
+
+
+class RouteSchema(_HumanWork):
+    score = ExpressionField()
+    category = ExpressionField()
+    evidence = ExpressionField()
+    scorer = Nested(ScorerSchema)
+    threshold = Confidence(required=True)
+    automated = CategoryPaths(required=True)
+    task = Nested(TaskSchema, required=True)
+    on_human = Nested(JumpSchema)
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _scored_once(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        given = original_data if isinstance(original_data, Mapping) else {}
+        if "scorer" in given and ({"score", "category", "evidence"} & set(given)):
+            raise ValidationError('give either "scorer" or "score" and "category" (read from the signal), not both')
+        if "scorer" not in given and not {"score", "category"} <= set(given):
+            raise ValidationError('a route needs "score" and "category" (e.g. signal.confidence, '
+                                  'signal.category) or a "scorer"')
+
+
+class VariantSchema(Strict):
+    name = Slug(required=True)
+    weight = Whole(required=True)
+    goto = Slug()
+    exit = Flag()
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _one_target(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        problem = _exactly_one(original_data, ("goto", "exit"), "this variant")
+        if problem:
+            raise ValidationError(problem)
+
+
+class SplitSchema(StepSchema):
+    experiment = Slug()
+    variants = ListOf(Nested(VariantSchema), required=True, non_empty=True)
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _two_distinct(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        variants = [v for v in data.get("variants") or [] if isinstance(v, Mapping)]
+        names = [v.get("name") for v in variants]
+        if len(variants) < 2 and "variants" in data:
+            raise ValidationError({"variants": ["an experiment needs at least two variants to compare"]})
+        if len(set(names)) != len(names):
+            raise ValidationError({"variants": ["variant names must be unique within the split"]})
+
+
 STEP_SCHEMAS: dict[str, type[StepSchema]] = {
     "automated": AutomatedSchema,
     "human": HumanSchema,
@@ -671,6 +770,8 @@ STEP_SCHEMAS: dict[str, type[StepSchema]] = {
     "goto": GotoSchema,
     "exit": ExitSchema,
     "set_stage": SetStageSchema,
+    "route": RouteSchema,
+    "split": SplitSchema,
 }
 
 
@@ -733,6 +834,62 @@ class EnrollSchema(Strict):
     max_age = WallClockDurationField()
 
 
+# -- monitors (monitor-alert-act) --------------------------------------------------------
+
+MEASURE = re.compile(r"^\s*(count|sum|avg|min|max)\s*(?:\(\s*([a-z_][a-z0-9_]*)\s*\))?\s*$")
+
+
+class Measure(_Field):
+    """count, or sum/avg/min/max of a payload field: "avg(active_users)"."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[str, str | None]:
+        match = MEASURE.match(value) if isinstance(value, str) else None
+        if not match or (match.group(1) == "count") != (match.group(2) is None):
+            raise ValidationError(f'{_shown(value)} is not a measure; use count, or {_one_of(MEASURES[1:])} of a '
+                                  'payload field, e.g. "avg(active_users)"')
+        return match.group(1), match.group(2)
+
+
+class MonitorCondition(ExpressionField):
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError(Problem(f"must be a condition such as \"change <= -40\", got {_shown(value)}",
+                                          "expression"))
+        try:
+            expression = parse_expression(value)
+        except ExpressionError as error:
+            raise ValidationError(Problem(error.message, "expression", inner=(error.line, error.column))) from None
+        problems = check_roots(expression, MONITOR_ROOTS)
+        if problems:
+            raise ValidationError([Problem(message, "expression") for message in problems])
+        return expression
+
+
+class MonitorSchema(Strict):
+    id = Slug(required=True)
+    on = SignalType()
+    absent = SignalType()
+    measure = Measure()
+    over = DurationField()
+    for_ = DurationField(data_key="for")
+    when = MonitorCondition()
+    emit = SignalType(required=True)
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _one_kind(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        given = set(original_data) if isinstance(original_data, Mapping) else set()
+        if ("on" in given) == ("absent" in given):
+            raise ValidationError('a monitor watches "on: TYPE" (a window measure) or "absent: TYPE" '
+                                  "(no such signal for a while), one of the two")
+        if "on" in given:
+            missing = [key for key in ("over", "when") if key not in given]
+            if missing or "for" in given:
+                raise ValidationError('a window monitor needs "over" (e.g. 7d) and "when" (e.g. change <= -40); '
+                                      '"for" belongs to an absent monitor')
+        elif "for" not in given or {"over", "when", "measure"} & given:
+            raise ValidationError('an absent monitor needs "for" (e.g. 14d) and takes no over, when or measure')
+
+
 class LimitsSchema(Strict):
     customer_touches = TouchLimitField()
 
@@ -746,6 +903,18 @@ class Maintainer(_Field):
         return value
 
 
+class DateField(_Field):
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> date:
+        try:
+            return date.fromisoformat(value) if isinstance(value, str) else _not_a_date(value)
+        except ValueError:
+            return _not_a_date(value)
+
+
+def _not_a_date(value: Any) -> date:
+    raise ValidationError(f"{_shown(value)} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-30")
+
+
 class PlaybookSchema(Strict):
     id = Slug(required=True)
     name = Text(required=True)
@@ -753,8 +922,10 @@ class PlaybookSchema(Strict):
     stage = Choice(tuple(Stage), "journey stage", required=True)
     maintainer = Maintainer(required=True)
     review_every = DurationField()
+    reviewed_on = DateField()
     enroll = Nested(EnrollSchema, required=True)
     exit_on = ListOf(SignalType())
     limits = Nested(LimitsSchema)
     sensitive_signals = ListOf(SignalType())
+    monitors = ListOf(Nested(MonitorSchema))
     steps = ListOf(StepField(), required=True, non_empty=True)

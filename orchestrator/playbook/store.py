@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Session
 from orchestrator import audit
 from orchestrator.errors import NotFound
 from orchestrator.models import PlaybookVersion
-from orchestrator.playbook.findings import Finding, PlaybookInvalid
+from orchestrator.playbook.findings import Finding, PlaybookInvalid, sort_findings
+from orchestrator.playbook.library import library_near, parse_library, template_names
 from orchestrator.playbook.loader import (
     check_text,
     load_playbook_text,
@@ -40,18 +42,26 @@ __all__ = [
     "activate_version",
     "active_playbooks",
     "apply_playbooks",
+    "apply_text",
+    "check_with_templates",
     "checksum",
     "diff_playbooks",
     "list_playbooks",
     "playbook_history",
+    "version_diff",
 ]
 
 ChangeKind = Literal["new", "changed", "unchanged", "missing"]
 
 
-def checksum(text: str) -> str:
-    """sha256 hex of the source text, as stored in PlaybookVersion.checksum."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def checksum(text: str, templates: Mapping[str, str] | None = None) -> str:
+    """sha256 hex of the source text and the named templates it uses, as stored in PlaybookVersion.checksum.
+
+    Without templates it is the sha256 of the text alone, so versions stored before templates
+    existed keep their checksum.
+    """
+    data = text if not templates else text + "\0" + json.dumps(dict(templates), sort_keys=True)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,11 @@ class _File:
     text: str
     playbook_id: str
     playbook: Playbook | None
+    templates: dict[str, str] = field(default_factory=dict)  # the named templates it uses
+
+    @property
+    def checksum(self) -> str:
+        return checksum(self.text, self.templates)
 
 
 def _active(session: Session) -> dict[str, PlaybookVersion]:
@@ -112,18 +127,33 @@ def _active(session: Session) -> dict[str, PlaybookVersion]:
     return {row.playbook_id: row for row in rows}
 
 
-def _compare(old: PlaybookVersion, text: str, path: str) -> Change:
-    diff = "".join(difflib.unified_diff(
-        old.source_text.splitlines(keepends=True), text.splitlines(keepends=True),
-        fromfile=f"{old.playbook_id} version {old.version}", tofile=path,
-    ))
-    return Change(old.playbook_id, "changed", path, old_version=old.version,
-                  summary=tuple(step_summary(old.source_text, text)), diff=diff)
+def _compare(old: PlaybookVersion, text: str, path: str, templates: Mapping[str, str] | None = None) -> Change:
+    diff, summary = compare_texts(old.source_text, dict(old.templates or {}), text, dict(templates or {}),
+                                  old_label=f"{old.playbook_id} version {old.version}", new_label=path)
+    return Change(old.playbook_id, "changed", path, old_version=old.version, summary=tuple(summary), diff=diff)
 
 
-def _compiled(text: str) -> Playbook | None:
+def compare_texts(old_text: str, old_templates: Mapping[str, str], new_text: str,
+                  new_templates: Mapping[str, str], *, old_label: str, new_label: str) -> tuple[str, list[str]]:
+    """A unified diff of a playbook and its named templates, and the changes in playbook terms."""
+    diff = "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                        fromfile=old_label, tofile=new_label))
+    summary = step_summary(old_text, new_text, old_templates=old_templates, new_templates=new_templates)
+    for name in sorted(set(old_templates) | set(new_templates)):
+        before, after = old_templates.get(name, ""), new_templates.get(name, "")
+        if before == after:
+            continue
+        diff += "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                             fromfile=f"{old_label}: templates/{name}.yaml",
+                                             tofile=f"{new_label}: templates/{name}.yaml"))
+        summary.append(f'template "{name}" ' + ("added" if name not in old_templates else
+                                                "removed" if name not in new_templates else "changed"))
+    return diff, summary
+
+
+def _compiled(text: str, templates: Mapping[str, str] | None = None) -> Playbook | None:
     try:
-        return load_playbook_text(text, lint=False)
+        return load_playbook_text(text, lint=False, library=parse_library(templates or {}))
     except PlaybookInvalid:
         return None
 
@@ -133,9 +163,10 @@ def _comparable(step: object) -> object:
     return dataclasses.replace(step, position=Position(0, 0))  # type: ignore[type-var]
 
 
-def step_summary(old_text: str, new_text: str) -> list[str]:
+def step_summary(old_text: str, new_text: str, *, old_templates: Mapping[str, str] | None = None,
+                 new_templates: Mapping[str, str] | None = None) -> list[str]:
     """What changed, in playbook terms: settings and steps added, removed or edited."""
-    old, new = _compiled(old_text), _compiled(new_text)
+    old, new = _compiled(old_text, old_templates), _compiled(new_text, new_templates)
     if old is None or new is None:
         return []
     lines = []
@@ -157,7 +188,11 @@ def step_summary(old_text: str, new_text: str) -> list[str]:
 
 
 def _read_files(paths: Iterable[str | os.PathLike[str]], *, validate: bool) -> tuple[list[_File], list[Finding]]:
+    paths = list(paths)
     files, findings = playbook_files(paths)
+    library = library_near(paths)
+    if validate:
+        findings += library.findings_inside(paths)
     out: list[_File] = []
     seen: dict[str, Path] = {}
     for path in files:
@@ -167,7 +202,7 @@ def _read_files(paths: Iterable[str | os.PathLike[str]], *, validate: bool) -> t
             continue
         playbook = None
         if validate:
-            playbook, found = check_text(text, str(path))
+            playbook, found = check_text(text, str(path), library=library)
             findings += found
             playbook_id = playbook.id if playbook else None
         else:
@@ -183,8 +218,15 @@ def _read_files(paths: Iterable[str | os.PathLike[str]], *, validate: bool) -> t
                                     "id"))
             continue
         seen[playbook_id] = path
-        out.append(_File(path, text, playbook_id, playbook))
-    return out, findings
+        out.append(_File(path, text, playbook_id, playbook, templates=library.snapshot(_template_names(text))))
+    return out, list(dict.fromkeys(findings))
+
+
+def _template_names(text: str) -> list[str]:
+    try:
+        return template_names(load_document(text))
+    except YamlProblem:
+        return []
 
 
 def _raw_id(text: str) -> str | None:
@@ -204,32 +246,68 @@ def apply_playbooks(
     if any(f.is_error for f in findings):
         return ApplyReport(applied=False, findings=findings)
     active = _active(session)
-    changes: list[Change] = []
-    for file in files:
-        assert file.playbook is not None  # validated above
-        current = active.get(file.playbook_id)
-        digest = checksum(file.text)
-        if current is not None and current.checksum == digest:
-            changes.append(Change(file.playbook_id, "unchanged", str(file.path), old_version=current.version))
-            continue
-        latest = session.scalar(select(func.max(PlaybookVersion.version))
-                                .where(PlaybookVersion.playbook_id == file.playbook_id)) or 0
-        if current is not None:
-            change = _compare(current, file.text, str(file.path))
-            current.active = False
-            # The partial unique index allows one active row: retire the old one first.
-            session.flush()
-        else:
-            change = Change(file.playbook_id, "new", str(file.path))
-        session.add(PlaybookVersion(
-            playbook_id=file.playbook_id, version=latest + 1, name=file.playbook.name,
-            stage=file.playbook.stage.value, checksum=digest, source_text=file.text,
-            # Absolute, so `diff` finds a missing file whichever directory it runs from.
-            source_path=str(file.path.resolve()), active=True, applied_at=now, applied_by=actor,
-        ))
-        changes.append(dataclasses.replace(change, new_version=latest + 1))
+    changes = [_store(session, file, active.get(file.playbook_id), now=now, actor=actor) for file in files]
     session.flush()
     return ApplyReport(applied=True, findings=findings, changes=changes)
+
+
+def check_with_templates(text: str, path: str, templates: Mapping[str, str] | None = None
+                         ) -> tuple[Playbook | None, list[Finding], dict[str, str]]:
+    """Check one playbook given as text with the named templates given beside it (name -> YAML).
+
+    The templates are read as a `templates/` folder would be: a problem in any of them is a finding
+    located in `templates/NAME.yaml`. Returns the playbook (None when invalid), the findings and the
+    texts of the templates it uses, as `apply` stores them with the version.
+    """
+    library = parse_library(templates or {})
+    playbook, findings = check_text(text, path, library=library)
+    # Every template given is checked, used or not; a broken one that is used is reported once.
+    findings = sort_findings(list(dict.fromkeys([*library.findings, *findings])))
+    if any(f.is_error for f in findings):
+        playbook = None
+    return playbook, findings, library.snapshot(_template_names(text))
+
+
+def apply_text(*, session: Session, text: str, path: str, now: datetime, actor: str,
+               templates: Mapping[str, str] | None = None) -> ApplyReport:
+    """Store one playbook given as text (the API's apply) as a new active version when it changed.
+
+    `templates` are the named templates it may use (name -> YAML), standing in for the folder
+    beside the files; those it uses are stored with the version, as `apply_playbooks` does.
+    Nothing is stored when the playbook or any template is invalid.
+    """
+    playbook, findings, used = check_with_templates(text, path, templates)
+    if playbook is None:
+        return ApplyReport(applied=False, findings=findings)
+    file = _File(Path(path), text, playbook.id, playbook, templates=used)
+    change = _store(session, file, _active(session).get(playbook.id), now=now, actor=actor, keep_path=True)
+    session.flush()
+    return ApplyReport(applied=True, findings=findings, changes=[change])
+
+
+def _store(session: Session, file: _File, current: PlaybookVersion | None, *, now: datetime, actor: str,
+           keep_path: bool = False) -> Change:
+    assert file.playbook is not None  # validated by the caller
+    digest = file.checksum
+    if current is not None and current.checksum == digest:
+        return Change(file.playbook_id, "unchanged", str(file.path), old_version=current.version)
+    latest = session.scalar(select(func.max(PlaybookVersion.version))
+                            .where(PlaybookVersion.playbook_id == file.playbook_id)) or 0
+    if current is not None:
+        change = _compare(current, file.text, str(file.path), file.templates)
+        current.active = False
+        # The partial unique index allows one active row: retire the old one first.
+        session.flush()
+    else:
+        change = Change(file.playbook_id, "new", str(file.path))
+    session.add(PlaybookVersion(
+        playbook_id=file.playbook_id, version=latest + 1, name=file.playbook.name,
+        stage=file.playbook.stage.value, checksum=digest, source_text=file.text, templates=file.templates,
+        # Absolute, so `diff` finds a missing file whichever directory it runs from.
+        source_path=str(file.path) if keep_path else str(file.path.resolve()), active=True,
+        applied_at=now, applied_by=actor,
+    ))
+    return dataclasses.replace(change, new_version=latest + 1)
 
 
 def _covers(paths: list[Path], source_path: str) -> bool:
@@ -251,8 +329,8 @@ def diff_playbooks(*, session: Session, paths: Iterable[str | os.PathLike[str]])
         current = active.get(file.playbook_id)
         if current is None:
             changes.append(Change(file.playbook_id, "new", str(file.path)))
-        elif current.checksum != checksum(file.text):
-            changes.append(_compare(current, file.text, str(file.path)))
+        elif current.checksum != file.checksum:
+            changes.append(_compare(current, file.text, str(file.path), file.templates))
         else:
             changes.append(Change(file.playbook_id, "unchanged", str(file.path), old_version=current.version))
     in_files = {f.playbook_id for f in files}
@@ -282,7 +360,8 @@ def compiled(version: PlaybookVersion) -> Playbook:
     """
     playbook = _COMPILED.get(version.checksum)
     if playbook is None:
-        playbook = load_playbook_text(version.source_text, version.source_path, lint=False)
+        playbook = load_playbook_text(version.source_text, version.source_path, lint=False,
+                                      library=parse_library(version.templates or {}))
         _COMPILED[version.checksum] = playbook
     return playbook
 
@@ -299,6 +378,22 @@ def playbook_history(*, session: Session, playbook_id: str) -> list[PlaybookVers
     if not versions:
         raise NotFound(f"no playbook {playbook_id!r} has been applied")
     return versions
+
+
+def version_diff(*, session: Session, playbook_id: str, from_version: int, to_version: int) -> Change:
+    """What changed between two stored versions of a playbook: steps, settings and templates, and the text diff."""
+    versions = {v.version: v for v in playbook_history(session=session, playbook_id=playbook_id)}
+    for wanted in (from_version, to_version):
+        if wanted not in versions:
+            known = ", ".join(str(v) for v in sorted(versions))
+            raise NotFound(f"playbook {playbook_id!r} has no version {wanted} (stored: {known})")
+    old, new = versions[from_version], versions[to_version]
+    diff, summary = compare_texts(old.source_text, dict(old.templates or {}), new.source_text,
+                                  dict(new.templates or {}), old_label=f"{playbook_id} version {from_version}",
+                                  new_label=f"{playbook_id} version {to_version}")
+    kind: ChangeKind = "unchanged" if old.checksum == new.checksum else "changed"
+    return Change(playbook_id, kind, new.source_path, old_version=from_version, new_version=to_version,
+                  summary=tuple(summary), diff=diff)
 
 
 def activate_version(*, session: Session, playbook_id: str, version: int, now: datetime,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tabulate import tabulate
 
+from orchestrator.audit import AuditAction
 from orchestrator.clock import FrozenClock, ensure_utc
 from orchestrator.config import Settings
 from orchestrator.db import make_engine, make_session_factory, unit_of_work
@@ -38,6 +39,7 @@ from orchestrator.journeys.drain import drain_signals, drain_timeouts
 from orchestrator.models import (
     OPEN_STATUSES,
     Account,
+    AuditEvent,
     Base,
     Contact,
     Deal,
@@ -320,6 +322,21 @@ def copy_crm_records(*, source: Engine, target: Engine) -> Counter[str]:
     return copied
 
 
+def copy_active_playbooks(*, source: Engine, target: Engine, at: datetime) -> list[str]:
+    """Copy the active playbook versions of `source` (read only) into `target`; their ids."""
+    with Session(source) as reader:
+        rows = [(v.playbook_id, v.name, v.stage, v.checksum, v.source_text, v.source_path, dict(v.templates or {}))
+                for v in reader.scalars(select(PlaybookVersion).where(PlaybookVersion.active))]
+        reader.rollback()
+    with Session(target) as writer:
+        for playbook_id, name, stage, digest, text, path, templates in rows:
+            writer.add(PlaybookVersion(playbook_id=playbook_id, version=1, name=name, stage=stage, checksum=digest,
+                                       source_text=text, source_path=path, templates=templates, active=True,
+                                       applied_at=at, applied_by="simulation (active)"))
+        writer.commit()
+    return sorted(row[0] for row in rows)
+
+
 # -- reports over what the engine did -----------------------------------------------------------
 
 def iso_week(moment: datetime) -> str:
@@ -394,6 +411,68 @@ def human_minutes(session: Session) -> dict[str, dict[str, int]]:
     return {owner: dict(sorted(weeks.items())) for owner, weeks in sorted(table.items())}
 
 
+def weeks_between(start: datetime, end: datetime) -> list[str]:
+    """Every ISO week from the one `start` falls in to the one `end` falls in, empty ones included."""
+    monday = (start - timedelta(days=start.isoweekday() - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    weeks = []
+    while monday <= end:
+        weeks.append(iso_week(monday))
+        monday += timedelta(days=7)
+    return weeks or [iso_week(start)]
+
+
+def capacity(session: Session, *, weeks: list[str], estimates: Mapping[str, int]) -> dict[str, Any]:
+    """The capacity question: per role and per owner, tasks per week (empty weeks as 0), the weekly
+    average and peak, and estimated human hours; automated minutes saved from `[estimates]`."""
+    per_owner: dict[str, Counter[str]] = defaultdict(Counter)
+    per_role: dict[str, Counter[str]] = defaultdict(Counter)
+    for email, role, created in session.execute(
+            select(Owner.email, Owner.role, Task.created_at).join(Owner, Owner.id == Task.owner_id)):
+        per_owner[email][iso_week(created)] += 1
+        per_role[role or "(no role)"][iso_week(created)] += 1
+    minutes_by_owner: Counter[str] = Counter()
+    minutes_by_role: Counter[str] = Counter()
+    for email, role, outcome, kind in session.execute(
+            select(Owner.email, Owner.role, StepRun.outcome, StepRun.kind).select_from(Task)
+            .join(StepRun, StepRun.id == Task.step_run_id).join(Owner, Owner.id == Task.owner_id)):
+        minutes = (outcome or {}).get("estimate_minutes")
+        if kind in ("human", "hybrid") and minutes:
+            minutes_by_owner[email] += int(minutes)
+            minutes_by_role[role or "(no role)"] += int(minutes)
+
+    def rows(table: Mapping[str, Counter[str]], minutes: Counter[str]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name in sorted(table):
+            counts = [table[name].get(week, 0) for week in weeks]
+            out[name] = {"weeks": dict(zip(weeks, counts, strict=True)),
+                         "average": round(sum(counts) / len(weeks), 1), "peak": max(counts),
+                         "human_hours": round(minutes[name] / 60, 1)}
+        return out
+
+    saved = 0
+    unestimated = 0
+    for (reason,) in session.execute(select(StepRun.reason).where(
+            StepRun.kind == "automated", StepRun.status.in_([StepStatus.DONE, StepStatus.OVERRIDDEN]),
+            StepRun.reason.like("% ran"))):
+        action = reason[: -len(" ran")]
+        if action in estimates:
+            saved += estimates[action]
+        else:
+            unestimated += 1
+    return {"weeks": weeks, "roles": rows(per_role, minutes_by_role), "owners": rows(per_owner, minutes_by_owner),
+            "automated_minutes_saved": saved, "unestimated_automated_actions": unestimated}
+
+
+def not_enrolled_reasons(session: Session, *, limit: int = 5) -> list[dict[str, Any]]:
+    """The most frequent reasons a signal enrolled nobody (audited not_enrolled), most first."""
+    rows = session.execute(
+        select(AuditEvent.playbook_id, AuditEvent.rule, func.count().label("n"))
+        .where(AuditEvent.action == AuditAction.NOT_ENROLLED)
+        .group_by(AuditEvent.playbook_id, AuditEvent.rule).order_by(func.count().desc(), AuditEvent.rule)
+        .limit(limit))
+    return [{"playbook": playbook, "rule": rule, "signals": int(n)} for playbook, rule, n in rows]
+
+
 # -- the simulation -----------------------------------------------------------------------------
 
 @dataclass
@@ -409,6 +488,8 @@ class SimulationReport:
     human_minutes: dict[str, dict[str, int]]
     journeys: dict[str, dict[str, int]]  # playbook -> status -> count
     exceptions: dict[str, int]
+    capacity: dict[str, Any] = field(default_factory=dict)
+    not_enrolled: list[dict[str, Any]] = field(default_factory=list)  # top reasons, when nothing enrolled
 
     def as_dict(self) -> dict[str, Any]:
         rep = self.replay
@@ -430,6 +511,8 @@ class SimulationReport:
                 for owner, weeks in self.human_minutes.items()},
             "exceptions": self.exceptions,
             "timeouts": rep.timeouts,
+            "capacity": self.capacity,
+            "not_enrolled_top_reasons": self.not_enrolled,
         }
 
 
@@ -451,12 +534,15 @@ def simulate(
     sample: bool = False,
     weeks: int | None = None,
     work_tasks: bool = True,
+    with_active: bool = False,
 ) -> SimulationReport:
     """Replay `signals` against `playbook_paths` on a scratch database and report the load.
 
     The scratch database is seeded from `source` (read only), or with the sample data
     when `sample` is set. `weeks` limits the replay to that many weeks from the first
-    signal. Nothing is written anywhere but the scratch database, which is discarded.
+    signal. With `with_active`, the playbooks active in `source` run too (a candidate with the
+    same id replaces its active version), so the candidates are judged beside what already runs.
+    Nothing is written anywhere but the scratch database, which is discarded.
     """
     if source is None and not sample:
         raise SimulationError("nothing to seed the simulation with: give a source database or use sample data")
@@ -472,6 +558,11 @@ def simulate(
             assert source is not None
             copy_crm_records(source=source, target=scratch)
         clock = FrozenClock(_first_time(signals) or datetime.now().astimezone())
+        active: list[str] = []
+        if with_active:
+            if source is None:
+                raise SimulationError("--with-active needs the configured database, not --sample")
+            active = copy_active_playbooks(source=source, target=scratch, at=clock.now())
         with unit_of_work(sessions) as session:
             applied = apply_playbooks(session=session, paths=paths, now=clock.now(), actor="simulation")
         if not applied.applied:
@@ -492,8 +583,9 @@ def simulate(
             exceptions = {category: count for category, count in session.execute(
                 select(ExceptionItem.category, func.count()).group_by(ExceptionItem.category)
                 .order_by(ExceptionItem.category))}
+            candidates = {c.playbook_id for c in applied.changes}
             return SimulationReport(
-                playbooks=sorted(c.playbook_id for c in applied.changes),
+                playbooks=sorted(candidates | set(active)),
                 replay=replayed,
                 seeded_from="sample data" if sample else "the configured database",
                 work_tasks=work_tasks,
@@ -504,6 +596,10 @@ def simulate(
                 human_minutes=human_minutes(session),
                 journeys={k: dict(sorted(v.items())) for k, v in sorted(journeys.items())},
                 exceptions=exceptions,
+                capacity=capacity(session, weeks=weeks_between(replayed.started_at or clock.now(),
+                                                               replayed.ended_at or clock.now()),
+                                  estimates=settings.action_estimates),
+                not_enrolled=[] if journeys else not_enrolled_reasons(session),
             )
     finally:
         scratch.dispose()
@@ -565,6 +661,22 @@ def render_simulation(report: SimulationReport) -> list[str]:
     statuses = [s.value for s in JourneyStatus]
     rows = [[pb, *(counts.get(s, 0) for s in statuses)] for pb, counts in report.journeys.items()]
     lines += text_table(["playbook", *statuses], rows) if rows else ["  (none)"]
+    capacity_ = report.capacity
+    for title, key in (("Capacity per role", "roles"), ("Capacity per owner", "owners")):
+        table_ = capacity_.get(key) or {}
+        lines += ["", f"{title}: tasks per ISO week (empty weeks count), weekly average and peak, human hours"]
+        weeks = capacity_.get("weeks", [])
+        rows = [[name, *row["weeks"].values(), row["average"], row["peak"], row["human_hours"]]
+                for name, row in table_.items()]
+        lines += text_table([key[:-1], *weeks, "avg", "peak", "hours"], rows) if rows else ["  (no tasks)"]
+    if capacity_:
+        lines += ["", f"Automated minutes saved ([estimates]): {capacity_['automated_minutes_saved']}"
+                  + (f" ({capacity_['unestimated_automated_actions']} automated actions have no estimate)"
+                     if capacity_["unestimated_automated_actions"] else "")]
+    if not report.journeys:
+        lines += ["", "Nothing enrolled. Top reasons:"]
+        lines += [f"  {r['signals']:>5}  {r['playbook']}: {r['rule']}" for r in report.not_enrolled] \
+            or ["  no signal of a type these playbooks enroll on"]
     lines += ["", "Exception items by category"]
     lines += [f"  {category:<20} {count}" for category, count in report.exceptions.items()] or ["  (none)"]
     return lines

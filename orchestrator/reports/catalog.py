@@ -11,12 +11,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.reports.automation import GROUPINGS as AUTOMATION_GROUPINGS
 from orchestrator.reports.automation import automation_report
+from orchestrator.reports.exceptions import GROUPINGS as EXCEPTIONS_GROUPINGS
 from orchestrator.reports.exceptions import exceptions_report
 from orchestrator.reports.loop import loop_report
-from orchestrator.reports.noise import noise_report
-from orchestrator.reports.oversight import oversight_report
-from orchestrator.reports.sla import GROUPINGS, sla_report
+from orchestrator.reports.noise import noise_report, noise_rows
+from orchestrator.reports.oversight import GROUPINGS as OVERSIGHT_GROUPINGS
+from orchestrator.reports.oversight import oversight_rows
+from orchestrator.reports.scope import EVERYTHING, RUN_GROUPINGS, Scope
+from orchestrator.reports.sla import GROUPINGS as SLA_GROUPINGS
+from orchestrator.reports.sla import sla_report
+from orchestrator.reports.time_saved import GROUPINGS as TIME_SAVED_GROUPINGS
 from orchestrator.reports.time_saved import time_saved_report
 
 __all__ = ["REPORTS", "Report", "run_report", "to_csv"]
@@ -28,62 +34,68 @@ Rows = list[dict[str, Any]]
 class Report:
     name: str
     title: str
-    groupings: tuple[str, ...]  # what `by` may be; empty: the report has one fixed grouping
-    run: Callable[..., Rows]    # run(sessions=, since=, until=, by=) -> rows
+    groupings: tuple[str, ...]  # what `by` may name; empty: the report has one fixed grouping
+    run: Callable[..., Rows]    # run(sessions=, since=, until=, by=, scope=, estimates=) -> rows
 
 
-def _sla(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
-    rows, rungs = sla_report(sessions=sessions, since=since, until=until, by=by or "owner")  # type: ignore[arg-type]
-    return [row.figures(rungs) for row in rows]
+def _sla(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+         estimates: Mapping[str, int]) -> Rows:
+    return sla_report(sessions=sessions, since=since, until=until, by=by, scope=scope)
 
 
-def _oversight(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
-    return [row.figures() for row in oversight_report(sessions=sessions, since=since, until=until)]
+def _oversight(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+               estimates: Mapping[str, int]) -> Rows:
+    return oversight_rows(sessions=sessions, since=since, until=until, by=by, scope=scope)
 
 
-def _noise(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
-    return [row.figures() for row in noise_report(sessions=sessions, since=since, until=until)]
+def _noise(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+           estimates: Mapping[str, int]) -> Rows:
+    if by not in (None, "step"):  # step: per playbook step, the default
+        return noise_rows(sessions=sessions, since=since, until=until, scope=scope, by=by)
+    return [row.figures() for row in noise_report(sessions=sessions, since=since, until=until, scope=scope)]
 
 
-def _loop(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
-    return [row.figures() for row in loop_report(sessions=sessions, since=since, until=until)]
+def _loop(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+          estimates: Mapping[str, int]) -> Rows:
+    return [row.figures() for row in loop_report(sessions=sessions, since=since, until=until, scope=scope)]
 
 
-def _automation(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
-    return automation_report(sessions=sessions, since=since, until=until)
+def _automation(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+                estimates: Mapping[str, int]) -> Rows:
+    return automation_report(sessions=sessions, since=since, until=until, scope=scope, by=by)
 
 
-def _exceptions(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None) -> Rows:
-    return exceptions_report(sessions=sessions, since=since, until=until)
+def _exceptions(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+                estimates: Mapping[str, int]) -> Rows:
+    return exceptions_report(sessions=sessions, since=since, until=until, scope=scope, by=by)
 
 
-def _time_saved(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None,
-                estimates: Mapping[str, int] | None = None) -> Rows:
-    return time_saved_report(sessions=sessions, since=since, until=until, estimates=estimates or {})
+def _time_saved(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+                estimates: Mapping[str, int]) -> Rows:
+    return time_saved_report(sessions=sessions, since=since, until=until, by=by, scope=scope, estimates=estimates)
 
 
 REPORTS: dict[str, Report] = {report.name: report for report in (
-    Report("sla", "SLA adherence", GROUPINGS, _sla),
-    Report("oversight", "Oversight calibration, per in/on-the-loop step", (), _oversight),
-    Report("noise", "Noise, per playbook step", (), _noise),
-    Report("loop", "The Loop: funnel, drop-off, skipped stages, time in stage", (), _loop),
-    Report("automation", "Automation mix per stage", (), _automation),
-    Report("exceptions", "Exception queue per category", (), _exceptions),
-    Report("time-saved", "Time-saved ledger per playbook", (), _time_saved),
+    Report("sla", "SLA adherence", SLA_GROUPINGS, _sla),
+    Report("oversight", "Oversight calibration, per in/on-the-loop step", OVERSIGHT_GROUPINGS, _oversight),
+    Report("noise", "Noise, per playbook step", ("step",) + RUN_GROUPINGS, _noise),
+    Report("loop", "The Loop: funnel, drop-off, skipped stages, time in stage, speed to lead", (), _loop),
+    Report("automation", "Automation mix per stage", AUTOMATION_GROUPINGS, _automation),
+    Report("exceptions", "Exception queue per category", EXCEPTIONS_GROUPINGS, _exceptions),
+    Report("time-saved", "Time-saved ledger per playbook and week", TIME_SAVED_GROUPINGS, _time_saved),
 )}
 
 
 def run_report(name: str, *, sessions: sessionmaker[Session], since: datetime, until: datetime,
-               by: str | None = None, estimates: Mapping[str, int] | None = None) -> Rows:
-    """The named report's rows for [since, until); ValueError for an unknown name or grouping."""
+               by: str | None = None, scope: Scope = EVERYTHING,
+               estimates: Mapping[str, int] | None = None) -> Rows:
+    """The named report's rows for [since, until) within `scope`; ValueError for an unknown name or grouping."""
     report = REPORTS.get(name)
     if report is None:
         raise ValueError(f"no report {name!r} (known: {', '.join(REPORTS)})")
-    if by is not None and by not in report.groupings:
-        raise ValueError(f"the {name} report groups by {', '.join(report.groupings) or 'playbook and step only'}")
-    if name == "time-saved":
-        return _time_saved(sessions=sessions, since=since, until=until, by=by, estimates=estimates)
-    return report.run(sessions=sessions, since=since, until=until, by=by)
+    if by is not None and not report.groupings:
+        raise ValueError(f"the {name} report has one fixed grouping; it takes no by")
+    return report.run(sessions=sessions, since=since, until=until, by=by, scope=scope, estimates=estimates or {})
 
 
 def to_csv(rows: Rows) -> str:

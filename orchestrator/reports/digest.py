@@ -1,4 +1,5 @@
-"""The weekly leadership digest: last week's oversight flags, noisiest steps and SLA by team, as HTML email.
+"""The weekly leadership digest: last week's oversight flags, noisiest steps, SLA by team, speed to lead
+and time saved, as HTML email.
 
 Mondays once the default calendar's working day has begun, one email per `[reports] digest_to`
 address through the outbox, keyed by address and ISO week, so a second run or replica adds nothing.
@@ -16,6 +17,7 @@ from orchestrator.db import unit_of_work
 from orchestrator.delivery import outbox
 from orchestrator.models import OutboxMessage
 from orchestrator.reports.catalog import run_report
+from orchestrator.reports.scope import Scope
 from orchestrator.worker.jobs import JobResult, job
 
 if TYPE_CHECKING:
@@ -43,6 +45,12 @@ _TEMPLATE = _ENV.from_string("""<!doctype html><html><body style="font-family:sy
 {% for r in sla %}<tr><td>{{ r.group }}</td><td>{{ r.tasks }}</td><td>{{ pct(r.ack_adherence) }}</td>
 <td>{{ pct(r.due_adherence) }}</td><td>{{ r.breaches }}</td></tr>{% endfor %}</table>
 {% else %}<p>No tasks.</p>{% endif %}
+<h3>Speed to lead</h3><p id="speed-to-lead">{% if lead and lead.touched %}{{ lead.touched }} of
+{{ lead.signal_journeys }} new leads touched by a person; median {{ lead.touch_median_min }} min,
+p90 {{ lead.touch_p90_min }} min from the signal.
+{% else %}No lead touched by a person this week.{% endif %}</p>
+<h3>Time saved</h3><p id="time-saved">{{ saved.automated }} minutes of routine work automated against {{ saved.human }}
+estimated human minutes.</p>
 <p>Figures as defined in the Handoff README (Reporting); the dashboard is at /dashboard.</p></body></html>""")
 
 
@@ -63,7 +71,13 @@ def send_leadership_digest(*, runtime: Runtime, now: datetime) -> int:
         "flags": [r for r in run_report("oversight", sessions=runtime.sessions, since=since, until=now) if r["flag"]],
         "noise": run_report("noise", sessions=runtime.sessions, since=since, until=now)[:5],
         "sla": run_report("sla", sessions=runtime.sessions, since=since, until=now, by="team"),
+        "lead": next(iter(run_report("loop", sessions=runtime.sessions, since=since, until=now,
+                                     scope=Scope(stage="acquire"))), None),
     }
+    ledger = run_report("time-saved", sessions=runtime.sessions, since=since, until=now,
+                        estimates=settings.action_estimates)
+    figures["saved"] = {"automated": sum(r["automated_minutes"] for r in ledger),
+                        "human": sum(r["human_estimate_minutes"] for r in ledger)}
     html = _TEMPLATE.render(until=f"{local:%Y-%m-%d}", pct=_pct, **figures)
     text = (f"{len(figures['flags'])} oversight flags, {sum(r['breaches'] for r in figures['sla'])} SLA breaches "
             "in the last seven days. The HTML part has the tables.")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import Forbidden, Invalid
-from orchestrator.models import Journey, Owner, Signal, Task
+from orchestrator.models import Account, Journey, Owner, Signal, Task
 from orchestrator.work.assignment import find_owner
 
-__all__ = ["check_decider", "check_reassigner", "known_actor", "requester_email"]
+__all__ = ["check_decider", "check_overrider", "check_reassigner", "known_actor", "requester_email"]
 
 _MAX_CHAIN = 20  # manager chains are short; a cycle in the data must not spin
 
@@ -47,27 +47,40 @@ def check_decider(session: Session, *, task: Task, actor: Owner, admin: bool = F
     requester = requester_email(session, task=task)
     if requester is not None and requester == actor.email.lower():
         raise Forbidden(f"{actor.email} requested what task {task.id} decides; someone else must decide it")
-    if admin or task.owner_id == actor.id:
+    if admin or task.owner_id == actor.id or _manages(session, manager=actor, owner_id=task.owner_id):
         return
-    person = session.get(Owner, task.owner_id)
-    for _ in range(_MAX_CHAIN):
-        if person is None or person.manager_id is None:
-            break
-        person = session.get(Owner, person.manager_id)
-        if person is not None and person.id == actor.id:
-            return
     raise Forbidden(f"{actor.email} is neither the assignee of task {task.id} nor up their manager chain")
 
 
 def check_reassigner(session: Session, *, task: Task, actor: Owner | None, admin: bool = False) -> None:
     """Raise Forbidden unless `actor` may give `task` to someone else: an admin or up the owner's manager chain."""
+    if admin or (actor is not None and _manages(session, manager=actor, owner_id=task.owner_id)):
+        return
+    raise Forbidden(f"only an admin or someone up the assignee's manager chain may reassign task {task.id}")
+
+
+def check_overrider(session: Session, *, account: Account, actor: Owner | None, admin: bool = False) -> None:
+    """Raise Forbidden unless `actor` may undo an automated step on `account`.
+
+    The account's owner (who is told the step ran) or CSM, someone up either's manager chain, or an admin.
+    """
     if admin:
         return
-    person = session.get(Owner, task.owner_id)
+    people = [owner_id for owner_id in (account.owner_id, account.csm_id) if owner_id is not None]
+    if actor is not None and any(actor.id == owner_id or _manages(session, manager=actor, owner_id=owner_id)
+                                 for owner_id in people):
+        return
+    who = actor.email if actor is not None else "this key"
+    raise Forbidden(f"{who} is neither the owner or CSM of account {account.id} nor up their manager chain")
+
+
+def _manages(session: Session, *, manager: Owner, owner_id: int) -> bool:
+    """Whether `manager` is somewhere up the manager chain of owner `owner_id` (not the person themself)."""
+    person = session.get(Owner, owner_id)
     for _ in range(_MAX_CHAIN):
-        if person is None or person.manager_id is None or actor is None:
-            break
+        if person is None or person.manager_id is None:
+            return False
         person = session.get(Owner, person.manager_id)
-        if person is not None and person.id == actor.id:
-            return
-    raise Forbidden(f"only an admin or someone up the assignee's manager chain may reassign task {task.id}")
+        if person is not None and person.id == manager.id:
+            return True
+    return False

@@ -8,6 +8,8 @@ exception queue.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from orchestrator.playbook.model import Escalation
 from orchestrator.work.assignment import UnknownReference, resolve_assignee, resolve_person
 from orchestrator.work.sla import TaskSla, record_event
 
-__all__ = ["exhaust_chain", "fire_rung", "raised"]
+__all__ = ["deferred_exhaustion", "exhaust_chain", "fire_rung", "raised"]
 
 _LADDER = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
 
@@ -48,7 +50,7 @@ def fire_rung(session: Session, *, settings: Settings, task: Task, sla: TaskSla,
             problems.append(f"nobody to notify for {rung.notify}")
         else:
             done["notified"] = person.email
-            outbox.enqueue(
+            outbox.enqueue_deferred(
                 session, kind="notify.email", target="email", at=now, account_id=task.account_id,
                 task_id=task.id, idempotency_key=f"task:{task.id}:escalate:{level}:notify",
                 payload={"to": person.email,
@@ -75,7 +77,7 @@ def fire_rung(session: Session, *, settings: Settings, task: Task, sla: TaskSla,
             task.priority = new
             crm_changes["priority"] = str(new)
     if crm_changes:
-        outbox.enqueue(
+        outbox.enqueue_deferred(
             session, kind="crm.update_task", target="crm", at=now, account_id=task.account_id, task_id=task.id,
             idempotency_key=f"task:{task.id}:escalate:{level}:update",
             payload={"task_id": task.id, "crm_source": task.crm_source, "crm_id": task.crm_id,
@@ -105,20 +107,53 @@ def fire_rung(session: Session, *, settings: Settings, task: Task, sla: TaskSla,
 
 
 def exhaust_chain(session: Session, *, settings: Settings, task: Task, sla: TaskSla, now: datetime) -> None:
-    """The last rung fired and the task is still open: an exception item takes it over, once."""
+    """The last rung fired and the task is still open: an exception item takes it over, once.
+
+    Inside `deferred_exhaustion` the item (and the SLA event naming it) waits for the batch's
+    one INSERT; the watermark moves at once either way.
+    """
     level = task.escalation_level + 1
     task.escalation_level = level
-    item = exception_queue.raise_item(
-        session, settings=settings, category=exception_queue.Category.SLA_EXHAUSTED, at=now,
-        message=(f"task {task.id} ({task.title}) is still {task.status} after all {len(sla.rungs)} "
-                 f"escalation rungs; it was due {task.due_at:%Y-%m-%d %H:%M} UTC"),
-        account_id=task.account_id, journey_id=task.journey_id,
-        detail={"task_id": task.id, "rungs": len(sla.rungs)},
-        playbook_id=sla.playbook_id, playbook_version=sla.playbook_version, step_id=sla.step_id,
-    )
-    record_event(session, task=task, kind=SlaEventKind.EXHAUSTED, level=level, at=now,
-                 detail={"exception_id": item.id, "rule": sla.rule(len(sla.rungs)),
-                         "playbook_version": sla.playbook_version})
+    pending = session.info.get(_EXHAUSTED)
+    if pending is None:
+        _exhaust(session, settings=settings, entries=[(task, sla, now, level)])
+    else:
+        pending.append((task, sla, now, level))
+
+
+_EXHAUSTED = "handoff.escalations.exhausted"
+_Entry = tuple[Task, TaskSla, datetime, int]
+
+
+@contextmanager
+def deferred_exhaustion(session: Session, *, settings: Settings) -> Iterator[None]:
+    """Chains that run out in the block open their exception items together when it ends without an error."""
+    if _EXHAUSTED in session.info:
+        yield
+        return
+    pending: list[_Entry] = []
+    session.info[_EXHAUSTED] = pending
+    try:
+        yield
+    finally:
+        session.info.pop(_EXHAUSTED, None)
+    _exhaust(session, settings=settings, entries=pending)
+
+
+def _exhaust(session: Session, *, settings: Settings, entries: list[_Entry]) -> None:
+    ids = exception_queue.raise_items(session, settings=settings, items=[
+        exception_queue.NewItem(
+            category=exception_queue.Category.SLA_EXHAUSTED, at=now,
+            message=(f"task {task.id} ({task.title}) is still {task.status} after all {len(sla.rungs)} "
+                     f"escalation rungs; it was due {task.due_at:%Y-%m-%d %H:%M} UTC"),
+            account_id=task.account_id, journey_id=task.journey_id,
+            detail={"task_id": task.id, "rungs": len(sla.rungs)},
+            playbook_id=sla.playbook_id, playbook_version=sla.playbook_version, step_id=sla.step_id)
+        for task, sla, now, _level in entries])
+    for (task, sla, now, level), item_id in zip(entries, ids, strict=True):
+        record_event(session, task=task, kind=SlaEventKind.EXHAUSTED, level=level, at=now,
+                     detail={"exception_id": item_id, "rule": sla.rule(len(sla.rungs)),
+                             "playbook_version": sla.playbook_version})
 
 
 def _notify_target(session: Session, *, rung: Escalation, owner: Owner, account: Account,

@@ -1,4 +1,4 @@
-"""The work stage's periodic jobs: SLA sweep, exception escalation, digests."""
+"""The work stage's periodic jobs: SLA sweep, exception escalation, digests, configuration reviews."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from orchestrator.db import unit_of_work
 from orchestrator.work.exception_escalation import sweep_exceptions
 from orchestrator.work.reminders import send_daily_digests, send_weekly_digests
+from orchestrator.work.reviews import check_overdue_reviews, open_due_reviews
 from orchestrator.work.sweep import sweep_sla
 from orchestrator.worker.jobs import JobResult, job
 
@@ -40,3 +41,12 @@ def _daily_job(*, runtime: Runtime, now: datetime) -> JobResult:
 def _weekly_job(*, runtime: Runtime, now: datetime) -> JobResult:
     with unit_of_work(runtime.sessions) as session:
         return JobResult(items=send_weekly_digests(session, settings=runtime.settings, now=now))
+
+
+@job("reviews.playbooks", title="Configuration reviews of playbooks whose review_every came due",
+     every=timedelta(minutes=15))
+def _reviews_job(*, runtime: Runtime, now: datetime) -> JobResult:
+    with unit_of_work(runtime.sessions) as session:
+        opened = open_due_reviews(session, settings=runtime.settings, now=now)
+        overdue = check_overdue_reviews(session, settings=runtime.settings, now=now)
+    return JobResult(items=opened + overdue, detail=f"{opened} opened, {overdue} overdue")

@@ -15,17 +15,19 @@ Definitions (the README's SLA section repeats them):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
-from orchestrator.db import dialect_insert
+from orchestrator.db import insert_ignoring
 from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import Conflict
@@ -47,8 +49,9 @@ if TYPE_CHECKING:
     from orchestrator.playbook.model import Escalation, Sla
 
 __all__ = [
-    "TaskSla", "apply_crm_status", "calendar_for", "deadlines", "escalation_time", "finish_pause", "on_acknowledged",
-    "on_closed", "pause_task", "record_event", "resume_task", "schedule", "sla_of", "state_at", "state_condition",
+    "TaskSla", "apply_crm_status", "buffered_events", "calendar_for", "deadlines", "escalation_time", "finish_pause",
+    "on_acknowledged", "on_closed", "pause_task", "record_event", "resume_task", "schedule", "sla_of", "state_at",
+    "state_condition",
 ]
 
 _OPEN = {str(s) for s in OPEN_STATUSES}
@@ -114,7 +117,7 @@ class TaskSla:
 
 def sla_of(session: Session, *, settings: Settings, task: Task) -> TaskSla:
     """The SLA of `task`: escalation rungs from the step that created it, on the owner's calendar."""
-    from orchestrator.playbook.model import AutomatedStep, HumanStep, HybridStep
+    from orchestrator.playbook.model import AutomatedStep, HumanStep, HybridStep, RouteStep
     from orchestrator.playbook.store import compiled
 
     sla: Sla | None = None
@@ -132,7 +135,7 @@ def sla_of(session: Session, *, settings: Settings, task: Task) -> TaskSla:
                     step = compiled(version).step(step_id)
                 except KeyError:
                     step = None
-                if isinstance(step, (HumanStep, HybridStep)):
+                if isinstance(step, (HumanStep, HybridStep, RouteStep)):
                     sla = step.sla
                 elif isinstance(step, AutomatedStep):
                     sla = step.approval_sla
@@ -260,20 +263,44 @@ def schedule(task: Task, *, sla: TaskSla, settings: Settings) -> datetime | None
 # -- events -----------------------------------------------------------------------
 
 
+_BUFFER = "handoff.sla.events"
+
+
 def record_event(session: Session, *, task: Task, kind: SlaEventKind, at: datetime, level: int = 0,
-                 detail: dict[str, Any] | None = None) -> bool:
-    """Record an SLA event once per (task, kind, level); False when it was already there.
+                 detail: dict[str, Any] | None = None) -> None:
+    """Record an SLA event once per (task, kind, level); a second record of the same is a no-op.
 
     The unique key makes a second worker's record a no-op even if two ever raced past
-    their row locks (they cannot on PostgreSQL; SQLite has one writer).
+    their row locks (they cannot on PostgreSQL; SQLite has one writer). Inside
+    `buffered_events` the row waits for the batch's one INSERT instead of costing its own.
     """
-    statement = (
-        dialect_insert(session, SlaEvent)
-        .values(task_id=task.id, kind=str(kind), level=level, at=at, detail=dict(detail or {}))
-        .on_conflict_do_nothing(index_elements=["task_id", "kind", "level"])
-        .returning(SlaEvent.id)
-    )
-    return session.execute(statement).scalar() is not None
+    row = {"task_id": task.id, "kind": str(kind), "level": level, "at": at, "detail": dict(detail or {})}
+    buffer = session.info.get(_BUFFER)
+    if buffer is not None:
+        buffer.append(row)
+    else:
+        _insert_events(session, [row])
+
+
+@contextmanager
+def buffered_events(session: Session) -> Iterator[None]:
+    """SLA events recorded in the block are written together when it ends without an error."""
+    if _BUFFER in session.info:  # nested: the outer block writes them
+        yield
+        return
+    buffer: list[dict[str, Any]] = []
+    session.info[_BUFFER] = buffer
+    try:
+        yield
+    finally:
+        session.info.pop(_BUFFER, None)
+    _insert_events(session, buffer)
+
+
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        table = cast(Table, SlaEvent.__table__)
+        session.execute(insert_ignoring(session, table, conflict=["task_id", "kind", "level"]), rows)
 
 
 def _in_time(task: Task, at: datetime, deadline: datetime) -> bool:
@@ -341,8 +368,11 @@ def _pause_count(session: Session, task: Task) -> int:
 
 
 def pause_task(session: Session, *, settings: Settings, task: Task, actor: str, now: datetime,
-               reason: str = "waiting on the customer") -> bool:
-    """Stop the task's SLA clock; False when it was already paused. Closed tasks cannot pause."""
+               reason: str = "waiting on the customer", origin: str = "manual") -> bool:
+    """Stop the task's SLA clock; False when it was already paused. Closed tasks cannot pause.
+
+    `origin` ("manual" or "crm") says who may end the pause: a CRM status resumes only its own.
+    """
     if task.status not in _OPEN:
         raise Conflict(f"task {task.id} is {task.status}; only an open task can wait on the customer")
     if task.paused_at is not None:
@@ -353,7 +383,7 @@ def pause_task(session: Session, *, settings: Settings, task: Task, actor: str, 
     task.sla_check_at = None
     level = _pause_count(session, task) + 1
     record_event(session, task=task, kind=SlaEventKind.PAUSED, level=level, at=now,
-                 detail={"by": actor, "reason": reason})
+                 detail={"by": actor, "reason": reason, "origin": origin})
     _audit(session, task=task, at=now, actor=actor, action=audit.AuditAction.TASK_PAUSED,
            reason=f"{actor} paused task {task.id}'s SLA clock: {reason}",
            sla=sla_of(session, settings=settings, task=task))
@@ -406,15 +436,29 @@ def resume_task(session: Session, *, settings: Settings, task: Task, actor: str,
     return True
 
 
+def _paused_by_crm(session: Session, task: Task) -> bool:
+    """Whether the task's current pause came from a CRM status (not from a rep's `wait`)."""
+    detail = session.scalar(select(SlaEvent.detail).where(
+        SlaEvent.task_id == task.id, SlaEvent.kind == str(SlaEventKind.PAUSED))
+        .order_by(SlaEvent.level.desc()).limit(1)) or {}
+    return bool(detail.get("origin") == "crm" or str(detail.get("by", "")).startswith("crm status"))
+
+
 def apply_crm_status(session: Session, *, settings: Settings, task: Task, status: str, now: datetime) -> bool:
-    """A CRM task status seen by a sync: a waiting status pauses, any other resumes. True if it changed."""
+    """A CRM task status seen by a sync or webhook: a waiting status pauses, another resumes. True if it changed.
+
+    Only a pause the CRM started is resumed by the CRM: a rep who paused the clock by hand
+    (`POST /tasks/{id}/wait`, `handoff tasks wait`) ends it by hand, whatever the CRM task says.
+    """
     if task.status not in _OPEN:
         return False
     waiting = status.strip().casefold() in {s.casefold() for s in settings.sla_waiting_statuses}
     actor = f"crm status {status!r}"
     if waiting:
         return pause_task(session, settings=settings, task=task, actor=actor, now=now,
-                          reason=f"CRM status {status}")
+                          reason=f"CRM status {status}", origin="crm")
+    if task.paused_at is None or not _paused_by_crm(session, task):
+        return False
     return resume_task(session, settings=settings, task=task, actor=actor, now=now)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -19,9 +20,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator import exception_queue
 from orchestrator.config import Settings
 from orchestrator.db import skip_locked, unit_of_work
-from orchestrator.models import OPEN_STATUSES, SlaEventKind, SlaState, Task, TaskStatus
+from orchestrator.delivery import outbox
+from orchestrator.models import (
+    OPEN_STATUSES,
+    Account,
+    Deal,
+    Journey,
+    Owner,
+    PlaybookVersion,
+    SlaEventKind,
+    SlaState,
+    StepRun,
+    Task,
+    TaskStatus,
+)
+from orchestrator.models.base import IdMixin
 from orchestrator.work import escalations, reminders
-from orchestrator.work.sla import TaskSla, finish_pause, record_event, schedule, sla_of, state_at
+from orchestrator.work.sla import TaskSla, buffered_events, finish_pause, record_event, schedule, sla_of, state_at
 
 __all__ = ["SweepReport", "check_task", "claim_due", "sweep_batch", "sweep_sla"]
 
@@ -38,6 +53,12 @@ class SweepReport:
 
     def count(self, what: str, n: int = 1) -> None:
         self.counts[what] = self.counts.get(what, 0) + n
+
+    def add(self, other: SweepReport) -> None:
+        self.tasks += other.tasks
+        self.errors += other.errors
+        for what, n in other.counts.items():
+            self.count(what, n)
 
     def __str__(self) -> str:
         detail = ", ".join(f"{key} {value}" for key, value in sorted(self.counts.items()))
@@ -116,13 +137,29 @@ def _escalate(session: Session, *, settings: Settings, task: Task, sla: TaskSla,
 
 def sweep_sla(*, sessions: sessionmaker[Session], settings: Settings, now: datetime,
               limit: int = DEFAULT_BATCH, max_batches: int | None = None) -> SweepReport:
-    """Claim and check due tasks batch by batch (one transaction each) until none are due."""
+    """Claim and check due tasks batch by batch (one transaction each) until none are due.
+
+    A batch runs without savepoints. When one of its checks fails, the batch rolls back and
+    runs again with a savepoint per task, so the failing task is set aside and the rest
+    commit; the failure costs one batch twice, the common case nothing.
+    """
     report = SweepReport()
     batches = 0
     while max_batches is None or batches < max_batches:
         batches += 1
-        with unit_of_work(sessions) as session:
-            claimed, failed = sweep_batch(session, settings=settings, now=now, limit=limit, report=report)
+        batch = SweepReport()
+        try:
+            with unit_of_work(sessions) as session:
+                claimed, failed = sweep_batch(session, settings=settings, now=now, limit=limit, report=batch)
+        except DBAPIError:
+            raise  # the database, not a task: the batch rolled back and stays due
+        except Exception:
+            log.warning("an SLA check failed; checking that batch again one task at a time", exc_info=True)
+            batch = SweepReport()
+            with unit_of_work(sessions) as session:
+                claimed, failed = sweep_batch(session, settings=settings, now=now, limit=limit, report=batch,
+                                              isolate=True)
+        report.add(batch)
         if failed:
             _quarantine(sessions=sessions, settings=settings, task_ids=failed, now=now)
             report.errors += len(failed)
@@ -132,13 +169,51 @@ def sweep_sla(*, sessions: sessionmaker[Session], settings: Settings, now: datet
 
 
 def sweep_batch(session: Session, *, settings: Settings, now: datetime, limit: int = DEFAULT_BATCH,
-                report: SweepReport | None = None) -> tuple[int, list[int]]:
-    """One claimed batch in the caller's transaction: (tasks claimed, ids whose check failed)."""
+                report: SweepReport | None = None, isolate: bool = False) -> tuple[int, list[int]]:
+    """One claimed batch in the caller's transaction: (tasks claimed, ids whose check failed).
+
+    Without `isolate` a failing check raises and the caller rolls the batch back; with it,
+    each check runs in a savepoint and the ids of those that failed are returned.
+    """
     report = report if report is not None else SweepReport()
     tasks = claim_due(session, now=now, limit=limit)
-    failed = [task.id for task in tasks if not _check_isolated(session, settings, task, now, report)]
+    held = _preload(session, tasks)
+    if isolate:
+        failed = [task.id for task in tasks if not _check_isolated(session, settings, task, now, report)]
+    else:
+        failed = []
+        with buffered_events(session), outbox.deferred(session), \
+                escalations.deferred_exhaustion(session, settings=settings):
+            for task in tasks:
+                check_task(session, settings=settings, task=task, now=now, report=report)
     report.tasks += len(tasks)
+    del held
     return len(tasks), failed
+
+
+def _preload(session: Session, tasks: list[Task]) -> list[object]:
+    """Read what the batch's checks read, one query per table, and hold it until the batch ends.
+
+    The session's identity map holds rows weakly: without these references every check
+    read its journey, step run, playbook version, owner and account again, several times.
+    """
+    journeys = _load(session, Journey, {t.journey_id for t in tasks})
+    owners = _load(session, Owner, {t.owner_id for t in tasks})
+    held: list[object] = [*journeys, *owners]
+    held += _load(session, StepRun, {t.step_run_id for t in tasks})
+    held += _load(session, Account, {t.account_id for t in tasks})
+    held += _load(session, PlaybookVersion, {j.playbook_version_id for j in journeys})
+    held += _load(session, Deal, {j.deal_id for j in journeys})
+    held += _load(session, Owner, {o.manager_id for o in owners} - {o.id for o in owners})
+    return held
+
+
+_Row = TypeVar("_Row", bound=IdMixin)
+
+
+def _load(session: Session, model: type[_Row], ids: set[int | None]) -> list[_Row]:
+    wanted = sorted(i for i in ids if i is not None)
+    return list(session.scalars(select(model).where(model.id.in_(wanted)))) if wanted else []
 
 
 def _check_isolated(session: Session, settings: Settings, task: Task, now: datetime,

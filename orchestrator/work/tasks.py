@@ -23,6 +23,7 @@ from orchestrator.models import (
     OPEN_STATUSES,
     OUTCOME_STATUS,
     Account,
+    Deal,
     Journey,
     Owner,
     PlaybookVersion,
@@ -34,16 +35,17 @@ from orchestrator.models import (
     TaskStatus,
 )
 from orchestrator.work import sla as sla_clock
+from orchestrator.work.briefs import Brief, description_limit
 from orchestrator.work.sla import calendar_for, deadlines, escalation_time
+from orchestrator.work.task_contact import contact_crm_ref
 
 if TYPE_CHECKING:
     from orchestrator.playbook.model import Sla
-    from orchestrator.work.briefs import Brief
 
 __all__ = [
     "OUTCOMES", "TaskStateError", "acknowledge_task", "calendar_for", "complete_task", "create_task",
     "deadlines", "escalation_time", "list_tasks", "open_task_count", "priority_for", "priority_score",
-    "reassign_task",
+    "reassign_task", "task_provenance",
 ]
 
 OUTCOMES = OUTCOME_STATUS  # the one table lives with the Task model
@@ -87,10 +89,12 @@ class PriorityScore:
         return Priority.LOW
 
 
-def priority_score(*, account: Account, signal: Signal | None, due_in: timedelta) -> PriorityScore:
+def priority_score(*, account: Account, signal: Signal | None, due_in: timedelta,
+                   deal: Deal | None = None) -> PriorityScore:
     """The points behind a task's priority, with a reason for each.
 
-    account ARR: under $10k -1; $100k+ +1; $500k+ +2 (no ARR: 0)
+    account value: ARR, or the deal's amount while the account has no ARR yet (none, or 0):
+        under $10k -1; $100k+ +1; $500k+ +2 (neither known: 0)
     signal severity (the strongest of): payload `severity`/`priority` critical|urgent +3,
         high|major +2, medium +1; negative `sentiment` (the word or a score below 0) +2;
         a bad-news type (support.escalation, sentiment.negative +2; churn/renewal risk +3)
@@ -100,18 +104,19 @@ def priority_score(*, account: Account, signal: Signal | None, due_in: timedelta
     points = 0
     reasons: list[str] = []
 
-    arr = account.arr
-    if arr is not None:
-        value = Decimal(arr)
+    value, what = _account_value(account, deal)
+    if value is not None:
         if value >= 500_000:
             points += 2
-            reasons.append(f"ARR {value:,.0f} is $500k+ (+2)")
+            reasons.append(f"{what} ${value:,.0f} is $500k+ (+2)")
         elif value >= 100_000:
             points += 1
-            reasons.append(f"ARR {value:,.0f} is $100k+ (+1)")
+            reasons.append(f"{what} ${value:,.0f} is $100k+ (+1)")
         elif value < 10_000:
             points -= 1
-            reasons.append(f"ARR {value:,.0f} is under $10k (-1)")
+            reasons.append(f"{what} ${value:,.0f} is under $10k (-1)")
+        else:
+            reasons.append(f"{what} ${value:,.0f} is between $10k and $100k (0)")
 
     severity, why = _signal_severity(signal)
     if severity:
@@ -127,9 +132,21 @@ def priority_score(*, account: Account, signal: Signal | None, due_in: timedelta
     return PriorityScore(points, tuple(reasons))
 
 
-def priority_for(*, account: Account, signal: Signal | None, due_in: timedelta) -> Priority:
+def priority_for(*, account: Account, signal: Signal | None, due_in: timedelta,
+                 deal: Deal | None = None) -> Priority:
     """The task priority from account value, signal severity and SLA urgency (see `priority_score`)."""
-    return priority_score(account=account, signal=signal, due_in=due_in).priority
+    return priority_score(account=account, signal=signal, due_in=due_in, deal=deal).priority
+
+
+def _account_value(account: Account, deal: Deal | None) -> tuple[Decimal | None, str]:
+    """What the account is worth for priority: its ARR, else (no ARR yet) the deal's amount."""
+    if account.arr is not None and Decimal(account.arr) > 0:
+        return Decimal(account.arr), "ARR"
+    if deal is not None and deal.amount is not None and Decimal(deal.amount) > 0:
+        return Decimal(deal.amount), "deal amount (account ARR not known yet)"
+    if account.arr is not None:
+        return Decimal(account.arr), "ARR"
+    return None, ""
 
 
 def _signal_severity(signal: Signal | None) -> tuple[int, str]:
@@ -191,14 +208,21 @@ def create_task(
     signal: Signal | None = None,
     draft: str | None = None,
     calendar_name: str | None = None,
+    deal: Deal | None = None,
 ) -> Task:
     """Store a task with its deadlines and priority, its CRM outbox message and its audit event.
 
-    All three join the caller's transaction; nothing is committed here.
+    The brief gets the priority's reasons and is fitted to the description limit of the CRM
+    the task goes to. All three join the caller's transaction; nothing is committed here.
     """
     calendar = calendar_for(owner, settings, calendar_name or sla.calendar)
     ack_by, due_at = deadlines(sla=sla, calendar=calendar, start=now)
-    score = priority_score(account=account, signal=signal, due_in=due_at - now)
+    if deal is None:
+        deal_id = (journey.deal_id if journey is not None else None) or (signal.deal_id if signal else None)
+        deal = session.get(Deal, deal_id) if deal_id is not None else None
+    score = priority_score(account=account, signal=signal, due_in=due_at - now, deal=deal)
+    brief = brief.finished(priority=str(score.priority), reasons=score.reasons,
+                           limit=description_limit(session, account_id=account.id))
     task = Task(
         account_id=account.id,
         journey_id=journey.id if journey is not None else None,
@@ -250,6 +274,8 @@ def create_task(
             "ack_by": ack_by.isoformat() if ack_by is not None else None,
             "priority": str(task.priority),
             "status": str(task.status),
+            # Who the task is about, per CRM (source -> contact id): Salesforce WhoId, HubSpot type 204.
+            "contact_crm_ref": contact_crm_ref(session, account_id=account.id, signal=signal),
         },
     )
     audit.record(
@@ -367,6 +393,11 @@ def reassign_task(session: Session, *, settings: Settings, task: Task, to: Owner
 
 
 # -- helpers ----------------------------------------------------------------------
+
+
+def task_provenance(session: Session, task: Task) -> tuple[str | None, int | None, str | None]:
+    """(playbook id, version number, step id) a task came from, for the audit trail."""
+    return _provenance(session, _journey(session, task), _step_run(session, task))
 
 
 def _provenance(

@@ -78,6 +78,7 @@ def all_jobs(runtime: Runtime) -> list[Job]:
 # registry depends on none of them (they depend on it) and importing it stays cheap.
 BUILTIN_JOB_MODULES = [
     "orchestrator.journeys.drain",
+    "orchestrator.journeys.monitors",
     "orchestrator.work.jobs",
     "orchestrator.delivery.deliver",
     "orchestrator.reports.digest",

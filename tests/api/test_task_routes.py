@@ -131,3 +131,68 @@ def test_an_admin_reassigns_an_open_task_audited_and_the_crm_hears_of_it(world):
         updates = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "crm.update_task")).all()
         assert [m.payload["owner_email"] for m in updates] == ["rita@acme.example"]
     assert world.call("GET", f"/tasks/{sams}", "sam").status_code == 404  # no longer his
+
+
+def _at_once(world, *requests):
+    """Send each (method, path, key, kwargs) from its own thread and client at the same moment; the codes, in order."""
+    barrier, codes = threading.Barrier(len(requests)), [0] * len(requests)
+    clients = [world.client.application.test_client() for _ in requests]
+
+    def send(n, client, method, path, key, kwargs):
+        headers = {"Authorization": f"Bearer {world.keys[key]}", **kwargs.pop("headers", {})}
+        barrier.wait(10)
+        codes[n] = client.open(path, method=method, headers=headers, **kwargs).status_code
+
+    threads = [threading.Thread(target=send, args=(n, client, *request))
+               for n, (client, request) in enumerate(zip(clients, requests, strict=True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return codes
+
+
+def _events(world, action):
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        return session.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
+
+
+def test_two_concurrent_reassignments_to_one_person_one_wins_the_other_gets_409(world):
+    sams = world.ids["sams_task"]
+    body = {"json": {"owner_email": "rita@acme.example", "reason": "cover"}}
+    codes = _at_once(world, ("POST", f"/tasks/{sams}/reassign", "admin", dict(body)),
+                     ("POST", f"/tasks/{sams}/reassign", "admin", dict(body)))
+    assert sorted(codes) == [200, 409]
+    assert len(_events(world, "task_reassigned")) == 1
+
+
+def test_two_concurrent_changes_sent_with_one_etag_one_wins_the_other_gets_412(world):
+    sams = world.ids["sams_task"]
+    tag = {"If-Match": world.call("GET", f"/tasks/{sams}", "admin").headers["ETag"]}
+    codes = _at_once(
+        world,
+        ("POST", f"/tasks/{sams}/reassign", "admin", {"json": {"owner_email": "rita@acme.example", "reason": "a"},
+                                                      "headers": dict(tag)}),
+        ("POST", f"/tasks/{sams}/reassign", "admin", {"json": {"owner_email": "mia@acme.example", "reason": "b"},
+                                                      "headers": dict(tag)}))
+    assert sorted(codes) == [200, 412]
+    (moved,) = _events(world, "task_reassigned")
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        assert session.get(Task, sams).owner.email == moved.detail["to"]
+
+
+def test_a_decision_and_a_reassignment_sent_with_one_etag_at_once_only_one_happens(world):
+    sams = world.ids["sams_task"]
+    tag = {"If-Match": world.call("GET", f"/tasks/{sams}", "admin").headers["ETag"]}
+    codes = _at_once(
+        world,
+        ("POST", f"/tasks/{sams}/decision", "sam", {"json": {"outcome": "done"}, "headers": dict(tag)}),
+        ("POST", f"/tasks/{sams}/reassign", "admin", {"json": {"owner_email": "rita@acme.example", "reason": "a"},
+                                                      "headers": dict(tag)}))
+    completed, reassigned = len(_events(world, "task_completed")), len(_events(world, "task_reassigned"))
+    assert completed + reassigned == 1
+    decision, reassign = codes
+    if completed:
+        assert (decision, reassign) == (200, 412)
+    else:  # the task went to rita first: for sam it is no longer his to see (404), whatever his ETag says
+        assert (reassign, decision) in ((200, 404), (200, 412))

@@ -71,10 +71,12 @@ def test_the_brief_carries_the_triggers_values_the_recommendation_the_arr_and_ke
                         sections=ALL, journey=journey, assignee_how="account owner", now=clock.now())
 
     text = brief.text
-    assert text.startswith("Why you got this\n- Signal: product.usage at 2026-11-23 12:00 UTC (source: segment)")
-    assert "- active_users: 3" in text and "- seats: 50" in text
-    assert "- Why it matters: playbook adopt-usage, step activation-rescue" in text
-    assert "- Assigned to you: account owner" in text
+    # The trigger reads through the signal catalog: labels, not payload keys.
+    assert text.startswith("Why you got this\n- Signal: Product usage (product.usage) at 2026-11-23 12:00 UTC, "
+                           "today (source: segment)")
+    assert "- Active users: 3" in text and "- Seats: 50" in text
+    assert "- Made by: playbook adopt-usage version 1, step activation-rescue" in text
+    assert "- Why you: account owner (the step's assignment rule)" in text
     assert "Recommendation\nCall the champion and offer an admin training session." in text
     assert "- ARR: $184,500 | Health: 42" in text
     assert "- Stage: adopt, 30 days in stage" in text
@@ -104,18 +106,18 @@ def test_key_contacts_put_the_primary_first_then_champion_buyer_admin_at_most_fi
     assert contacts["total"] == 8
 
 
-def test_recent_signals_are_the_last_ten_newest_first_with_a_payload_summary(session, clock, acme):
+def test_recent_activity_is_a_usage_trend_line_not_a_list_of_usage_rows(session, clock, acme):
     for n in range(12):
         _signal(session, acme, "product.usage", {"active_users": n}, clock.now() - timedelta(days=12 - n))
 
     brief = build_brief(session, account=acme, trigger=None, recommendation="r", sections=["recent_signals"],
                         now=clock.now())
 
-    items = brief.data["recent_signals"]["items"]
-    assert len(items) == 10
-    assert [i["summary"] for i in items[:2]] == ["active_users=11", "active_users=10"]
-    assert "- 2026-11-22 14:00 UTC product.usage: active_users=11" in brief.text
-    assert "active_users=1\n" not in brief.text
+    usage = brief.data["recent_signals"]["usage"]
+    assert (usage["active_users"], usage["week"]["from"], usage["readings"]) == (11, 4, 12)
+    assert ("- Product usage: 11 active users on 2026-11-22 (yesterday); 7 days: up 7 (+175.0%) from 4; "
+            "30 days: no earlier reading; 12 readings in 30 days") in brief.text
+    assert "active_users=" not in brief.text
 
 
 def test_journey_history_and_what_automation_did_are_listed(session, clock, acme):
@@ -132,7 +134,7 @@ def test_journey_history_and_what_automation_did_are_listed(session, clock, acme
                         sections=["journey", "automations"], now=clock.now())
 
     text = brief.text
-    assert "- onboard-kickoff: waiting, enrolled 2026-10-14 14:00 UTC" in text
+    assert "- onboard-kickoff: waiting at step kickoff-call, enrolled 2026-10-14 14:00 UTC" in text
     assert "  - kickoff-call (human): done 2026-10-16 14:00 UTC" in text
     assert "send-survey: skipped (out_of_loop) - customer-touch cap reached" in text
     assert "- Customer touches in the last 30 days: 1" in text
@@ -172,12 +174,12 @@ def test_the_text_fits_the_crm_field_with_500_signals_and_keeps_trigger_and_reco
                         now=clock.now())
 
     assert len(brief.text) <= MAX_TEXT_LENGTH
-    assert "- ticket: ZD-4711" in brief.text and "- severity: high" in brief.text
+    assert "- Ticket: ZD-4711" in brief.text and "- Severity: high" in brief.text
     assert recommendation in brief.text
     assert "- ARR: $184,500" in brief.text
     assert "more omitted)" in brief.text
     assert "Pat Primary" in brief.text
-    assert len(brief.data["recent_signals"]["items"]) == 10
+    assert len(brief.data["recent_signals"]["tickets"]) == 25  # a bounded window, not the whole history
     json.dumps(brief.data)
 
 

@@ -89,7 +89,7 @@ def test_enrollment_condition_false_records_the_decision_and_enrolls_nobody(sess
     assert "signal.usage_change_pct <= -30" in event.rule
 
 
-def test_on_the_loop_step_runs_at_once_and_the_owner_can_override_inside_the_window(
+def test_on_the_loop_customer_facing_step_is_held_and_an_override_cancels_it_unsent(
         session, feed, settings, clock):
     install_playbook(session, AUTOMATIONS)
     account = AccountFactory(name="Initech")
@@ -97,16 +97,62 @@ def test_on_the_loop_step_runs_at_once_and_the_owner_can_override_inside_the_win
     nudge = session.scalars(select(StepRun).where(StepRun.step_id == "nudge")).one()
     assert nudge.status == "done"
     assert nudge.override_until == clock.now() + timedelta(hours=4)
+    held = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "customer.in_app_message")).one()
+    assert held.status == "pending" and held.next_attempt_at == nudge.override_until
     notice = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "notify.email")).one()
-    assert notice.payload["to"] == account.owner.email and "override" in notice.payload["body"]
+    assert notice.payload["to"] == account.owner.email and "Override it before" in notice.payload["body"]
+    assert _count(session, CustomerTouch) == 1
 
     clock.advance(timedelta(hours=1))
     engine.override_step(session=session, settings=settings, step_run_id=nudge.id,
                          actor=account.owner.email, now=clock.now(), reason="they churned")
     assert nudge.status == "overridden"
+    assert held.status == "cancelled"
+    # Nothing was sent, so nothing is compensated and the touch is given back to the cap.
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "crm.create_note") == 0
+    assert _count(session, CustomerTouch) == 0
+    assert _count(session, AuditEvent, AuditEvent.action == "overridden") == 1
+    assert _count(session, AuditEvent, AuditEvent.action == "outbox_cancelled") == 1
+
+
+INTERNAL_ON_THE_LOOP = """
+    id: internal-otl
+    name: Internal on the loop
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: product.usage}
+    steps:
+      - id: mark
+        kind: automated
+        oversight: on_the_loop
+        risk: {error_cost: low, correction: fast}
+        do: crm.update_field
+        with: {field: health, value: at risk}
+        override:
+          window: 4h
+          compensate: {do: crm.update_field, with: {field: health, value: healthy}}
+"""
+
+
+def test_on_the_loop_internal_step_runs_at_once_and_an_override_runs_its_compensation(
+        session, feed, settings, clock):
+    install_playbook(session, INTERNAL_ON_THE_LOOP)
+    account = AccountFactory(name="Initech")
+    feed("product.usage", account, {"usage_change_pct": -40})
+    mark = session.scalars(select(StepRun).where(StepRun.step_id == "mark")).one()
+    ran = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "crm.update_field")).one()
+    assert ran.next_attempt_at == clock.now()  # due at once, not held
+    notice = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "notify.email")).one()
+    assert "You can override it" in notice.payload["body"]
+
+    clock.advance(timedelta(hours=1))
+    engine.override_step(session=session, settings=settings, step_run_id=mark.id,
+                         actor=account.owner.email, now=clock.now(), reason="false alarm")
+    assert mark.status == "overridden"
     compensation = session.scalars(select(OutboxMessage).where(
-        OutboxMessage.kind == "crm.create_note")).one()
-    assert compensation.payload["args"]["body"] == "Nudge withdrawn."
+        OutboxMessage.kind == "crm.update_field", OutboxMessage.id != ran.id)).one()
+    assert compensation.payload["args"] == {"field": "health", "value": "healthy"}
+    assert ran.status == "pending"  # the original write is not cancelled: it is undone
     assert _count(session, AuditEvent, AuditEvent.action == "overridden") == 1
 
 

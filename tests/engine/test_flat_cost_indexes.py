@@ -61,3 +61,66 @@ def test_a_briefs_automations_section_uses_the_automated_step_run_index(postgres
         postgres_session, account=account, trigger=None, recommendation="r", sections=["automations"],
         now=clock.now()), "step_runs")
     assert any("ix_step_runs_automated" in plan for plan in plans), plans
+
+
+def _rows_read(session, call, table):
+    """Rows each query on `table` touched (returned or filtered out, every plan node), EXPLAIN ANALYZE."""
+    import json
+
+    from sqlalchemy import event
+
+    connection = session.connection()
+    captured = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _executemany):
+        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+
+    def touched(node):  # rows the scans at the leaves of the plan read, kept or filtered out
+        if node.get("Plans"):
+            return sum(touched(child) for child in node["Plans"])
+        return (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * node.get("Actual Loops", 1)
+
+    found = []
+    for statement, parameters in captured:
+        plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        found.append(touched(plan[0]["Plan"]))
+    return found
+
+
+def _history(session, account, now, *, days):
+    """`days` of product usage, 30 rows a day, and a high-severity ticket a week."""
+    rows = [{"type": "product.usage", "dedupe_key": f"u-{account.id}-{n}", "account_id": account.id,
+             "source": "test", "payload": {"active_users": n % 50}, "occurred_at": now - timedelta(minutes=48 * n),
+             "received_at": now, "processed_at": now} for n in range(days * 30)]
+    rows += [{"type": "support.ticket_opened", "dedupe_key": f"t-{account.id}-{n}", "account_id": account.id,
+              "source": "test", "payload": {"ticket_id": f"T-{n}", "severity": "high"},
+              "occurred_at": now - timedelta(days=7 * n), "received_at": now, "processed_at": now}
+             for n in range(days // 7)]
+    session.execute(insert(Signal), rows)
+
+
+def test_a_brief_reads_as_many_signal_rows_for_two_years_of_history_as_for_one_month(postgres_session, clock):
+    now = clock.now()
+    long, short = AccountFactory(), AccountFactory()
+    _history(postgres_session, long, now, days=730)  # 22,000 rows
+    _history(postgres_session, short, now, days=31)  # the same last month, nothing before
+    postgres_session.execute(text("ANALYZE signals"))
+
+    def read(account):
+        return _rows_read(postgres_session, lambda: build_brief(
+            postgres_session, account=account, trigger=None, recommendation="r", sections=["recent_signals"],
+            now=now), "signals")
+
+    long_reads, short_reads = read(long), read(short)
+    # Query by query, the rows touched follow the window (30 days), not the history.
+    assert len(long_reads) == len(short_reads)
+    assert all(a <= b * 1.05 + 5 for a, b in zip(long_reads, short_reads, strict=True)), (long_reads, short_reads)
+    assert max(long_reads) <= 30 * 31, long_reads

@@ -198,10 +198,10 @@ def test_tasks_list_refuses_an_unknown_account_instead_of_showing_nothing(operat
     assert "no account matches 'nobody.example'" in result.stderr
 
 
-def test_tasks_show_prints_the_recommendation_and_the_full_brief(operator):
+def test_tasks_show_prints_the_recommendation_and_the_full_brief_live(operator):
     _kickoff(operator)
     task = operator.one(Task)
-    assert task.brief_text  # the brief this test expects to see printed
+    assert task.brief_text  # the snapshot the CRM got
 
     result = operator("tasks", "show", str(task.id))
 
@@ -209,7 +209,10 @@ def test_tasks_show_prints_the_recommendation_and_the_full_brief(operator):
     assert result.stdout.startswith(f"task {task.id}: Kickoff with Hooli\n")
     assert "owner:    gavin@acme.example" in result.stdout
     assert "Book a kickoff call this week." in result.stdout
-    assert result.stdout.rstrip().endswith(task.brief_text.rstrip())
+    # The brief is rendered from current data: the same trigger and recommendation, plus a live line.
+    shown = result.stdout.split("\nbrief (live; the CRM task holds it as created):\n", 1)[1]
+    assert shown.startswith(task.brief_text.split("\n\n", 1)[0])
+    assert "- Live view as of" in shown and "0 new signal(s) since the task was created" in shown
 
 
 def test_acknowledging_a_task_stops_its_ack_clock_and_keeps_it_listed(operator):
@@ -261,7 +264,7 @@ def test_journeys_retry_runs_a_parked_journey_again_once_the_owner_is_back(opera
     result = operator("journeys", "retry", str(journey.id), "--by", "ops@acme.example", "--note", "owner back")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"journey {journey.id} retried by ops@acme.example: waiting at kickoff\n"
+    assert result.stdout == f"journey {journey.id} retried by ops@acme.example on kickoff v1: waiting at kickoff\n"
     assert operator.one(Journey).status == "waiting"
     assert operator.count(Task, Task.status == "open") == 1
     item = operator.one(ExceptionItem, ExceptionItem.journey_id == journey.id)
@@ -291,8 +294,21 @@ def _flagged(operator: Operator, *, at: datetime) -> int:
     """An on_the_loop step that ran at `at`; returns its step run id."""
     with operator.session() as session:
         install_playbook(session, FLAG)
-        operator.signal(session, "product.usage", AccountFactory(name="Initech"), at=at)
+        owner = OwnerFactory(email="owner@acme.example")
+        operator.signal(session, "product.usage", AccountFactory(name="Initech", owner=owner), at=at)
     return operator.one(StepRun, StepRun.step_id == "flag-health").id
+
+
+def test_an_override_by_a_stranger_or_someone_else_s_rep_is_refused_and_changes_nothing(operator):
+    run_id = _flagged(operator, at=_now())
+    with operator.session():
+        OwnerFactory(email="peer@acme.example")
+    stranger = operator("journeys", "override", str(run_id), "--by", "random.person@gmail.com")
+    assert stranger.exit_code != 0 and "not a known owner" in stranger.stderr
+    peer = operator("journeys", "override", str(run_id), "--by", "peer@acme.example")
+    assert peer.exit_code != 0 and "neither the owner or CSM" in peer.stderr
+    assert operator.one(StepRun, StepRun.id == run_id).status == "done"
+    assert operator.count(OutboxMessage, OutboxMessage.kind == "crm.create_note") == 0
 
 
 def test_journeys_show_lists_the_step_runs_and_an_override_inside_the_window_compensates(operator):

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.models import Account, Contact, Deal, ExternalId, Owner
 from orchestrator.playbook import load_playbook
+from orchestrator.playbook.library import is_template_file
 from orchestrator.replay.samples import (
     load_sample_data,
     sample_accounts,
@@ -73,9 +74,13 @@ def test_sample_team_has_an_absent_and_an_inactive_person_in_three_timezones() -
 def test_sample_signals_trigger_every_shipped_playbook_and_the_edge_cases() -> None:
     signals = sample_signals()
     types = {s["type"] for s in signals}
-    triggers = {load_playbook(path).enroll.signal for path in sorted(shipped_playbooks_dir().rglob("*.yaml"))}
+    playbooks = [load_playbook(path) for path in sorted(shipped_playbooks_dir().rglob("*.yaml"))
+                 if not is_template_file(path)]
+    monitors = [monitor for playbook in playbooks for monitor in playbook.monitors]
+    emitted = {monitor.emit for monitor in monitors}  # sent by a monitor over the samples, not a sample line
 
-    assert triggers <= types
+    assert {playbook.enroll.signal for playbook in playbooks} - emitted <= types
+    assert {monitor.signal for monitor in monitors} <= types
     assert {"support.ticket_opened", "support.escalation", "sentiment.negative", "account.churned",
             "expansion.signal"} <= types
     assert signals[0]["occurred_at"].startswith("2026-10-05")

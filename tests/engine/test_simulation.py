@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -32,6 +34,7 @@ from orchestrator.replay.simulation import (
     SimulationReport,
     caps_hit,
     human_minutes,
+    render_simulation,
     simulate,
     steps_per_stage,
     tasks_per_owner_week,
@@ -70,7 +73,8 @@ def test_simulation_leaves_the_configured_database_untouched(runtime: Runtime) -
     assert _row_counts(runtime) == before
     assert before["signals"] == before["journeys"] == before["tasks"] == before["playbook_versions"] == 0
     # ...while the scratch copy did the work, on the copied owners and accounts.
-    assert report.replay.accepted == 32 and report.replay.duplicates == 1
+    # the samples repeat one usage line (same dedupe key): every other line is accepted
+    assert report.replay.accepted == len(sample_signals()) - 1 and report.replay.duplicates == 1
     assert sum(sum(weeks.values()) for weeks in report.tasks_per_owner_week.values()) >= 10
     assert "priya.natarajan@acme.example" in report.tasks_per_owner_week
     with unit_of_work(runtime.sessions) as session:
@@ -160,7 +164,7 @@ def test_simulate_command_prints_tables_or_json(tmp_path: Path) -> None:
                     "SLA load", "Customer-touch caps", "1 rejected"):
         assert heading in text.output
     data = json.loads(as_json.output)
-    assert data["signals"]["accepted"] == 32 and len(data["signals"]["rejected"]) == 1
+    assert data["signals"]["accepted"] == len(sample_signals()) - 1 and len(data["signals"]["rejected"]) == 1
     assert "not valid JSON" in data["signals"]["rejected"][0]
     assert data["human_hours_per_owner_week"]["priya.natarajan@acme.example"]
     assert {"tasks_per_owner_week", "steps_per_stage", "sla_load", "caps_hit"} <= set(data)
@@ -184,3 +188,66 @@ def test_intake_benchmark_prints_both_rates_and_their_ratio(bench_backend: str) 
     assert any(line.strip().startswith("(b) intake + evaluation") and line.endswith("signals/s") for line in lines)
     ratio = next(line for line in lines if "ratio (b)/(a):" in line)
     assert float(ratio.split("ratio (b)/(a):")[1].split()[0]) > 0
+
+
+def test_simulation_answers_the_capacity_question_per_role_and_owner(settings: Settings) -> None:
+    estimated = dataclasses.replace(settings, action_estimates={"crm.update_field": 5, "customer.email": 10})
+    report = simulate(playbook_paths=[shipped_playbooks_dir()], signals=sample_signals(), settings=estimated,
+                      sample=True)
+    capacity = report.capacity
+    weeks = capacity["weeks"]
+    assert weeks == sorted(weeks) and len(weeks) >= 5  # every week of the window, empty ones too
+    for table in (capacity["owners"], capacity["roles"]):
+        for row in table.values():
+            counts = list(row["weeks"].values())
+            assert list(row["weeks"]) == weeks
+            assert row["peak"] == max(counts) and row["average"] == round(sum(counts) / len(weeks), 1)
+    # Per owner and per role add up to the same tasks, and to the per-owner-week table.
+    total = sum(sum(weeks_.values()) for weeks_ in report.tasks_per_owner_week.values())
+    assert sum(sum(r["weeks"].values()) for r in capacity["owners"].values()) == total
+    assert sum(sum(r["weeks"].values()) for r in capacity["roles"].values()) == total
+    assert any(0 in r["weeks"].values() for r in capacity["owners"].values())  # empty weeks are shown as 0
+    assert capacity["automated_minutes_saved"] > 0 and capacity["automated_minutes_saved"] % 5 == 0
+    lines = render_simulation(report)
+    assert "Capacity per role: tasks per ISO week (empty weeks count), weekly average and peak, human hours" in lines
+
+
+def test_when_nothing_enrolls_the_simulation_says_why(settings: Settings, tmp_path) -> None:
+    playbook = tmp_path / "big-deals.yaml"
+    playbook.write_text(textwrap.dedent("""\
+        id: big-deals
+        name: Big deals
+        stage: onboard
+        maintainer: revops@acme.example
+        review_every: 365d
+        enroll: {on: deal.closed_won, when: "deal.amount >= 100000000"}
+        steps:
+          - id: done
+            kind: exit
+    """))
+    report = simulate(playbook_paths=[playbook], signals=sample_signals(), settings=settings, sample=True)
+    assert report.journeys == {}
+    [reason] = report.not_enrolled
+    assert reason["playbook"] == "big-deals" and "deal.amount >= 100000000" in reason["rule"]
+    assert reason["signals"] >= 1
+    assert "Nothing enrolled. Top reasons:" in render_simulation(report)
+
+
+def test_with_active_runs_the_active_playbooks_beside_the_candidates(runtime: Runtime, tmp_path) -> None:
+    from orchestrator.playbook.store import list_playbooks
+
+    onboard = shipped_playbooks_dir() / "onboard"
+    with unit_of_work(runtime.sessions) as session:
+        apply_playbooks(session=session, paths=[onboard], now=datetime.now().astimezone(), actor="test")
+        active = [v.playbook_id for v in list_playbooks(session=session)]
+    candidate = shipped_playbooks_dir() / "renew"
+    alone = simulate(playbook_paths=[candidate], signals=sample_signals(), settings=runtime.settings,
+                     source=runtime.engine)
+    together = simulate(playbook_paths=[candidate], signals=sample_signals(), settings=runtime.settings,
+                        source=runtime.engine, with_active=True)
+    assert set(alone.journeys) <= {"renewal-review"}
+    assert set(active) <= set(together.playbooks) and "renewal-review" in together.playbooks
+    assert "onboard-kickoff" in together.journeys  # the active playbook ran in the scratch copy too
+    with pytest.raises(SimulationError, match="--with-active needs the configured database"):
+        simulate(playbook_paths=[candidate], signals=sample_signals(), settings=runtime.settings, sample=True,
+                 with_active=True)

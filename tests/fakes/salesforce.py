@@ -72,7 +72,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         ("OldValue", "anyType"), ("NewValue", "anyType")]},
     "Contact": {"prefix": "003", "fields": [
         ("AccountId", "reference:Account"), ("FirstName", "string"), ("LastName", "string"),
-        ("Name", "string"), ("Email", "email"), ("Title", "string"), ("OwnerId", "reference:User")]},
+        ("Name", "string"), ("Email", "email"), ("Title", "string"), ("OwnerId", "reference:User"),
+        ("Contact_Role__c", "picklist")]},
     "Opportunity": {"prefix": "006", "fields": [
         ("AccountId", "reference:Account"), ("Name", "string"), ("Amount", "currency"),
         ("StageName", "picklist"), ("CloseDate", "date"), ("IsClosed", "boolean"), ("IsWon", "boolean"),

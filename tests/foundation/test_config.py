@@ -143,3 +143,20 @@ def test_a_wrong_sla_setting_names_its_key(tmp_path: Path, line, key):
     with pytest.raises(ConfigError) as error:
         load_settings({"HANDOFF_CONFIG": str(path)})
     assert key in str(error.value)
+
+
+def test_the_config_file_supplies_the_brief_thresholds(tmp_path: Path):
+    path = tmp_path / "handoff.toml"
+    path.write_text("[briefs]\nstale_after_days = 3\nrenewal_within_days = 90\n")
+    settings = load_settings({"HANDOFF_CONFIG": str(path)})
+    assert (settings.brief_stale_after_days, settings.brief_renewal_within_days) == (3, 90)
+    path.write_text("")
+    assert load_settings({"HANDOFF_CONFIG": str(path)}).brief_stale_after_days == 7
+
+
+def test_a_wrong_brief_threshold_names_its_key(tmp_path: Path):
+    path = tmp_path / "handoff.toml"
+    path.write_text('[briefs]\nstale_after_days = "a week"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings({"HANDOFF_CONFIG": str(path)})
+    assert "briefs.stale_after_days" in str(error.value)

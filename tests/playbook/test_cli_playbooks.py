@@ -10,9 +10,11 @@ from click.testing import CliRunner
 from orchestrator import schema
 from orchestrator.cli.playbooks import playbooks
 from orchestrator.db import make_engine, make_session_factory
+from orchestrator.playbook.library import is_template_file
 from orchestrator.runtime import Runtime
 
 SHIPPED = Path(__file__).resolve().parents[2] / "playbooks"
+SHIPPED_COUNT = sum(1 for p in SHIPPED.rglob("*.yaml") if not p.name.startswith("signals") and not is_template_file(p))
 BROKEN = Path(__file__).resolve().parent / "broken"
 
 
@@ -76,10 +78,10 @@ def test_editing_a_file_makes_diff_exit_2_and_name_the_change(runtime, folder):
 def test_apply_twice_is_idempotent_and_list_shows_version_one(runtime, folder):
     run(["apply", str(folder)], runtime)
     again = run(["apply", str(folder)], runtime)
-    assert again.exit_code == 0 and "0 of 5 playbooks stored a new version" in again.stderr
+    assert again.exit_code == 0 and f"0 of {SHIPPED_COUNT} playbooks stored a new version" in again.stderr
     header, *listed = run(["list"], runtime).stdout.splitlines()
     assert header.split()[:2] == ["PLAYBOOK", "VERSION"]
-    assert len(listed) == 5 and all(" v1 " in line for line in listed)
+    assert len(listed) == SHIPPED_COUNT and all(" v1 " in line for line in listed)
 
 
 def test_apply_with_an_invalid_file_stores_nothing(runtime, folder):
@@ -142,3 +144,44 @@ def test_history_lists_every_version_and_activate_rolls_back_without_a_copy(runt
     assert "has no version 7 (stored: 1, 2)" in str(missing.exception)
     unknown = run(["history", "nope"], runtime)
     assert "no playbook 'nope'" in str(unknown.exception)
+
+
+def test_diff_between_two_stored_versions_names_step_and_template_changes(runtime, folder):
+    path = folder / "onboard" / "onboard-kickoff.yaml"
+    template = folder / "templates" / "welcome-email.yaml"
+    assert run(["apply", str(folder), "--actor", "ann@acme.example"], runtime).exit_code == 0
+    path.write_text(path.read_text().replace("due: 2 business days", "due: 3 business days"))
+    template.write_text(template.read_text().replace("Welcome to Acme", "Welcome aboard"))
+    assert run(["apply", str(folder), "--actor", "bob@acme.example"], runtime).exit_code == 0
+
+    shown = run(["diff", "onboard-kickoff", "--from", "1", "--to", "2"], runtime)
+    assert shown.exit_code == 0, shown.output
+    first, *rest = shown.stdout.splitlines()
+    # The step that sends the template changed too: its subject is different now.
+    assert first == ('onboard-kickoff version 1 -> 2: step "kickoff-call" changed; step "welcome-email" changed; '
+                     'template "welcome-email" changed')
+    assert "-      due: 2 business days" in rest and "+      due: 3 business days" in rest
+    assert '+subject: "Welcome aboard, {{ account.name }}"' in rest
+    same = run(["diff", "onboard-kickoff", "--from", "2", "--to", "2"], runtime)
+    assert "versions 2 and 2 are the same text" in same.stdout
+    missing = run(["diff", "onboard-kickoff", "--from", "1", "--to", "5"], runtime)
+    assert "has no version 5 (stored: 1, 2)" in str(missing.exception)
+    assert run(["diff", "onboard-kickoff", "--from", "1"], runtime).exit_code == 2  # usage: --to missing
+
+
+def test_pause_and_resume_from_the_cli(runtime, folder):
+    assert run(["apply", str(folder), "--actor", "ann@acme.example"], runtime).exit_code == 0
+    paused = run(["pause", "renewal-review", "--by", "ops@acme.example", "--reason", "pricing change"], runtime)
+    assert paused.exit_code == 0, paused.output
+    assert paused.stdout == "renewal-review: paused, no new enrollments; 0 running journeys continue\n"
+    again = run(["pause", "renewal-review", "--by", "ops@acme.example"], runtime)
+    assert "already paused" in str(again.exception)
+    header, *listed = run(["list"], runtime).stdout.splitlines()
+    state = header.split().index("STATE")
+    states = {line.split()[0]: line.split()[state] for line in listed}
+    assert states["renewal-review"] == "paused"
+    assert set(states.values()) == {"paused", "active"} and list(states.values()).count("paused") == 1
+    resumed = run(["resume", "renewal-review", "--by", "ops@acme.example"], runtime)
+    assert resumed.stdout == "renewal-review: resumed, enrollments open again\n"
+    assert all(" paused " not in line for line in run(["list"], runtime).stdout.splitlines())
+    assert "no playbook 'nope'" in str(run(["resume", "nope", "--by", "ops@acme.example"], runtime).exception)

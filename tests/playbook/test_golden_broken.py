@@ -6,19 +6,21 @@ from pathlib import Path
 import pytest
 
 from orchestrator.playbook.catalog import is_catalog_file, load_catalog
+from orchestrator.playbook.library import load_library
 from orchestrator.playbook.loader import check_text
 
 BROKEN = Path(__file__).resolve().parent / "broken"
 CASES = sorted(p for p in BROKEN.glob("*.yaml") if not is_catalog_file(p))
 CATALOG = load_catalog([BROKEN])  # broken/signals.yaml declares the custom fields the cases read
+LIBRARY = load_library([BROKEN / "templates"])  # the named templates the template-* cases use
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 LAST_CHANGED = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def findings_of(path: Path) -> list[str]:
     _playbook, findings = check_text(path.read_text(encoding="utf-8"), path.name, now=NOW,
-                                     last_changed=LAST_CHANGED, catalog=CATALOG)
-    return [str(f) for f in findings]
+                                     last_changed=LAST_CHANGED, catalog=CATALOG, library=LIBRARY)
+    return [str(f).replace(f"{BROKEN}/", "") for f in findings]
 
 
 def test_there_are_at_least_25_kinds_of_mistake():

@@ -147,3 +147,28 @@ def test_a_recent_review_gives_no_warning(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(HEAD + "review_every: 30d\nsteps:\n  - {id: done, kind: exit}\n")
     assert validate_paths([path], now=datetime.now(UTC)) == []
+
+
+def test_a_held_customer_action_on_the_loop_needs_a_window_but_no_compensation():
+    steps = ("  - id: welcome\n    kind: automated\n    oversight: on_the_loop\n"
+             "    risk: {error_cost: low, correction: fast}\n    do: customer.email\n"
+             "    with: {to: buyer@customer.example, subject: Welcome, body: Hello}\n")
+    playbook = load_playbook_text(HEAD + "review_every: 365d\nsteps:\n" + steps + "    override: {window: 2h}\n")
+    assert playbook.steps[0].compensate is None
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(HEAD + "review_every: 365d\nsteps:\n" + steps)
+    [finding] = [f for f in caught.value.findings if f.rule == "override-missing"]
+    assert "no override.window" in finding.message and "before it is sent" in finding.message
+    assert "compensate" not in finding.message
+
+
+def test_a_recent_reviewed_on_in_the_file_wins_over_an_old_git_date():
+    from orchestrator.playbook.loader import check_text
+
+    text = HEAD + "review_every: 90d\nreviewed_on: 2026-11-01\nsteps:\n  - id: done\n    kind: exit\n"
+    now, old_commit = datetime(2026, 11, 23, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    playbook, findings = check_text(text, now=now, last_changed=old_commit)
+    assert playbook is not None and playbook.reviewed_on.isoformat() == "2026-11-01"
+    assert findings == []
+    _, without = check_text(text.replace("reviewed_on: 2026-11-01\n", ""), now=now, last_changed=old_commit)
+    assert [f.rule for f in without] == ["review-overdue"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from orchestrator.models import Account, Journey, Owner, PlaybookVersion, StepRun, Task
+from orchestrator.models import Account, Journey, Owner, PlaybookVersion, Signal, SlaEvent, StepRun, Task
 from tests.conftest import T0
 
 SINCE = T0 - timedelta(days=7)
@@ -65,3 +65,76 @@ def seed(session: Session) -> dict[str, Any]:
     run("notify", "on_the_loop", "overridden", at=SINCE - timedelta(seconds=1))
     session.commit()
     return {"tasks": ids, "account": account.id}
+
+
+def seed_sla(session: Session) -> dict[str, Any]:
+    """On top of `seed`: owner ana (team blue) on playbook `acq` (stage acquire, segment enterprise) and
+    ned (no team) with a task of no journey; answers worked out in test_sla_report.py.
+
+    Signals start four acq journeys: J1 (T0-6d-10min; tasks a1, a2), J2 (T0-10min; a3, a4), J3 (T0-40min;
+    a5, acknowledged then cancelled) and J4 (T0-2h; no task). A fifth signal before SINCE is outside.
+    """
+    ana = Owner(email="ana@acme.example", name="Ana", role="sdr", team="blue")
+    ned = Owner(email="ned@acme.example", name="Ned", role="csm", team=None)
+    session.add_all([ana, ned])
+    beta = Account(name="Beta", domain="beta.example", owner=ana, segment="enterprise", stage="acquire",
+                   stage_entered_at=T0)
+    session.add(beta)
+    version = PlaybookVersion(playbook_id="acq", version=1, name="Acquire", stage="acquire",
+                              checksum=hashlib.sha256(b"acq").hexdigest(), source_text="", source_path="acq.yaml")
+    session.add(version)
+    session.flush()
+    acme = session.query(Account).filter_by(name="Acme").one()
+
+    def journey(n: int, signal_at: Any) -> Journey:
+        signal = Signal(type="lead.created", dedupe_key=f"lead-{n}", account_id=beta.id, source="cli",
+                        occurred_at=signal_at, received_at=signal_at)
+        session.add(signal)
+        session.flush()
+        found = Journey(account_id=beta.id, playbook_id="acq", playbook_version_id=version.id,
+                        enrollment_key=f"acq:{n}", status="waiting", enrolled_at=signal_at,
+                        trigger_signal_id=signal.id)
+        session.add(found)
+        session.flush()
+        return found
+
+    j1 = journey(1, T0 - timedelta(days=6, minutes=10))
+    j2 = journey(2, T0 - timedelta(minutes=10))
+    j3 = journey(3, T0 - timedelta(minutes=40))
+    journey(4, T0 - timedelta(hours=2))
+    journey(5, SINCE - timedelta(minutes=1))
+    minute = timedelta(minutes=1)
+    ids: dict[str, int] = {}
+
+    def task(name: str, owner: Owner, j: Journey | None, created: Any, *, ack: int | None = None,
+             done: int | None = None, outcome: str | None = None, ack_outcome: str | None = None,
+             due_outcome: str | None = None, paused: int = 0, rungs: tuple[int, ...] = ()) -> None:
+        run_id = None
+        if j is not None:
+            run = StepRun(journey_id=j.id, step_id="call", kind="human", status="waiting", started_at=created)
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        status = {"done": "done", "cancelled": "cancelled", None: "acknowledged" if ack else "open"}[outcome]
+        found = Task(account_id=(beta if j is not None else acme).id, journey_id=j.id if j else None,
+                     step_run_id=run_id, owner_id=owner.id, kind="action", title=name, created_at=created,
+                     due_at=created + timedelta(days=1), status=status, outcome=outcome,
+                     acknowledged_at=created + ack * minute if ack is not None else None,
+                     completed_at=created + done * minute if done is not None else None,
+                     ack_outcome=ack_outcome, due_outcome=due_outcome, paused_seconds=paused)
+        session.add(found)
+        session.flush()
+        for level in rungs:
+            session.add(SlaEvent(task_id=found.id, kind="escalated", level=level, at=created + timedelta(hours=level)))
+        ids[name] = found.id
+
+    week47 = T0 - timedelta(days=6)
+    task("a1", ana, j1, week47, ack=30, done=120, outcome="done", ack_outcome="met", due_outcome="met")
+    task("a2", ana, j1, week47, ack=90, done=600, outcome="done", ack_outcome="breached", due_outcome="breached",
+         rungs=(1, 2))
+    task("a3", ana, j2, T0, ack=30, done=120, outcome="done", ack_outcome="met", due_outcome="met", paused=7200)
+    task("a4", ana, j2, T0, ack_outcome="breached", rungs=(1,))
+    task("a5", ana, j3, T0, ack=15, done=20, outcome="cancelled")
+    task("n1", ned, None, T0, done=60, outcome="done", due_outcome="met")
+    session.commit()
+    return ids

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from orchestrator import schema
 from orchestrator.api import create_app
 from orchestrator.apikeys import create_key
 from orchestrator.clock import FrozenClock
 from orchestrator.config import Settings
-from orchestrator.db import make_engine, make_session_factory, unit_of_work
+from orchestrator.db import unit_of_work
 from orchestrator.models import Account, Journey, Owner, PlaybookVersion, StepRun, Task
 from orchestrator.runtime import Runtime
 from tests.conftest import T0, create_database
+from tests.reports.conftest import migrated_database
 from tests.reports.fixture import UNTIL, seed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,26 +51,23 @@ def _second_playbook(session: Any) -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, Any]]]:
     # One browser run on SQLite is enough: the figures are tested on both databases in test_reports.py.
-    engine = make_engine(create_database("sqlite", tmp_path))
-    schema.upgrade(engine)
-    sessions = make_session_factory(engine)
-    with unit_of_work(sessions) as session:
-        seeded = seed(session)
-        _second_playbook(session)
-        keys = {"leader": create_key(session, name="vp", role="leader", now=T0),
-                "rep": create_key(session, name="rep", role="rep", owner=session.query(Owner).first(), now=T0)}
-    runtime = Runtime(settings=Settings(database_url=engine.url, exception_owner="ops@acme.example"),
-                      engine=engine, sessions=sessions, clock=FrozenClock(UNTIL))
-    app = create_app(runtime=runtime)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", keys, seeded
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        engine.dispose()
+    with migrated_database(create_database("sqlite", tmp_path)) as (engine, sessions):
+        with unit_of_work(sessions) as session:
+            seeded = seed(session)
+            _second_playbook(session)
+            keys = {"leader": create_key(session, name="vp", role="leader", now=T0),
+                    "rep": create_key(session, name="rep", role="rep", owner=session.query(Owner).first(), now=T0)}
+        runtime = Runtime(settings=Settings(database_url=engine.url, exception_owner="ops@acme.example"),
+                          engine=engine, sessions=sessions, clock=FrozenClock(UNTIL))
+        app = create_app(runtime=runtime)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}", keys, seeded
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)
 
 
 def test_dashboard_draws_charts_filters_and_drills_down(served: Any, tmp_path: Path) -> None:
@@ -101,7 +98,8 @@ def test_dashboard_draws_charts_filters_and_drills_down(served: Any, tmp_path: P
             assert page.locator("#approval-chart rect.bar").count() == 2
             assert page.locator("#noise-chart rect.bar").count() == 4
 
-            page.locator("#noise tr", has_text="approve").locator("a").click()
+            assert page.locator("#loop-chart rect.bar").count() == 5 and page.locator("#sla-chart").count() == 1
+            page.locator("#noise tr", has_text="approve").locator("td:nth-child(5) a").click()  # its tasks
             page.wait_for_selector("#tasks")
             shown = [int(cell) for cell in page.locator("#tasks tr.task td:first-child").all_inner_texts()]
             assert shown == sorted(seeded["tasks"]["approve"])

@@ -6,25 +6,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import URL
 
-from orchestrator import schema
-from orchestrator.db import make_engine, make_session_factory, unit_of_work
+from orchestrator.db import unit_of_work
 from orchestrator.models import Account, StageChange
 from orchestrator.reports.catalog import run_report
 from tests.conftest import T0
-from tests.reports.fixture import SINCE, UNTIL, seed
+from tests.reports.fixture import SINCE, UNTIL, seed_sla
 
 DAY = 86400
 
 
 @pytest.fixture
-def sessions(fresh_database: URL) -> Any:
-    engine = make_engine(fresh_database)
-    schema.upgrade(engine)
-    factory = make_session_factory(engine)
+def sessions(sessions: Any) -> Any:
+    factory = sessions
     with unit_of_work(factory) as session:
-        seed(session)
         accounts = [Account(name=n, domain=f"{n}.example", stage="acquire", stage_entered_at=T0) for n in "abcd"]
         session.add_all(accounts)
         session.flush()
@@ -43,8 +38,7 @@ def sessions(fresh_database: URL) -> Any:
         move(c, "acquire", "onboard", 2, 2)     # a tie with a's 2 days in acquire
         move(d, None, "acquire", 4, None)       # still in acquire
         move(d, "acquire", "onboard", 30, 1)    # outside the period: counted nowhere
-    yield factory
-    engine.dispose()
+    return factory
 
 
 def test_loop_funnel_drop_off_skipped_stage_and_time_in_stage(sessions: Any) -> None:
@@ -66,3 +60,29 @@ def test_automation_mix_per_stage(sessions: Any) -> None:
                      "automated_share": 1.0, "in_the_loop_share": round(11 / 18, 4),
                      "on_the_loop_share": round(7 / 18, 4), "out_of_loop_share": 0.0}]
     assert run_report("automation", sessions=sessions, since=UNTIL, until=UNTIL + timedelta(days=1)) == []
+
+
+def test_automation_mix_by_playbook_kind_and_team(sessions: Any) -> None:
+    with unit_of_work(sessions) as session:
+        seed_sla(session)  # five human `call` runs on acq (stage acquire, Beta: ana, team blue), no oversight
+    onboard = {"runs": 18, "automated": 18, "human": 0, "hybrid": 0, "automated_share": 1.0,
+               "in_the_loop_share": round(11 / 18, 4), "on_the_loop_share": round(7 / 18, 4),
+               "out_of_loop_share": 0.0}
+    # No automated run in acquire: its oversight shares are empty, not 0%.
+    acquire = {"runs": 5, "automated": 0, "human": 5, "hybrid": 0, "automated_share": 0.0,
+               "in_the_loop_share": None, "on_the_loop_share": None, "out_of_loop_share": None}
+
+    def report(by: str | None) -> list[dict[str, Any]]:
+        return run_report("automation", sessions=sessions, since=SINCE, until=UNTIL, by=by)
+
+    assert report(None) == report("stage") == [{"stage": "acquire", **acquire}, {"stage": "onboard", **onboard}]
+    assert report("playbook") == [{"playbook": "acq", **acquire}, {"playbook": "pb", **onboard}]
+    assert report("team") == [{"team": "blue", **acquire}, {"team": "red", **onboard}]
+    # Per kind the oversight shares are over that kind's own runs; no hybrid run: no hybrid row.
+    assert report("kind") == [
+        {"kind": "automated", "runs": 18, "automated_share": 1.0, "in_the_loop_share": round(11 / 18, 4),
+         "on_the_loop_share": round(7 / 18, 4), "out_of_loop_share": 0.0},
+        {"kind": "human", "runs": 5, "automated_share": 0.0, "in_the_loop_share": 0.0, "on_the_loop_share": 0.0,
+         "out_of_loop_share": 1.0}]
+    with pytest.raises(ValueError, match="group by one of stage, playbook, kind"):
+        report("owner")

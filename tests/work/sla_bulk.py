@@ -45,8 +45,13 @@ RUNGS = 2
 _CHUNK = 5000
 
 
-def build(engine: Engine, *, tasks: int, due: int, now: datetime, reps: int = 20) -> None:
-    """`tasks` open tasks, of which `due` are long overdue (every rung due) and the rest not due for weeks."""
+def build(engine: Engine, *, tasks: int, due: int, now: datetime, reps: int = 20,
+          age: timedelta = timedelta(days=14)) -> None:
+    """`tasks` open tasks, of which `due` were created `age` ago (overdue) and the rest not due for weeks.
+
+    At the default age every rung is due and so is the chain's end (an `sla_exhausted` item);
+    at 25 hours both rungs are due and the end is not.
+    """
     with engine.begin() as connection:
         manager_id = connection.execute(insert(Owner).values(
             email="manager@bulk.example", name="Manager", role="manager", working_hours={}, active=True,
@@ -78,7 +83,7 @@ def build(engine: Engine, *, tasks: int, due: int, now: datetime, reps: int = 20
             rows = []
             for n, account_id, journey_id, step_id in zip(numbers, account_ids, journey_ids, step_ids, strict=True):
                 overdue = n < due
-                created = now - timedelta(days=14) if overdue else now
+                created = now - age if overdue else now
                 ack_by = created + timedelta(hours=1) if overdue else now + timedelta(days=30)
                 due_at = created + timedelta(days=1) if overdue else now + timedelta(days=31)
                 rows.append({

@@ -136,3 +136,46 @@ def test_the_worker_process_stops_on_sigterm(fresh_database, tmp_path):
             process.kill()
     assert process.returncode == 0
     assert "worker: stopped" in output
+
+
+def test_tick_opens_due_playbook_reviews_and_reviews_done_closes_one(fresh_database):
+    from datetime import UTC, datetime
+
+    from orchestrator import schema
+    from orchestrator.db import make_engine
+    from orchestrator.models import Owner, PlaybookReview, PlaybookVersion
+    from orchestrator.playbook import load_playbook_text
+
+    engine = make_engine(fresh_database)
+    schema.upgrade(engine)
+    text = (Path(__file__).parents[2] / "playbooks/acquire/speed-to-lead.yaml").read_text()
+    playbook = load_playbook_text(text, "speed-to-lead.yaml", lint=False)
+    applied = datetime(2026, 9, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(Owner.__table__.insert(), [
+            {"email": "ria@acme.example", "name": "Ria", "role": "revops", "team": "RevOps", "working_hours": {},
+             "active": True, "created_at": applied},
+            {"email": "ola@acme.example", "name": "Ola", "role": "revops", "team": "RevOps", "working_hours": {},
+             "active": True, "created_at": applied}])
+        connection.execute(PlaybookVersion.__table__.insert().values(
+            playbook_id=playbook.id, version=1, name=playbook.name, stage=str(playbook.stage), checksum="x" * 64,
+            source_text=text, source_path="speed-to-lead.yaml", active=True, applied_at=applied,
+            applied_by="ria@acme.example"))
+    engine.dispose()
+    early = _invoke(fresh_database, "tick", "--now", "2026-10-30T15:00:00Z", "--job", "reviews.playbooks")
+    assert "reviews.playbooks: 0 items" in early.output, early.output  # review_every is 60d
+    due = _invoke(fresh_database, "tick", "--now", "2026-11-02T15:00:00Z", "--job", "reviews.playbooks")
+    assert "1 opened" in due.output, due.output
+    listed = _invoke(fresh_database, "reviews", "list")
+    assert "speed-to-lead" in listed.output and "ola@acme.example" in listed.output, listed.output
+    review_id = listed.output.splitlines()[1].split()[0]
+    shown = _invoke(fresh_database, "reviews", "show", review_id)
+    assert "Versions applied:" in shown.output and "v1 on 2026-09-01 by ria@acme.example" in shown.output
+    assert _invoke(fresh_database, "reviews", "done", review_id, "--by", "ola@acme.example").exit_code == 0
+    assert "no open reviews" in _invoke(fresh_database, "reviews", "list").output
+    again = _invoke(fresh_database, "tick", "--now", "2026-11-03T15:00:00Z", "--job", "reviews.playbooks")
+    assert "reviews.playbooks: 0 items" in again.output
+    engine = make_engine(fresh_database)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(PlaybookReview)) == 1
+    engine.dispose()

@@ -238,3 +238,31 @@ def test_weekly_digest_to_each_category_owner_on_monday_once(session, settings):
         select(OutboxMessage).where(OutboxMessage.idempotency_key.like("digest:weekly:%")))}
     assert "unknown_account: 1" in bodies["data-steward@example.com"]
     assert session.scalar(select(func.count()).select_from(Task)) == 0
+
+
+def test_a_missed_monday_sends_the_weekly_digest_once_later_that_week(session, settings):
+    from orchestrator import exception_queue
+    exception_queue.raise_item(session, settings=settings, category="unknown_account", message="x",
+                               at=utc(2026, 11, 27))
+    exception_queue.raise_item(session, settings=settings, category="unknown_account", message="this week",
+                               at=utc(2026, 11, 30, 20))
+    # Nobody ran on Monday 30 November: Tuesday's first business hour sends last week's log, once.
+    tuesday = utc(2026, 12, 1, 14)
+    assert reminders.send_weekly_digests(session, settings=settings, now=tuesday - timedelta(minutes=1)) == 0
+    assert reminders.send_weekly_digests(session, settings=settings, now=tuesday) == 2
+    assert reminders.send_weekly_digests(session, settings=settings, now=utc(2026, 12, 3, 15)) == 0
+    sent = {m.payload["to"]: m.payload for m in session.scalars(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key.like("digest:weekly:%")))}
+    assert "unknown_account: 1 raised" in sent["data-steward@example.com"]["body"]  # last week's only
+    assert sent["data-steward@example.com"]["subject"].endswith("week of 2026-11-23")
+    assert reminders.send_weekly_digests(session, settings=settings, now=utc(2026, 12, 7, 14)) == 2  # next week
+
+
+def test_daily_digests_after_days_of_outage_send_today_only(session, settings, feed, people):
+    make_task(feed, AccountFactory(owner=people["rep"]))
+    # Workers down Tuesday to Thursday: Friday morning brings one digest, not four.
+    assert reminders.send_daily_digests(session, settings=settings, now=utc(2026, 11, 27, 14)) == 1
+    assert reminders.send_daily_digests(session, settings=settings, now=utc(2026, 11, 27, 16)) == 0
+    keys = session.scalars(select(OutboxMessage.idempotency_key)
+                           .where(OutboxMessage.idempotency_key.like("digest:daily:%"))).all()
+    assert [key.rsplit(":", 1)[1] for key in keys] == ["2026-11-27"]

@@ -18,3 +18,22 @@ def test_exception_escalation_claims_items_through_the_escalation_index(postgres
     plans = _plans(postgres_session, lambda: claim_due_items(postgres_session, now=T0, limit=200),
                    "exception_items")
     assert all("ix_exception_items_escalation_due" in plan for plan in plans), plans
+
+
+def test_overdue_reviews_are_read_through_the_open_check_index(postgres_session, settings):  # noqa: F811
+    from orchestrator.work.reviews import check_overdue_reviews
+
+    plans = _plans(postgres_session, lambda: check_overdue_reviews(postgres_session, settings=settings, now=T0),
+                   "playbook_reviews")
+    assert all("ix_playbook_reviews_open_check" in plan for plan in plans), plans
+
+
+def test_daily_digests_read_open_tasks_per_person_through_an_index(postgres_session, settings):  # noqa: F811
+    from orchestrator.work.reminders import send_daily_digests
+    from tests.factories import OwnerFactory
+
+    OwnerFactory()
+    postgres_session.flush()
+    plans = _plans(postgres_session, lambda: send_daily_digests(postgres_session, settings=settings, now=T0),
+                   "tasks")
+    assert not any("Seq Scan on tasks" in plan for plan in plans), plans

@@ -1,7 +1,8 @@
 """Three `handoff worker` processes on one PostgreSQL, one killed with SIGKILL mid-sweep: every rung once.
 
-The count is HANDOFF_SLA_WORKER_TASKS (default 1,000 to keep CI on a 2-core box near a
-minute); `bench/sla.py --workers` runs the same scenario with 10,000.
+10,000 tasks, every rung of their two-rung chains due and the chains' end too (HANDOFF_SLA_WORKER_TASKS
+changes the count); about 80 s on a loaded 2-core box, most of it the three workers sweeping.
+`bench/sla.py --workers N` runs the same scenario and prints its time.
 """
 
 from __future__ import annotations
@@ -23,18 +24,31 @@ from orchestrator.db import make_engine
 from orchestrator.models import AuditEvent, ExceptionItem, OutboxMessage, SlaEvent, Task
 from tests.work.sla_bulk import RUNGS, build
 
-TASKS = int(os.environ.get("HANDOFF_SLA_WORKER_TASKS", "1000"))
+TASKS = int(os.environ.get("HANDOFF_SLA_WORKER_TASKS", "10000"))
 EXPECTED_KINDS = {("ack_breached", 0), ("due_breached", 0), ("escalated", 1), ("escalated", 2),
                   ("exhausted", RUNGS + 1)}
 
 
 def _worker(url: URL, log: Path) -> subprocess.Popen[bytes]:
+    # libpq names the worker's connections after its log, so the test can see it hold a batch.
     env = {**os.environ, "HANDOFF_DATABASE_URL": url.render_as_string(hide_password=False),
-           "HANDOFF_LOG_LEVEL": "WARNING"}
+           "HANDOFF_LOG_LEVEL": "WARNING", "PGAPPNAME": f"handoff-{log.stem}"}
     env.pop("HANDOFF_CONFIG", None)
     handle = log.open("wb")
     return subprocess.Popen([str(Path(sys.executable).parent / "handoff"), "worker", "--job", "sla.sweep"],
                             env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent)
+
+
+def _holds_a_batch(engine: Engine, name: str) -> bool:
+    """The worker is mid-sweep: one of its connections is in a transaction that has locked or written rows."""
+    with engine.connect() as connection:
+        return bool(connection.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name AND backend_xid IS NOT NULL"),
+            {"name": name}))
+
+
+def _ready(log: Path) -> bool:
+    return log.exists() and "SIGTERM stops it" in log.read_text(errors="replace")
 
 
 def _count(engine: Engine, query) -> int:
@@ -56,15 +70,15 @@ def run_scenario(url: URL, *, tasks: int, workdir: Path, timeout: float = 600) -
     killed = False
     try:
         while time.monotonic() - started < timeout:
-            done = _count(engine, escalated)
-            if not killed and done > 0:
-                workers[0].send_signal(signal.SIGKILL)  # mid-sweep: its open batch rolls back
+            if not killed and _holds_a_batch(engine, "handoff-worker0"):
+                workers[0].send_signal(signal.SIGKILL)  # mid-sweep: its claimed batch rolls back
                 workers[0].wait()
                 killed = True
                 workers.append(_worker(url, workdir / "worker3.log"))  # what an orchestrator would do
-            if killed and done >= tasks * RUNGS and _count(engine, remaining) == 0:
-                break
-            time.sleep(0.5)
+            if killed and _count(engine, escalated) >= tasks * RUNGS and _count(engine, remaining) == 0 \
+                    and all(_ready(workdir / f"worker{n}.log") for n in (1, 2, 3)):
+                break  # (a worker still starting up has no SIGTERM handler yet: wait for it to say so)
+            time.sleep(0.5 if killed else 0.05)
         elapsed = time.monotonic() - started
     finally:
         for process in workers[1:]:

@@ -36,6 +36,19 @@ class PageQuery(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
+class AccountQuery(PageQuery):
+    stage = fields.String(validate=validate.Length(max=20))
+    segment = fields.String(validate=validate.Length(max=40))
+    owner_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    domain = fields.String(validate=validate.Length(max=253))
+
+
+class TimelineQuery(PageQuery):
+    action = fields.String(validate=validate.Length(max=40), metadata={"description": "e.g. task_completed"})
+    journey_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    playbook = fields.String(validate=validate.Length(max=100))
+
+
 class EventOut(Schema):
     id = fields.Integer()
     at = fields.AwareDateTime()
@@ -55,12 +68,17 @@ class TimelinePage(Schema):
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(AccountQuery, location="query")
 @blp.response(200, AccountPage)
 @roles(*READERS)
 def list_accounts(query: dict[str, Any]) -> Any:
-    """Accounts the caller may see."""
+    """Accounts the caller may see; filter by stage, segment, owner or domain."""
     statement = visible_accounts(select(Account), principal()).order_by(Account.id).limit(query["limit"] + 1)
+    for name, column in (("stage", Account.stage), ("segment", Account.segment), ("owner_id", Account.owner_id)):
+        if name in query:
+            statement = statement.where(column == query[name])
+    if "domain" in query:
+        statement = statement.where(Account.domain == query["domain"].strip().lower())
     if "after" in query:
         statement = statement.where(Account.id > query["after"])
     with unit_of_work(runtime().sessions, read_only=True) as session:
@@ -77,15 +95,22 @@ def get_account(account_id: int) -> Any:
 
 
 @blp.route("/<id:account_id>/timeline", methods=["GET"])
-@blp.arguments(PageQuery, location="query")
+@blp.arguments(TimelineQuery, location="query")
 @blp.response(200, TimelinePage)
 @roles(*READERS)
 def timeline(query: dict[str, Any], account_id: int) -> Any:
-    """Signals, steps, tasks and automated actions, each with playbook version, rule and reason, in order."""
+    """Signals, steps, tasks and automated actions, each with playbook version, rule and reason, in order.
+
+    Filter by audit action, journey or playbook.
+    """
     with unit_of_work(runtime().sessions, read_only=True) as session:
         account_for(session, account_id, principal())
         statement = (select(AuditEvent).where(AuditEvent.account_id == account_id)
                      .order_by(AuditEvent.id).limit(query["limit"] + 1))
         if "after" in query:
             statement = statement.where(AuditEvent.id > query["after"])
+        for name, column in (("action", AuditEvent.action), ("journey_id", AuditEvent.journey_id),
+                             ("playbook", AuditEvent.playbook_id)):
+            if name in query:
+                statement = statement.where(column == query[name])
         return page_of(list(session.scalars(statement)), limit=query["limit"], key=lambda e: e.id)

@@ -12,6 +12,7 @@ import os
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -21,9 +22,11 @@ from werkzeug.wrappers import Response
 from orchestrator.api.app import runtime
 from orchestrator.apikeys import Principal, Role, authenticate
 from orchestrator.db import unit_of_work
-from orchestrator.errors import Forbidden
-from orchestrator.models import ApiKey, Journey, Owner, PlaybookVersion, StepRun, Task
+from orchestrator.errors import Forbidden, Invalid
+from orchestrator.models import ApiKey, Owner, PlaybookVersion
+from orchestrator.reports import drill
 from orchestrator.reports.catalog import run_report
+from orchestrator.reports.scope import Scope
 
 blp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="../templates")
 
@@ -90,78 +93,168 @@ def _filters() -> dict[str, Any]:
     if period not in PERIODS:
         period = "30d"
     until = runtime().clock.now()
-    return {"period": period, "since": until - timedelta(days=PERIODS[period]), "until": until,
-            "playbook": request.args.get("playbook", "")[:100], "stage": request.args.get("stage", "")[:20],
-            "team": request.args.get("team", "")[:100]}
+    found: dict[str, Any] = {"period": period, "since": until - timedelta(days=PERIODS[period]), "until": until,
+             "playbook": request.args.get("playbook", "")[:100], "stage": request.args.get("stage", "")[:20],
+             "team": request.args.get("team", "")[:100]}
+    found["scope"] = Scope(team=found["team"], stage=found["stage"], playbook=found["playbook"])
+    return found
 
 
-def _keep(row: dict[str, Any], filters: dict[str, Any], stages: dict[str, str]) -> bool:
-    if filters["playbook"] and row.get("playbook") != filters["playbook"]:
-        return False
-    return not (filters["stage"] and stages.get(row.get("playbook", "")) != filters["stage"])
+def _url(page: str, filters: dict[str, Any], **params: Any) -> str:
+    """A drill-down link keeping the period and filters; `params` win over them ("" drops one)."""
+    query = {"period": filters["period"], "team": filters["team"], "stage": filters["stage"],
+             "playbook": filters["playbook"], **params}
+    return f"/dashboard/{page}?" + urlencode({k: v for k, v in query.items() if v not in ("", None)})
+
+
+def _links(report: str, row: dict[str, Any], f: dict[str, Any]) -> dict[str, str]:
+    """For each number of a report row, the drill-down listing what it counts."""
+    if report in ("oversight", "noise"):
+        at = {"playbook": row["playbook"], "step": row["step"]}
+        tasks = {name: _url("tasks", f, which=which, **at) for name, which in (
+            ("tasks", "tasks"), ("decisions", "decisions"), ("approval_rate", "approved"),
+            ("rejection_rate", "rejected"), ("quick_share", "quick"), ("decide_median_s", "decisions"),
+            ("closed_without_action", "closed_without_action"), ("rated", "rated"), ("not_useful", "not_useful"))}
+        runs = {name: _url("runs", f, which=which, **at) for name, which in (
+            ("runs", "runs"), ("skipped", "skipped"), ("override_rate", "overridden"), ("noise_rate", "runs"))}
+        return {**tasks, **runs}
+    if report == "sla":
+        at = {"by": "team", "group": row["group"], "team": ""}
+        links = {name: _url("tasks", f, which=which, **at) for name, which in (
+            ("tasks", "tasks"), ("ack_adherence", "ack_breached"), ("due_adherence", "due_breached"),
+            ("breaches", "breaches"), ("paused_hours", "paused"), ("ack_median_min", "tasks"),
+            ("done_median_min", "tasks"))}
+        links.update({name: _url("tasks", f, which="escalated", rung=name.rsplit("_", 1)[1], **at) for name in row
+                      if name.startswith("escalations_rung_")})
+        return links
+    if report == "loop":
+        at = {"stage": row["stage"]}
+        return {name: _url("changes", f, which=which, **at) for name, which in (
+            ("entered", "entered"), ("moved_on", "moved_on"), ("drop_off", "entered"), ("skipped", "skipped"),
+            ("signal_journeys", "signal_journeys"), ("touched", "touched"), ("touch_median_min", "touched"),
+            ("touch_p90_min", "touched"))}
+    if report == "automation":
+        at = {"stage": row["stage"]}
+        return {name: _url("runs", f, which=which, **at) for name, which in (
+            ("runs", "runs"), ("automated", "automated"), ("human", "human"), ("hybrid", "hybrid"),
+            ("automated_share", "automated"))}
+    if report == "exceptions":
+        at = {"category": row["category"]}
+        return {name: _url("items", f, which=which, **at) for name, which in (
+            ("raised", "raised"), ("occurrences", "raised"), ("open", "open"), ("overdue", "overdue"),
+            ("overdue_share", "overdue"), ("open_median_age_h", "open"), ("oldest_open_age_h", "open"))}
+    if report == "time-saved":
+        at = {"playbook": row["playbook"]}
+        return {**{name: _url("runs", f, which="automated_actions", **at)
+                   for name in ("automated_actions", "automated_minutes")},
+                **{name: _url("tasks", f, which="human_tasks", **at)
+                   for name in ("human_estimate_minutes", "human_elapsed_minutes")}}
+    return {}
+
+
+# Figures that count the rows their drill-down lists (the others are rates, sums or times over them;
+# breaches count verdicts, two for a task that missed both deadlines, and list the tasks).
+COUNTS = frozenset({"runs", "decisions", "tasks", "skipped", "closed_without_action", "rated", "not_useful",
+                    "entered", "moved_on", "signal_journeys", "touched", "automated", "human",
+                    "hybrid", "raised", "open", "overdue", "automated_actions"})
+
+
+def is_count(name: str) -> bool:
+    return name in COUNTS or name.startswith("escalations_rung_")
+
+
+# What each section shows, in order: (report, title).
+SECTIONS = (("sla", "SLA adherence by team"), ("loop", "The Loop"), ("automation", "Automation mix"),
+            ("exceptions", "Exceptions"), ("time-saved", "Time saved"))
 
 
 @blp.route("")
 def overview() -> Any:
-    """Oversight calibration and noise, with filters and drill-down links."""
+    """Every report within the filters, charts and tables, each number a link to what it counts."""
     who = _require()
     if isinstance(who, Response):
         return who
     filters = _filters()
-    sessions = runtime().sessions
+    sessions, scope = runtime().sessions, filters["scope"]
     with unit_of_work(sessions, read_only=True) as session:
-        stages: dict[str, str] = {playbook: stage for playbook, stage in session.execute(
-            select(PlaybookVersion.playbook_id, PlaybookVersion.stage).distinct())}
-    oversight = [row for row in run_report("oversight", sessions=sessions, since=filters["since"],
-                                           until=filters["until"]) if _keep(row, filters, stages)]
-    noise = [row for row in run_report("noise", sessions=sessions, since=filters["since"], until=filters["until"])
-             if _keep(row, filters, stages)]
-    sla = run_report("sla", sessions=sessions, since=filters["since"], until=filters["until"], by="team")
-    if filters["team"]:
-        sla = [row for row in sla if row["group"] == filters["team"]]
-    more = {title: rows for title, rows in (
-        ("The Loop", run_report("loop", sessions=sessions, since=filters["since"], until=filters["until"])),
-        ("Automation mix", [row for row in run_report("automation", sessions=sessions, since=filters["since"],
-                                                      until=filters["until"])
-                            if not filters["stage"] or row["stage"] == filters["stage"]]),
-        ("Exceptions", run_report("exceptions", sessions=sessions, since=filters["since"], until=filters["until"])),
-        ("Time saved", [row for row in run_report("time-saved", sessions=sessions, since=filters["since"],
-                                                  until=filters["until"],
-                                                  estimates=runtime().settings.action_estimates)
-                        if _keep(row, filters, stages)]))}
-    return render_template("dashboard.html", filters=filters, periods=list(PERIODS),
-                           stages=sorted(set(stages.values())), playbooks=sorted(stages),
-                           oversight=oversight, noise=noise, sla=sla, more=more,
-                           approval_bars=_bars(oversight, "approval_rate"), noise_bars=_bars(noise, "noise_rate"))
+        stages = sorted(set(session.scalars(select(PlaybookVersion.stage).distinct())))
+        playbooks = sorted(set(session.scalars(select(PlaybookVersion.playbook_id).distinct())))
+        teams = sorted(team for team in session.scalars(select(Owner.team).distinct()) if team)
+
+    def rows(name: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return run_report(name, sessions=sessions, since=filters["since"], until=filters["until"], scope=scope,
+                          estimates=runtime().settings.action_estimates, **kwargs)
+
+    found = {"oversight": rows("oversight"), "noise": rows("noise"), "sla": rows("sla", by="team"),
+             "loop": rows("loop"), "automation": rows("automation"), "exceptions": rows("exceptions"),
+             "time-saved": rows("time-saved")}
+    links = {name: [_links(name, row, filters) for row in report] for name, report in found.items()}
+    charts = {
+        "sla-chart": _bars(found["sla"], "due_adherence", label="group"),
+        "loop-chart": _bars(found["loop"], "entered", label="stage"),
+        "automation-chart": _bars(found["automation"], "automated_share", label="stage"),
+        "exceptions-chart": _bars(found["exceptions"], "open", label="category"),
+        "time-saved-chart": _bars(found["time-saved"], "automated_minutes", label="playbook"),
+    }
+    return render_template("dashboard.html", filters=filters, periods=list(PERIODS), stages=stages,
+                           playbooks=playbooks, teams=teams, found=found, links=links, sections=SECTIONS,
+                           approval_bars=_bars(found["oversight"], "approval_rate"),
+                           noise_bars=_bars(found["noise"], "noise_rate"), charts=charts, is_count=is_count)
 
 
-def _bars(rows: list[dict[str, Any]], figure: str) -> list[dict[str, Any]]:
-    """One horizontal bar per row with a value: its label, share and width in a 300-unit chart."""
-    return [{"label": f"{row['playbook']}/{row['step']}", "value": row[figure], "width": round(300 * row[figure]),
-             "y": 24 * index} for index, row in enumerate(r for r in rows if r.get(figure) is not None)]
+def _bars(rows: list[dict[str, Any]], figure: str, *, label: str = "") -> list[dict[str, Any]]:
+    """One horizontal bar per row with a value: its label, value and width in a 300-unit chart (shares
+    at their size, counts against the largest)."""
+    shown = [r for r in rows if r.get(figure) is not None]
+    share = figure.endswith(("_rate", "_share", "_adherence"))
+    top = max((float(r[figure]) for r in shown), default=0.0) or 1.0
+    return [{"label": row[label] if label else f"{row['playbook']}/{row['step']}", "value": row[figure],
+             "share": share, "width": round(300 * (float(row[figure]) if share else float(row[figure]) / top)),
+             "y": 24 * index} for index, row in enumerate(shown)]
+
+
+def _drill_args() -> tuple[dict[str, Any], dict[str, Any]]:
+    filters = _filters()
+    return {"sessions": runtime().sessions, "since": filters["since"], "until": filters["until"],
+            "scope": filters["scope"], "which": request.args.get("which", "")[:40]}, filters
 
 
 @blp.route("/tasks")
 def tasks() -> Any:
-    """The tasks behind a number: those of one playbook step's runs in the period."""
+    """The tasks behind a number (a step's, or an SLA group's when `by` and `group` are given)."""
     who = _require()
     if isinstance(who, Response):
         return who
-    filters = _filters()
-    step = request.args.get("step", "")[:100]
-    query = (select(Task.id, Task.title, Task.kind, Task.status, Task.outcome, Task.created_at, Task.completed_at,
-                    Owner.email, Journey.playbook_id, StepRun.step_id)
-             .join(StepRun, StepRun.id == Task.step_run_id).join(Journey, Journey.id == StepRun.journey_id)
-             .join(Owner, Owner.id == Task.owner_id)
-             .where(StepRun.started_at >= filters["since"], StepRun.started_at < filters["until"])
-             .order_by(Task.id).limit(500))
-    if filters["playbook"]:
-        query = query.where(Journey.playbook_id == filters["playbook"])
-    if step:
-        query = query.where(StepRun.step_id == step)
-    with unit_of_work(runtime().sessions, read_only=True) as session:
-        rows = session.execute(query).all()
-    return render_template("tasks.html", filters=filters, step=step, rows=rows, when=_when)
+    args, filters = _drill_args()
+    args["which"] = args["which"] or "tasks"
+    step, by, group, rung = (request.args.get(name, "")[:200] for name in ("step", "by", "group", "rung"))
+    try:
+        rows = drill.tasks(**args, step=step, by=by, group=group, rung=int(rung) if rung.isdigit() else None)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="which") from None
+    return render_template("tasks.html", filters=filters, step=step, which=args["which"], group=group, rows=rows,
+                           when=_when)
+
+
+@blp.route("/<any(runs, items, changes):page>")
+def listing(page: str) -> Any:
+    """The step runs, exception items or stage changes (or journeys) behind a number."""
+    who = _require()
+    if isinstance(who, Response):
+        return who
+    args, filters = _drill_args()
+    try:
+        if page == "runs":
+            rows = drill.runs(**args, step=request.args.get("step", "")[:100])
+        elif page == "items":
+            rows = drill.items(**args, category=request.args.get("category", "")[:60])
+        else:
+            rows = drill.changes(**{**args, "scope": Scope(team=filters["team"], playbook=filters["playbook"])},
+                                 stage=filters["stage"])
+    except ValueError as exc:
+        raise Invalid(str(exc), field="which") from None
+    return render_template("listing.html", filters=filters, page=page, which=args["which"], rows=rows,
+                           when=_when)
 
 
 def _when(at: datetime | None) -> str:

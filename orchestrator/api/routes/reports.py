@@ -15,7 +15,7 @@ from orchestrator.api.app import runtime
 from orchestrator.apikeys import Role
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.reports.catalog import REPORTS, run_report, to_csv
-from orchestrator.reports.sla import GROUPINGS
+from orchestrator.reports.scope import Scope
 
 blp = Blueprint("reports", __name__, url_prefix="/reports", description="Leadership reports (leader and admin).")
 
@@ -26,7 +26,16 @@ MAX_PERIOD = timedelta(days=3660)  # ten years: a bound on the work one request 
 class ReportQuery(Schema):
     since = fields.AwareDateTime(metadata={"description": "start of the period (default: until - 30 days)"})
     until = fields.AwareDateTime(metadata={"description": "end of the period, exclusive (default: now)"})
-    by = fields.String(validate=validate.OneOf(GROUPINGS), metadata={"description": "grouping (sla only)"})
+    by = fields.String(validate=validate.Length(max=40),
+                       metadata={"description": "grouping (sla: owner, team, stage, playbook, step, segment, week; "
+                                                "noise and time-saved: playbook, team, owner, stage, segment, week; "
+                                                "or one and week, e.g. team,week)"})
+    team = fields.String(load_default="", validate=validate.Length(max=100),
+                         metadata={"description": "only this team"})
+    stage = fields.String(load_default="", validate=validate.Length(max=20),
+                          metadata={"description": "only this stage"})
+    playbook = fields.String(load_default="", validate=validate.Length(max=100),
+                             metadata={"description": "only this playbook"})
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
 
 
@@ -55,6 +64,7 @@ def get_report(query: dict[str, Any], name: str) -> Response:
         raise Invalid("since: must be before until, at most ten years before", field="since")
     try:
         rows = run_report(name, sessions=runtime().sessions, since=since, until=until, by=query.get("by"),
+                          scope=Scope(team=query["team"], stage=query["stage"], playbook=query["playbook"]),
                           estimates=runtime().settings.action_estimates)
     except ValueError as exc:
         raise Invalid(str(exc), field="by") from None

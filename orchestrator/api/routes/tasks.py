@@ -11,14 +11,24 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.api.access import READERS, acting_owner, principal, roles, task_for, visible_tasks
+from orchestrator.api.access import (
+    READERS,
+    acting_owner,
+    actor_name,
+    principal,
+    roles,
+    task_for,
+    visible_tasks,
+)
 from orchestrator.api.app import page_of, runtime
 from orchestrator.apikeys import Principal, Role
 from orchestrator.db import unit_of_work
 from orchestrator.errors import Conflict, HandoffError
-from orchestrator.journeys.decisions import decide_task
+from orchestrator.journeys.decisions import MAX_PUBLISHED_TEXT, decide_task
 from orchestrator.models import OPEN_STATUSES, Account, Journey, SlaState, Task, TaskStatus
+from orchestrator.work.briefs import SCREEN_LIMIT, BriefOptions, live_brief
 from orchestrator.work.entitlements import check_decider, check_reassigner, known_actor
+from orchestrator.work.feedback import MAX_NOTE, give_feedback
 from orchestrator.work.sla import pause_task, resume_task, state_condition
 from orchestrator.work.tasks import acknowledge_task, reassign_task
 
@@ -54,7 +64,9 @@ class TaskOut(Schema):
 
 class TaskDetail(TaskOut):
     brief = fields.Dict()
-    brief_text = fields.String()
+    brief_text = fields.String(metadata={"description": "the brief as created: the CRM task's description"})
+    brief_live = fields.String(metadata={"description": "the brief rendered from current data: the journey's "
+                                                        "state now, signals since the task was created marked [new]"})
 
 
 class TaskPage(Schema):
@@ -86,6 +98,24 @@ class Reassignment(Schema):
 
 class Decision(Schema):
     outcome = fields.String(required=True, validate=validate.OneOf(["done", "approved", "rejected", "published"]))
+    text = fields.String(validate=validate.Length(min=1, max=MAX_PUBLISHED_TEXT), metadata={
+        "description": "publish a review with this text (the reviewer's edit of the draft); the audit trail "
+                       "keeps the draft and the published text, with `edited: true` when they differ"})
+
+
+class Feedback(Schema):
+    useful = fields.Boolean(required=True, metadata={"description": "was this task worth your time?"})
+    note = fields.String(load_default="", validate=validate.Length(max=MAX_NOTE),
+                         metadata={"description": "why (the playbook's writer reads it)"})
+
+
+class FeedbackOut(Schema):
+    task_id = fields.Integer()
+    by = fields.String()
+    useful = fields.Boolean()
+    note = fields.String()
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
 
 
 def etag(task: Task) -> str:
@@ -134,17 +164,34 @@ def list_tasks(query: dict[str, Any]) -> Any:
 @roles(*READERS)
 def get_task(task_id: int) -> Any:
     """One task with its decision brief; the ETag goes back in If-Match on a decision."""
-    with unit_of_work(runtime().sessions, read_only=True) as session:
+    rt = runtime()
+    with unit_of_work(rt.sessions, read_only=True) as session:
         task = task_for(session, task_id, principal())
-        return task, 200, {"ETag": etag(task)}
+        detail = {name: getattr(task, name) for name in TaskDetail._declared_fields if name != "brief_live"}
+        detail["brief_live"] = live_brief(session, task=task, now=rt.clock.now(), limit=SCREEN_LIMIT,
+                                          options=BriefOptions.from_settings(rt.settings)).text
+        return detail, 200, {"ETag": etag(task)}
 
 
-def _actor(session: Session, who: Principal, task: Task) -> str:
-    owner = acting_owner(session, who)
-    if owner is None:  # an admin key bound to nobody acts as itself, by name
-        return f"apikey:{who.name}"
-    check_decider(session, task=task, actor=owner, admin=who.role == Role.ADMIN)
-    return owner.email
+def _locked_task_for(session: Session, task_id: int, who: Principal, *, reassigning: bool = False) -> tuple[Task, str]:
+    """The task the caller acts on, locked and as the database has it now, and how the audit trail names them.
+
+    Not found unless the caller may see it; the account's row lock (as decisions take it) serialises
+    two people acting on one task at once, and If-Match is checked against the state read under that
+    lock, so the second of two requests sent with the same ETag gets 412 rather than also winning.
+    Then the entitlement: who may decide (or, `reassigning`, who may give the task away).
+    """
+    task = task_for(session, task_id, who)
+    session.execute(select(Account.id).where(Account.id == task.account_id).with_for_update())
+    task = session.get_one(Task, task_id, populate_existing=True)
+    _check_precondition(task)
+    me = acting_owner(session, who)
+    admin = who.role == Role.ADMIN
+    if reassigning:
+        check_reassigner(session, task=task, actor=me, admin=admin)
+    elif me is not None:  # an admin key bound to nobody acts as itself, by name
+        check_decider(session, task=task, actor=me, admin=admin)
+    return task, me.email if me is not None else f"apikey:{who.name}"
 
 
 @blp.route("/<id:task_id>/ack", methods=["POST"])
@@ -154,9 +201,7 @@ def ack_task(task_id: int) -> Any:
     """Acknowledge a task (stops its acknowledgement clock)."""
     rt = runtime()
     with unit_of_work(rt.sessions) as session:
-        task = task_for(session, task_id, principal())
-        _check_precondition(task)
-        actor = _actor(session, principal(), task)
+        task, actor = _locked_task_for(session, task_id, principal())
         task = acknowledge_task(session, task=task, actor=actor, now=rt.clock.now())
         return task, 200, {"ETag": etag(task)}
 
@@ -168,23 +213,11 @@ def ack_task(task_id: int) -> Any:
 def decide(decision: dict[str, Any], task_id: int) -> Any:
     """Close a task with an outcome; the journey moves on. A second decision gets 409."""
     rt = runtime()
-    who = principal()
     with unit_of_work(rt.sessions) as session:
-        task = task_for(session, task_id, who)
-        _check_precondition(task)
-        actor = _actor(session, who, task)
+        task, actor = _locked_task_for(session, task_id, principal())
         task = decide_task(session=session, settings=rt.settings, task_id=task.id, outcome=decision["outcome"],
-                           actor=actor, now=rt.clock.now())
+                           actor=actor, now=rt.clock.now(), text=decision.get("text"))
         return task, 200, {"ETag": etag(task)}
-
-
-def _locked(session: Session, task: Task) -> Task:
-    # The account's row lock, as decisions take it, then the task as the database has it now:
-    # two people pausing or resuming one task at once are serialised, and the second gets 409.
-    session.execute(select(Account.id).where(Account.id == task.account_id).with_for_update())
-    locked = session.get(Task, task.id, populate_existing=True)
-    assert locked is not None
-    return locked
 
 
 @blp.route("/<id:task_id>/wait", methods=["POST"])
@@ -194,12 +227,8 @@ def _locked(session: Session, task: Task) -> Task:
 def wait(body: dict[str, Any], task_id: int) -> Any:
     """Stop the task's SLA clock while it waits (on the customer), with a reason; 409 if already waiting."""
     rt = runtime()
-    who = principal()
     with unit_of_work(rt.sessions) as session:
-        task = task_for(session, task_id, who)
-        _check_precondition(task)
-        actor = _actor(session, who, task)
-        task = _locked(session, task)
+        task, actor = _locked_task_for(session, task_id, principal())
         if not pause_task(session, settings=rt.settings, task=task, actor=actor, now=rt.clock.now(),
                           reason=body["reason"]):
             raise Conflict(f"task {task.id} is already waiting (since {task.paused_at:%Y-%m-%d %H:%M} UTC)")
@@ -212,12 +241,8 @@ def wait(body: dict[str, Any], task_id: int) -> Any:
 def resume(task_id: int) -> Any:
     """Restart the SLA clock with the business time that was left; the deadlines move; 409 if not waiting."""
     rt = runtime()
-    who = principal()
     with unit_of_work(rt.sessions) as session:
-        task = task_for(session, task_id, who)
-        _check_precondition(task)
-        actor = _actor(session, who, task)
-        task = _locked(session, task)
+        task, actor = _locked_task_for(session, task_id, principal())
         if not resume_task(session, settings=rt.settings, task=task, actor=actor, now=rt.clock.now()):
             raise Conflict(f"task {task.id} is not waiting")
         return task, 200, {"ETag": etag(task)}
@@ -230,14 +255,24 @@ def resume(task_id: int) -> Any:
 def reassign(body: dict[str, Any], task_id: int) -> Any:
     """Give an open task to another active owner (admin, or up the assignee's manager chain); audited."""
     rt = runtime()
+    with unit_of_work(rt.sessions) as session:
+        task, actor = _locked_task_for(session, task_id, principal(), reassigning=True)
+        to = known_actor(session, email=body["owner_email"])
+        task = reassign_task(session, settings=rt.settings, task=task, to=to, reason=body["reason"],
+                             actor=actor, now=rt.clock.now())
+        return task, 200, {"ETag": etag(task)}
+
+
+@blp.route("/<id:task_id>/feedback", methods=["POST"])
+@blp.arguments(Feedback)
+@blp.response(200, FeedbackOut)
+@roles(Role.ADMIN, Role.REP)
+def feedback(body: dict[str, Any], task_id: int) -> Any:
+    """Say whether the task was useful, with a note; one verdict per person, a second one replaces it."""
+    rt = runtime()
     who = principal()
     with unit_of_work(rt.sessions) as session:
         task = task_for(session, task_id, who)
-        _check_precondition(task)
-        me = acting_owner(session, who)
-        check_reassigner(session, task=task, actor=me, admin=who.role == Role.ADMIN)
-        to = known_actor(session, email=body["owner_email"])
-        task = _locked(session, task)
-        task = reassign_task(session, settings=rt.settings, task=task, to=to, reason=body["reason"],
-                             actor=me.email if me is not None else f"apikey:{who.name}", now=rt.clock.now())
-        return task, 200, {"ETag": etag(task)}
+        return give_feedback(session, task=task, actor=acting_owner(session, who), by=actor_name(session, who),
+                             useful=body["useful"], note=body["note"], now=rt.clock.now(),
+                             admin=who.role == Role.ADMIN)

@@ -54,6 +54,28 @@ def fake_time() -> FakeTime:
     return FakeTime()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    """Each test starts without the connector's process-wide state: DAILY pauses, replay guards, tokens.
+
+    A DAILY pause is keyed by connector name and host, and a fake server's host is a port the
+    system may hand out again: a pause left by an earlier test (on its own clock, fake or real)
+    would otherwise hold an unrelated later test's connector, now and then.
+    """
+    from connectors.hubspot import connector, transport
+
+    def clear() -> None:
+        with connector._STATE_LOCK:
+            connector._PAUSED.clear()
+            connector._REPLAYS.clear()
+        with transport._TOKENS_LOCK:
+            transport._TOKENS.clear()
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture
 def hubspot(fake_time: FakeTime, tmp_path: Any) -> Iterator[FakeHubSpot]:
     fake = FakeHubSpot(clock=fake_time.monotonic, wall=fake_time.now)

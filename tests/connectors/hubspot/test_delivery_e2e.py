@@ -278,3 +278,89 @@ def test_an_escalation_writes_the_new_owner_and_priority_to_the_hubspot_task_onc
     assert after.id == remote.id
     assert after.properties["hubspot_owner_id"] == manager_hubspot_id
     assert after.properties["hs_task_priority"] == "HIGH"
+
+
+def test_a_task_of_a_deal_s_journey_is_associated_with_the_deal_too(deployment: Deployment,
+                                                                       fake: FakeHubSpot) -> None:
+    from orchestrator.models import Deal, Journey, PlaybookVersion
+
+    account_id, company = next(iter(deployment.companies.items()))
+    remote_deal = fake.add("deals", {"dealname": "Co 0 renewal", "dealstage": "contractsent"})
+    with deployment.sessions.begin() as session:
+        deal = Deal(account_id=account_id, name="Co 0 renewal", stage="contractsent")
+        version = PlaybookVersion(playbook_id="renew", version=1, name="Renew", stage="renew", checksum="0" * 64,
+                                  source_text="id: renew", source_path="renew.yaml")
+        session.add_all([deal, version])
+        session.flush()
+        session.add(ExternalId(kind="deal", local_id=deal.id, source="hubspot", external_id=remote_deal))
+        journey = Journey(account_id=account_id, playbook_id="renew", playbook_version_id=version.id,
+                          enrollment_key="renew:1", deal_id=deal.id, status="active", enrolled_at=T0)
+        session.add(journey)
+        session.flush()
+        journey_id = journey.id
+    deployment.enqueue(2)
+    with deployment.sessions.begin() as session:
+        first = session.scalars(select(Task).order_by(Task.id)).first()
+        assert first is not None
+        first.journey_id = journey_id
+    deployment.deliver()
+    deployment.assert_exactly_once()
+    by_key = {t.properties["handoff_key"]: t for t in fake.live("tasks")}
+    with_deal = [t for t in by_key.values() if fake.associated("tasks", t.id, "deals")]
+    assert [t.properties["handoff_key"] for t in with_deal] == [f"task:{first.id}:create"]
+    assert fake.associated("tasks", with_deal[0].id, "deals") == [remote_deal]
+    assert 216 in fake.associations[("tasks", with_deal[0].id)][("deals", remote_deal)]
+    assert fake.associated("tasks", with_deal[0].id, "companies") == [company]
+
+
+def test_a_task_is_associated_with_its_contact_chosen_by_the_core(deployment: Deployment, fake: FakeHubSpot) -> None:
+    """Champion first; else the first contact with a HubSpot id; the trigger's own person before both;
+    an account without HubSpot contacts still gets its task, associated with its company only."""
+    from orchestrator.durations import parse_duration
+    from orchestrator.models import Contact, Signal
+    from orchestrator.playbook.model import Sla
+    from orchestrator.work.briefs import Brief
+    from orchestrator.work.tasks import create_task
+
+    with_champion, without_hubspot_champion, triggered, bare = sorted(deployment.companies)[:4]
+    remote: dict[str, str] = {}
+    with deployment.sessions.begin() as session:
+        def contact(account_id: int, name: str, role: str, *, in_hubspot: bool = True) -> None:
+            email = f"{name.lower()}@{account_id}.example"
+            row = Contact(account_id=account_id, name=name, email=email, role=role)
+            session.add(row)
+            session.flush()
+            if in_hubspot:
+                remote[name] = fake.add("contacts", {"email": email, "firstname": name})
+                session.add(ExternalId(kind="contact", local_id=row.id, source="hubspot", external_id=remote[name]))
+
+        contact(with_champion, "Uma", "user")
+        contact(with_champion, "Cam", "champion")
+        contact(without_hubspot_champion, "Chad", "champion", in_hubspot=False)
+        contact(without_hubspot_champion, "Ada", "admin")
+        contact(triggered, "Tia", "champion")
+        contact(triggered, "Lee", "user")
+        contact(bare, "Nia", "champion", in_hubspot=False)
+        lead = Signal(type="lead.created", dedupe_key="lead:1", account_id=triggered, source="webhook",
+                      payload={"email": f"LEE@{triggered}.example"}, occurred_at=T0)
+        session.add(lead)
+        session.flush()
+        owner = session.get(Owner, deployment.owner_id)
+        assert owner is not None
+        for account_id in (with_champion, without_hubspot_champion, triggered, bare):
+            account = session.get(Account, account_id)
+            assert account is not None
+            create_task(session, settings=deployment.settings, account=account, owner=owner, kind="action",
+                        title=f"Call {account.name}", recommendation="Call",
+                        brief=Brief(data={"trigger": None, "recommendation": "Call", "assigned": "owner"},
+                                    text="Why you got this"),
+                        sla=Sla(due=parse_duration("2 business days"), ack=None, escalate=()), now=T0,
+                        signal=lead if account_id == triggered else None)
+    deployment.deliver()
+    deployment.assert_exactly_once()
+    by_account = {m.account_id: m.remote_id for m in deployment.messages()}
+    assert fake.associated("tasks", by_account[with_champion], "contacts") == [remote["Cam"]]
+    assert 204 in fake.associations[("tasks", by_account[with_champion])][("contacts", remote["Cam"])]
+    assert fake.associated("tasks", by_account[without_hubspot_champion], "contacts") == [remote["Ada"]]
+    assert fake.associated("tasks", by_account[triggered], "contacts") == [remote["Lee"]]
+    assert fake.associated("tasks", by_account[bare], "contacts") == []

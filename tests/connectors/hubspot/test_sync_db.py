@@ -20,6 +20,7 @@ from orchestrator.intake.records import upsert_records
 from orchestrator.models import Account, Contact, Deal, ExternalId, Owner, Signal
 from tests import factories
 from tests.conftest import T0
+from tests.connectors.hubspot.conftest import FakeTime
 from tests.fakes.hubspot import FakeHubSpot
 
 
@@ -127,3 +128,39 @@ def test_two_accounts_claiming_one_company_is_a_conflict_not_a_merge(
     session.refresh(second)
     assert (first.domain, second.domain) == ("hooli.example", "hooli-xyz.example")
     assert session.scalar(select(func.count()).select_from(Account)) == 2
+
+
+def test_a_waiting_task_status_in_hubspot_pauses_the_clock_and_another_resumes_it(
+        session: Session, settings: Settings, hubspot: FakeHubSpot, fake_time: FakeTime,
+        make_connector: Callable[..., HubSpotConnector]) -> None:
+    from orchestrator.models import Task
+    from orchestrator.work import sla as _sla  # noqa: F401  (installs the CRM-status pause, as every command does)
+
+    account = factories.AccountFactory(name="Acme", domain="acme.example")
+    company = hubspot.add("companies", {"name": "Acme", "domain": "acme.example"}, modified=T0 - timedelta(days=3))
+    remote = hubspot.add("tasks", {"hs_task_subject": "Call", "hs_task_status": "WAITING",
+                                   "handoff_key": "task:1:create"}, modified=T0 - timedelta(hours=1))
+    hubspot.associate("tasks", remote, "companies", company, 192)
+    other = hubspot.add("tasks", {"hs_task_subject": "Not ours", "hs_task_status": "WAITING"},
+                        modified=T0 - timedelta(hours=1))
+    hubspot.associate("tasks", other, "companies", company, 192)
+    task = Task(account_id=account.id, owner_id=account.owner_id, title="Call", due_at=T0 + timedelta(days=2),
+                created_at=T0 - timedelta(days=1), crm_id=remote, crm_source="hubspot")
+    session.add(task)
+    session.flush()
+
+    def sync(cursor: dict[str, Any] | None) -> dict[str, Any]:
+        cursors: dict[str, Any] = dict(cursor or {})
+        for page in make_connector(settings).pull(cursor=cursor):
+            upsert_records(session, source="hubspot", records=page.records, now=fake_time.now(), settings=settings)
+            if page.cursor is not None:
+                cursors[page.object_type] = page.cursor
+        session.flush()
+        return cursors
+
+    cursor = sync(None)
+    assert task.paused_at == T0
+    fake_time.advance(3600)
+    hubspot.update("tasks", remote, {"hs_task_status": "IN_PROGRESS"}, modified=T0 + timedelta(minutes=30))
+    sync(cursor)
+    assert task.paused_at is None and task.paused_seconds == 3600

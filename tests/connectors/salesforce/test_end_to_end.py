@@ -278,3 +278,37 @@ def test_a_waiting_status_in_salesforce_pauses_the_sla_clock_and_another_resumes
     resumed = {t.id: t for t in org.tasks()}[task.id]
     assert resumed.paused_at is None and resumed.due_at > due_before  # the waiting time was given back
     assert [m for m in org.outbox() if m.kind == "crm.update_task" and m.task_id == task.id]
+
+
+def test_a_task_names_the_account_s_champion_as_its_whoid_and_an_account_without_contacts_still_writes(
+        fresh_database: URL, tmp_path: Path) -> None:
+    with FakeSalesforce(tmp_dir=tmp_path) as fake:
+        users = seed_users(fake.org)
+        accounts = [fake.org.insert("Account", {"Name": f"Customer {n}", "Website": f"c{n}.example",
+                                                "OwnerId": users[1]["Id"]}) for n in range(2)]
+        for account in accounts:
+            fake.org.insert("Opportunity", {"AccountId": account["Id"], "Name": f"Platform {account['Name']}",
+                                            "StageName": "Negotiation", "Amount": 30000.0,
+                                            "CloseDate": date(2026, 12, 31), "OwnerId": users[1]["Id"]})
+        # Customer 0: a user first, then its champion; Customer 1 has no contacts at all.
+        fake.org.insert("Contact", {"AccountId": accounts[0]["Id"], "FirstName": "Uma", "LastName": "User",
+                                    "Email": "uma@c0.example", "Contact_Role__c": "user"})
+        champion = fake.org.insert("Contact", {"AccountId": accounts[0]["Id"], "FirstName": "Cam",
+                                               "LastName": "Champion", "Email": "cam@c0.example",
+                                               "Contact_Role__c": "champion"})
+        org = Org(fresh_database, fake, fields={
+            "account": {"health": "Health_Score__c", "segment": "Segment__c", "renewal_date": "Renewal_Date__c"},
+            "contact": {"role": "Contact_Role__c"}})
+        try:
+            org.sync()
+            _win_all_deals(fake)
+            org.sync()
+            org.deliver()
+            org.assert_each_task_once_with_its_brief()
+            by_account = {row["WhatId"]: row for row in fake.org.find("Task")}
+            assert set(by_account) == {a["Id"] for a in accounts}
+            assert by_account[accounts[0]["Id"]]["WhoId"] == champion["Id"]
+            assert not by_account[accounts[1]["Id"]].get("WhoId")
+            assert {m.status for m in org.outbox()} == {OutboxStatus.DELIVERED}
+        finally:
+            org.runtime.close()

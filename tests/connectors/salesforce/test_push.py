@@ -205,3 +205,20 @@ def test_bad_credentials_are_one_line_and_hold_the_items(fake_sf, sf_users, sf_a
     (result,) = connector.push([_task_message(1, account_sf_id=sf_account["Id"], owner_sf_id=sf_users[1]["Id"])])
     assert result.outcome == "retry" and result.error == "salesforce login failed (invalid_grant)"
     assert connector.check() == ["salesforce login failed (invalid_grant)"]
+
+
+def test_whoid_is_the_payload_s_salesforce_contact_and_nothing_else(fake_sf, sf_users, sf_account,
+                                                                     make_connector) -> None:
+    contact = fake_sf.org.insert("Contact", {"AccountId": sf_account["Id"], "LastName": "Champion"})
+    owner = sf_users[1]["Id"]
+    messages = [
+        _task_message(1, account_sf_id=sf_account["Id"], owner_sf_id=owner,
+                      contact_crm_ref={"salesforce": contact["Id"], "hubspot": "501"}),
+        _task_message(2, account_sf_id=sf_account["Id"], owner_sf_id=owner, contact_crm_ref={"hubspot": "501"}),
+        _task_message(3, account_sf_id=sf_account["Id"], owner_sf_id=owner,
+                      contact_crm_ref={"salesforce": "00Q000000000001AAA"}),  # a Lead, not a Contact
+    ]
+    assert [r.outcome for r in make_connector().push(messages)] == ["delivered"] * 3
+    tasks = _tasks(fake_sf)
+    assert tasks["task:1:create"][0]["WhoId"] == contact["Id"]
+    assert not tasks["task:2:create"][0].get("WhoId") and not tasks["task:3:create"][0].get("WhoId")
