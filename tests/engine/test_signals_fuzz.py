@@ -141,7 +141,10 @@ BYTE_LINES = st.lists(st.one_of(_mangled(), st.binary(max_size=40).map(lambda b:
 def _check(databases: list[IngestDatabase], lines: list[bytes]) -> None:
     data = b"\n".join(lines) + b"\n"
     outcomes = [database.ingest_bytes(data) for database in databases]
-    expected_numbers = [n for n, text in enumerate(data.split(b"\n"), start=1) if text.strip()]
+    # A byte-order mark opening the input is not part of line 1 (intake/lines.py), so a line of
+    # nothing but that mark is blank.
+    expected_numbers = [n for n, text in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1)
+                        if text.strip()]
     for outcome in outcomes:
         assert [int(OUTCOME.fullmatch(report).group("number")) for report in outcome.report  # type: ignore[union-attr]
                 ] == expected_numbers, outcome.output
@@ -176,6 +179,8 @@ def test_fuzzed_json_lines_are_each_accepted_or_rejected_by_field_alike_on_both_
 @FUZZ
 @example(lines=[_encode(json.dumps(signal())) + b"\xff", _encode(json.dumps(signal())), "\n".join(
     json.dumps(signal()) for _ in range(3)).encode("utf-16"), b"\xed\xa0\x80", b"\xc0\xaf{}"])
+@example(lines=[b"\xef\xbb\xbf"])
+@example(lines=[b"\xef\xbb\xbf" + _encode(json.dumps(signal())), b"\xef\xbb\xbf"])
 @given(lines=BYTE_LINES)
 def test_fuzzed_bytes_are_each_accepted_or_rejected_alike_on_both_databases(databases, lines):
     _check(databases, lines)
