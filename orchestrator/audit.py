@@ -58,6 +58,7 @@ class AuditAction(StrEnum):
     REVIEW_OVERDUE = "review_overdue"
     REVIEW_DONE = "review_done"
     VARIANT_ASSIGNED = "variant_assigned"  # a split step: detail has experiment, variant, bucket
+    HEALTH_DROPPED = "health_dropped"  # a health score fell by the model's rule; detail has scores and reasons
     MONITOR_FIRED = "monitor_fired"  # once per monitor, account and window; detail has the figures
 
 

@@ -26,7 +26,7 @@ from orchestrator.db import connection_lost, describe_error, is_transient
 from orchestrator.errors import EngineError
 from orchestrator.exception_queue import Category
 from orchestrator.intake import signals
-from orchestrator.journeys import monitors
+from orchestrator.journeys import health, monitors
 from orchestrator.journeys.decisions import OUTCOMES, decide, decide_task, end_journey, override_step, retry_journey
 from orchestrator.journeys.steps import (
     Next,
@@ -259,6 +259,7 @@ def _process_signal(run: Run, signal: Signal) -> None:
     _wake_journeys(run, account, journeys, signal, waits)
     _enroll(run, account, signal)
     monitors.observe(run, account, signal)  # a firing is a new signal, evaluated in a later pass
+    health.observe(run, account, signal)  # so is health.dropped
 
 
 def _complete_from_signal(run: Run, signal: Signal) -> None:

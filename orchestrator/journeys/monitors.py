@@ -43,7 +43,7 @@ from orchestrator.worker.jobs import JobResult, job
 if TYPE_CHECKING:
     from orchestrator.runtime import Runtime
 
-__all__ = ["observe", "sweep_silences"]
+__all__ = ["figures_at", "fold", "observe", "sweep_silences"]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,16 @@ def observe(run: Run, account: Account, signal: Signal) -> None:
 # -- window monitors ---------------------------------------------------------------------
 
 
-def _aggregate(run: Run, key: str, monitor: Monitor, account_id: int, signal: Signal) -> None:
+def fold(run: Run, key: str, monitor: Monitor, account_id: int,
+         signal: Signal) -> tuple[MonitorWindow | None, bool]:
+    """Count `signal` in the window of `key` that holds it; that window, and whether it is the current one.
+
+    Health measures keep their windows here too (under their own keys), so they read the same
+    figures a monitor's `when` does at the same cost.
+    """
     window, current = _window_for(run, key, monitor, account_id, signal.occurred_at)
     if window is None:
-        return  # older than every window still kept
+        return None, False  # older than every window still kept
     value = _number((signal.payload or {}).get(monitor.field)) if monitor.field else None
     window.signals += 1
     if value is not None:
@@ -84,14 +90,41 @@ def _aggregate(run: Run, key: str, monitor: Monitor, account_id: int, signal: Si
         window.low = value if window.low is None else min(window.low, value)
         window.high = value if window.high is None else max(window.high, value)
     window.updated_at = run.now
-    if not current:
-        return  # a late signal corrects an older window's figures; only the current window fires
+    return window, current
+
+
+def figures_at(run: Run, key: str, monitor: Monitor, account_id: int, at: datetime) -> dict[str, Any]:
+    """value, previous, change and count of the account's window at `at` (the current one if `at` is older).
+
+    A window that has ended with no signal after it reads as empty (count and sum 0), with the
+    ended one as the window before when they are adjacent: the scheduler's view of a quiet account.
+    """
+    latest = _remembered(run, ("monitor_latest", key, account_id), lambda: run.session.scalar(
+        select(MonitorWindow).where(MonitorWindow.monitor_key == key, MonitorWindow.account_id == account_id)
+        .order_by(MonitorWindow.window_start.desc()).limit(1)))
+    if latest is None:
+        return _figures(monitor, None, None)
+    if at < latest.window_end:
+        return _figures(monitor, latest, _previous(run, key, account_id, latest))
+    start, _end = _bounds(run, monitor, at, after=latest.window_end)
+    return _figures(monitor, None, latest if start == latest.window_end else None)
+
+
+def _previous(run: Run, key: str, account_id: int, window: MonitorWindow) -> MonitorWindow | None:
     previous = _remembered(run, ("monitor_previous", key, account_id, window.window_start), lambda: run.session.scalar(
         select(MonitorWindow).where(MonitorWindow.monitor_key == key, MonitorWindow.account_id == account_id,
                                     MonitorWindow.window_start < window.window_start)
         .order_by(MonitorWindow.window_start.desc()).limit(1)))
     if previous is not None and previous.window_end != window.window_start:
-        previous = None  # the window just before had no signal at all
+        return None  # the window just before had no signal at all
+    return previous
+
+
+def _aggregate(run: Run, key: str, monitor: Monitor, account_id: int, signal: Signal) -> None:
+    window, current = fold(run, key, monitor, account_id, signal)
+    if window is None or not current:
+        return  # a late signal corrects an older window's figures; only the current window fires
+    previous = _previous(run, key, account_id, window)
     figures = _figures(monitor, window, previous)
     try:
         crossed = bool(monitor.when is not None and monitor.when.evaluate(figures))
@@ -160,13 +193,15 @@ def _bounds(run: Run, monitor: Monitor, at: datetime, *, after: datetime | None)
     return at, calendar.add(at, duration)
 
 
-def _figures(monitor: Monitor, window: MonitorWindow, previous: MonitorWindow | None) -> dict[str, Any]:
+def _figures(monitor: Monitor, window: MonitorWindow | None, previous: MonitorWindow | None) -> dict[str, Any]:
     value = _measure(monitor, window)
     before = _measure(monitor, previous)
-    if before is None and monitor.measure in ("count", "sum"):
-        before = 0.0  # no signal in the window before: it counted nothing
+    if monitor.measure in ("count", "sum"):
+        # No signal in a window: it counted nothing.
+        value = 0.0 if value is None else value
+        before = 0.0 if before is None else before
     change = (value - before) / abs(before) * 100 if value is not None and before else None
-    return {"value": value, "previous": before, "change": change, "count": window.signals}
+    return {"value": value, "previous": before, "change": change, "count": window.signals if window else 0}
 
 
 def _measure(monitor: Monitor, window: MonitorWindow | None) -> float | None:

@@ -4,6 +4,7 @@ from orchestrator.models.audit import AuditEvent
 from orchestrator.models.base import Base
 from orchestrator.models.crm import Account, Contact, Deal, ExternalId, JourneyStage, Owner, StageChange
 from orchestrator.models.exceptions import ExceptionItem
+from orchestrator.models.health import AccountHealth, HealthScore
 from orchestrator.models.journeys import CustomerTouch, Journey, JourneyStatus, StepRun, StepStatus
 from orchestrator.models.monitors import MonitorFiring, MonitorSilence, MonitorWindow
 from orchestrator.models.ops import ApiKey, JobRun, SyncCursor, WebhookReceipt
@@ -27,8 +28,9 @@ from orchestrator.models.tasks import (
 )
 
 __all__ = [
-    "OPEN_STATUSES", "OUTCOMES_BY_KIND", "OUTCOME_STATUS", "Account", "ApiKey", "AuditEvent", "Base", "Contact",
-    "CustomerTouch", "Deal", "EmailSuppression", "ExceptionItem", "ExternalId", "JobRun", "Journey", "JourneyStage",
+    "OPEN_STATUSES", "OUTCOMES_BY_KIND", "OUTCOME_STATUS", "Account", "AccountHealth", "ApiKey", "AuditEvent",
+    "Base", "Contact", "CustomerTouch", "Deal", "EmailSuppression", "ExceptionItem", "ExternalId", "HealthScore",
+    "JobRun", "Journey", "JourneyStage",
     "JourneyStatus", "MonitorFiring", "MonitorSilence", "MonitorWindow", "OutboxMessage", "OutboxStatus", "Owner",
     "PlaybookPause", "PlaybookReview", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "SlaEventKind",
     "SlaState", "StageChange",

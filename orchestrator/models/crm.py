@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from orchestrator.models.base import Base, IdMixin, utcnow
+
+if TYPE_CHECKING:
+    from orchestrator.models.health import AccountHealth
 
 
 class JourneyStage(StrEnum):
@@ -55,7 +58,7 @@ class Account(IdMixin, Base):
     segment: Mapped[str | None] = mapped_column(String(60))
     industry: Mapped[str | None] = mapped_column(String(120))
     arr: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # annual recurring revenue
-    health: Mapped[int | None]  # 0..100 health score from CS tooling
+    health: Mapped[int | None]  # 0..100 health score as the CRM or CS tooling imports it
     renewal_date: Mapped[datetime | None]
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"), index=True)
     csm_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))  # customer success manager
@@ -75,6 +78,14 @@ class Account(IdMixin, Base):
     csm: Mapped[Owner | None] = relationship(foreign_keys=[csm_id])
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
     deals: Mapped[list[Deal]] = relationship(back_populates="account")
+    # The score a health model keeps (models/health.py); `health_score` is what conditions read.
+    health_state: Mapped[AccountHealth | None] = relationship()
+
+    @property
+    def health_score(self) -> int | None:
+        """The account's health: the health model's current score, else the imported field."""
+        state = self.health_state
+        return state.score if state is not None else self.health
 
 
 class Contact(IdMixin, Base):

@@ -15,6 +15,9 @@ from orchestrator.playbook.model import (
     Escalation,
     ExitStep,
     GotoStep,
+    HealthDrop,
+    HealthMeasure,
+    HealthModel,
     HumanStep,
     HybridStep,
     Jump,
@@ -69,7 +72,27 @@ def build_playbook(data: Mapping[str, Any], doc: Document, path: str) -> Playboo
         description=data.get("description", ""),
         path=path,
         monitors=tuple(_monitor(monitor) for monitor in data.get("monitors") or ()),
+        health=_health(data["health"]) if data.get("health") else None,
     )
+
+
+def _health(data: Mapping[str, Any]) -> HealthModel:
+    dropped = data.get("dropped") or {}
+    return HealthModel(measures=tuple(_health_measure(m) for m in data.get("measures") or ()),
+                       imported=data.get("imported"),
+                       dropped=HealthDrop(by=dropped.get("by"), below=dropped.get("below")))
+
+
+def _health_measure(data: Mapping[str, Any]) -> HealthMeasure:
+    window = None
+    if "on" in data:
+        measure, field = data.get("measure") or ("count", None)
+        # The window is kept exactly as a monitor's (monitor_windows); it never emits itself.
+        window = Monitor(id=data["id"], signal=data["on"], emit="health.dropped", window=data["over"],
+                         measure=measure, field=field)
+    return HealthMeasure(id=data["id"], label=data.get("label") or data["id"].replace("_", " ").replace("-", " "),
+                         weight=data["weight"], worst=data["worst"], best=data["best"], window=window,
+                         read=data.get("read", "value"), where=data.get("where"), value=data.get("value"))
 
 
 def _monitor(data: Mapping[str, Any]) -> Monitor:

@@ -67,7 +67,7 @@ def account_view(account: Account, *, now: datetime) -> dict[str, Any]:
         segment=account.segment,
         industry=account.industry,
         arr=_number(account.arr),
-        health=account.health,
+        health=account.health_score,
         stage=account.stage,
         stage_entered_at=account.stage_entered_at,
         days_in_stage=_days_between(account.stage_entered_at, now),

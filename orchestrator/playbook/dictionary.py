@@ -119,7 +119,7 @@ def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | No
         key = at[-1] if at else ""
         references: frozenset[str]
         try:
-            if key in ("when", "until") or _route_expression(root, at):
+            if key in ("when", "until") or _route_expression(root, at) or _health_value(at):
                 references = parse_expression(text).references()
             elif "{{" in text or "{%" in text:
                 references = compile_template(text).references()
@@ -145,6 +145,11 @@ def _route_expression(root: dict[str, Any], at: DocPath) -> bool:
     index = at[1]
     return isinstance(steps, list) and isinstance(index, int) and isinstance(steps[index], dict) \
         and steps[index].get("kind") == "route"
+
+
+def _health_value(at: DocPath) -> bool:
+    """A health measure's `value` is an expression over the account, like a condition."""
+    return len(at) == 4 and at[0] == "health" and at[1] == "measures" and at[3] == "value"
 
 
 def _problem(reference: str, *, catalog: Catalog, payload: Mapping[str, str] | None,

@@ -247,6 +247,25 @@ def playbook_json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
                          "description": "A condition over value, previous, change (percent) and count."},
                 "emit": _ref("signal"),
             }, ["id", "emit"], oneOf=[{"required": ["on", "over", "when"]}, {"required": ["absent", "for"]}])},
+            "health": _obj({
+                "imported": {"type": "string", "pattern": "^account\\.[a-z_][a-z0-9_]*$",
+                             "description": "An account field the CRM fills (e.g. account.health from "
+                                            "Health_Score__c): the score of every account that has one."},
+                "dropped": _obj({"by": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                                 "below": {"type": "number", "minimum": 0, "maximum": 100}},
+                                description="When a fall sends health.dropped: by points from the peak, or "
+                                            "below a threshold."),
+                "measures": {"type": "array", "items": _obj({
+                    "id": _ref("slug"), "label": _text("How briefs name the measure."),
+                    "weight": {"type": "number", "exclusiveMinimum": 0},
+                    "worst": {"type": "number", "description": "At or beyond this the measure scores 0."},
+                    "best": {"type": "number", "description": "At or beyond this it scores its full weight."},
+                    "on": _ref("signal"), "over": _ref("duration"),
+                    "measure": {"type": "string", "pattern": "^\\s*(count|sum|avg|min|max)\\s*(\\(.+\\))?\\s*$"},
+                    "read": {"enum": ["value", "change", "previous", "count"]},
+                    "where": _ref("expression"), "value": _ref("expression"),
+                }, ["id", "weight", "worst", "best"], oneOf=[{"required": ["on", "over"]}, {"required": ["value"]}])},
+            }, description="The account health score: weighted, bounded measures (account.health)."),
             "steps": {"type": "array", "minItems": 1, "items": {
                 "type": "object",
                 "required": ["id", "kind"],

@@ -301,6 +301,54 @@ class Monitor:
     when: Expression | None = None
 
 
+# What a health measure over a signal window reads (`read:`), as a monitor's `when` does.
+HEALTH_READS: tuple[str, ...] = ("value", "change", "previous", "count")
+
+
+@dataclass(frozen=True)
+class HealthMeasure:
+    """One weighted, bounded part of a health score.
+
+    The measure's raw value is read either from a window of the account's signals (`window`,
+    kept in the monitors' window rows) or from an expression over the account (`value`, e.g.
+    account.days_to_renewal). It scores its full weight at `best` or beyond, nothing at `worst`
+    or beyond, and linearly in between (worst may be above best: more tickets is worse).
+    """
+
+    id: str
+    label: str
+    weight: float
+    worst: float
+    best: float
+    window: Monitor | None = None  # a window measure: its signal type, measure and duration
+    read: str = "value"  # which of the window's figures (HEALTH_READS)
+    where: Expression | None = None  # only signals of the type for which this holds are counted
+    value: Expression | None = None  # an account measure: an expression over the context
+
+
+@dataclass(frozen=True)
+class HealthDrop:
+    """When a fall of the score sends `health.dropped`: by `by` points from its peak, or below `below`."""
+
+    by: float | None = None
+    below: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthModel:
+    """A playbook's account health score: weighted measures, an optional imported score, a drop rule."""
+
+    measures: tuple[HealthMeasure, ...] = ()
+    # An account field the CRM fills ("account.health", "account.cs_score"): when the account has a
+    # value there it is the score, as imported; the measures score the accounts that have none.
+    imported: str | None = None
+    dropped: HealthDrop = HealthDrop()
+
+    def signal_types(self) -> frozenset[str]:
+        """The signal types that change a measure: the engine recomputes on these."""
+        return frozenset(m.window.signal for m in self.measures if m.window is not None)
+
+
 @dataclass(frozen=True)
 class TouchLimit:
     """At most `count` automated customer-facing touches per account per `period`."""
@@ -325,6 +373,7 @@ class Playbook:
     path: str = ""  # the file it came from, for messages
     monitors: tuple[Monitor, ...] = ()
     reviewed_on: date | None = None  # the last review, written in the file (else git history counts)
+    health: HealthModel | None = None  # the account health score this playbook defines
 
     def step(self, step_id: str) -> Step:
         """The step with this id (KeyError if none)."""

@@ -23,6 +23,7 @@ from orchestrator.playbook.expressions import ExpressionError, check_roots, pars
 from orchestrator.playbook.model import (
     BRIEF_SECTIONS,
     CONTEXT_ROOTS,
+    HEALTH_READS,
     MEASURES,
     MONITOR_ROOTS,
     PERSON_REFERENCES,
@@ -890,6 +891,96 @@ class MonitorSchema(Strict):
             raise ValidationError('an absent monitor needs "for" (e.g. 14d) and takes no over, when or measure')
 
 
+# -- health scores -----------------------------------------------------------------------
+
+ACCOUNT_FIELD = re.compile(r"^account\.[a-z_][a-z0-9_]*$")
+
+
+class Real(_Field):
+    """A number (not a flag), optionally at least `low` / more than zero."""
+
+    def __init__(self, *, positive: bool = False, low: float | None = None, high: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.positive, self.low, self.high = positive, low, high
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(f"must be a number, got {_shown(value)}")
+        if self.positive and value <= 0:
+            raise ValidationError(f"must be more than 0, got {_shown(value)}")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise ValidationError(f"must be between {self.low:g} and {self.high:g}, got {_shown(value)}")
+        return float(value)
+
+
+class AccountField(_Field):
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str) or not ACCOUNT_FIELD.match(value):
+            raise ValidationError(f'{_shown(value)} is not an account field; write it as "account.health" '
+                                  '(the field a CRM connector maps, e.g. Salesforce Health_Score__c)')
+        return value
+
+
+class HealthMeasureSchema(Strict):
+    id = Slug(required=True)
+    label = Text()
+    weight = Real(required=True, positive=True)
+    worst = Real(required=True)
+    best = Real(required=True)
+    on = SignalType()
+    measure = Measure()
+    over = DurationField()
+    read = Choice(HEALTH_READS, "window figure")
+    where = ExpressionField()
+    value = ExpressionField()
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _one_kind(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        given = set(original_data) if isinstance(original_data, Mapping) else set()
+        if ("on" in given) == ("value" in given):
+            raise ValidationError('a health measure reads a window of signals ("on: TYPE" with "over") or an '
+                                  'account value ("value: account.days_to_renewal"), one of the two')
+        if "on" in given and "over" not in given:
+            raise ValidationError('a window measure needs "over" (e.g. 30d), as a monitor does')
+        if "value" in given and {"over", "measure", "read", "where"} & given:
+            raise ValidationError('an account measure ("value") takes no over, measure, read or where')
+        if "worst" in data and "best" in data and data["worst"] == data["best"]:
+            raise ValidationError('"worst" and "best" are the same number; the measure could only score '
+                                  "all or nothing")
+
+
+class HealthDropSchema(Strict):
+    by = Real(positive=True, high=100.0)
+    below = Real(low=0.0, high=100.0)
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _some_rule(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        if isinstance(original_data, Mapping) and not ({"by", "below"} & set(original_data)):
+            raise ValidationError('"dropped" needs "by" (points fallen from the peak) and/or "below" (a threshold)')
+
+
+class HealthSchema(Strict):
+    measures = ListOf(Nested(HealthMeasureSchema))
+    imported = AccountField()
+    dropped = Nested(HealthDropSchema)
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _something_to_score(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
+        if not isinstance(original_data, Mapping):
+            return
+        if not original_data.get("measures") and "imported" not in original_data:
+            raise ValidationError('a health model needs "measures" (weighted, bounded measures) or "imported" '
+                                  "(a score the CRM keeps), or both")
+        seen: set[str] = set()
+        for index, measure in enumerate(original_data.get("measures") or ()):
+            name = measure.get("id") if isinstance(measure, Mapping) else None
+            if isinstance(name, str) and name in seen:
+                raise ValidationError({"measures": {index: {"id": [f'the measure id "{name}" is used twice']}}})
+            if isinstance(name, str):
+                seen.add(name)
+
+
 class LimitsSchema(Strict):
     customer_touches = TouchLimitField()
 
@@ -928,4 +1019,5 @@ class PlaybookSchema(Strict):
     limits = Nested(LimitsSchema)
     sensitive_signals = ListOf(SignalType())
     monitors = ListOf(Nested(MonitorSchema))
+    health = Nested(HealthSchema)
     steps = ListOf(StepField(), required=True, non_empty=True)

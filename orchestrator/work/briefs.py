@@ -47,6 +47,7 @@ from orchestrator.models import (
     StepRun,
     Task,
 )
+from orchestrator.models.health import top_reasons
 from orchestrator.playbook.catalog import Catalog, FieldSpec, describe_field, shipped_catalog
 from orchestrator.playbook.context import account_view
 from orchestrator.playbook.findings import PlaybookInvalid
@@ -185,6 +186,9 @@ def build_brief(
         data["drafted_by"] = dict(drafted_by)
     if since is not None:
         data["live"] = {"since": _iso(since), "new_signals": activity.new_count()}
+    health = _health(account)
+    if health is not None:
+        data["health"] = health
     data["risks"] = _risks(session, account=account, journey=journey, activity=activity, now=now,
                            options=options, snapshot=snapshot, since=since)
     collectors: dict[str, Callable[[], Any]] = {
@@ -636,10 +640,20 @@ def _risks(session: Session, *, account: Account, journey: Journey | None, activ
                       "text": f"Usage down {-month['pct']:g}% in 30 days ({_plain_number(month['from'])} -> "
                               f"{_plain_number(usage['active_users'])} active users)"})
     before = ((snapshot or {}).get("account") or {}).get("health")
-    if isinstance(before, (int, float)) and account.health is not None and account.health < before:
-        risks.append({"kind": "health", "text": f"Health fell from {_plain_number(before)} to {account.health} "
+    health = account.health_score
+    if isinstance(before, (int, float)) and health is not None and health < before:
+        risks.append({"kind": "health", "text": f"Health fell from {_plain_number(before)} to {health} "
                                                 f"since this task was created"})
     return risks[:_MAX_RISKS]
+
+
+def _health(account: Account) -> dict[str, Any] | None:
+    """The account's health score and the measures that cost it the most (the health model's)."""
+    state = account.health_state
+    if state is None:
+        return None
+    return {"score": state.score, "source": state.source, "model": state.playbook_id,
+            "computed_at": _iso(state.computed_at), "reasons": top_reasons(state.contributions)}
 
 
 def _sensitive_types(session: Session, journey: Journey) -> tuple[str, ...]:
@@ -774,6 +788,8 @@ def render_text(data: Mapping[str, Any], *, limit: int = MAX_TEXT_LENGTH) -> str
     protected = [head]
     if data.get("risks"):
         protected.append(_Block("Risks", [_line(f"- {risk['text']}") for risk in data["risks"]]))
+    if data.get("health") is not None:
+        protected.append(_health_block(data["health"]))
     protected.append(_Block("Recommendation", [data["recommendation"] or "(none given)"]))
     if data.get("proposal") is not None:
         protected.append(_proposal_block(data["proposal"]))
@@ -781,6 +797,13 @@ def render_text(data: Mapping[str, Any], *, limit: int = MAX_TEXT_LENGTH) -> str
         protected.append(_drafted_block(data["drafted_by"]))
     blocks = [_section_block(name, data[name], now) for name in data["sections"]]
     return _fit(protected, blocks, limit)
+
+
+def _health_block(health: Mapping[str, Any]) -> _Block:
+    how = "imported from the CRM" if health["source"] == "imported" else f"health model {health['model']}"
+    lines = [f"- Score: {health['score']}/100 ({how}, {_show_time(health['computed_at'])})"]
+    lines += [_line(f"- Costs most: {reason}") for reason in health["reasons"]]
+    return _Block("Health", lines)
 
 
 def _drafted_block(drafted: Mapping[str, Any]) -> _Block:

@@ -79,6 +79,7 @@ def all_jobs(runtime: Runtime) -> list[Job]:
 BUILTIN_JOB_MODULES = [
     "orchestrator.journeys.drain",
     "orchestrator.journeys.monitors",
+    "orchestrator.journeys.health",
     "orchestrator.work.jobs",
     "orchestrator.delivery.deliver",
     "orchestrator.reports.digest",
