@@ -78,9 +78,12 @@ def test_sample_signals_trigger_every_shipped_playbook_and_the_edge_cases() -> N
                  if not is_template_file(path)]
     monitors = [monitor for playbook in playbooks for monitor in playbook.monitors]
     emitted = {monitor.emit for monitor in monitors}  # sent by a monitor over the samples, not a sample line
+    healths = [playbook.health for playbook in playbooks if playbook.health is not None]
+    emitted |= {"health.dropped"} if healths else set()  # sent when a health score falls
 
     assert {playbook.enroll.signal for playbook in playbooks} - emitted <= types
     assert {monitor.signal for monitor in monitors} <= types
+    assert {t for health in healths for t in health.signal_types()} <= types
     assert {"support.ticket_opened", "support.escalation", "sentiment.negative", "account.churned",
             "expansion.signal"} <= types
     assert signals[0]["occurred_at"].startswith("2026-10-05")
