@@ -202,6 +202,7 @@ def validate_paths(
     library = library_near(paths)
     findings += library.findings_inside(paths)
     seen_ids: dict[str, Path] = {}
+    health_in: Path | None = None
     for path in files:
         text, problem = read_text(path)
         if problem:
@@ -215,6 +216,16 @@ def validate_paths(
             continue
         if against is not None:
             findings += against(playbook, load_document(text or ""), str(path))
+        if playbook.health is not None:
+            if health_in is not None:
+                line, column = load_document(text or "").key_position(("health",))
+                findings.append(Finding(
+                    str(path), line, column, "error", "duplicate-health-model",
+                    f"{health_in} already declares the health model; one playbook declares it, "
+                    "so account.health has one meaning", "health",
+                ))
+            else:
+                health_in = path
         if playbook.id in seen_ids:
             findings.append(Finding(
                 str(path), 1, 1, "error", "duplicate-playbook",

@@ -285,3 +285,16 @@ def test_the_recompute_job_rescores_as_time_passes_and_sends_one_drop(runtime: R
         (dropped,) = session.scalars(select(Signal).where(Signal.type == "health.dropped")).all()
         assert dropped.payload["rule"] == "by 25 from 100" and rows[-1].dropped_signal_id == dropped.id
         assert session.get(AccountHealth, account_id).computed_at == later
+
+
+def test_a_second_health_model_in_the_same_folder_is_a_located_error(tmp_path):
+    from orchestrator.playbook import validate_paths
+
+    (tmp_path / "a.yaml").write_text(SHIPPED.read_text())
+    second = SHIPPED.read_text().replace("id: account-health", "id: other-health")
+    (tmp_path / "b.yaml").write_text(second)
+    (finding,) = [f for f in validate_paths([tmp_path], last_changed=None) if f.is_error]
+    line = second.splitlines().index("health:") + 1
+    assert (finding.path, finding.line, finding.column, finding.rule) == (str(tmp_path / "b.yaml"), line, 1,
+                                                                          "duplicate-health-model")
+    assert finding.message.startswith(f"{tmp_path / 'a.yaml'} already declares the health model")
