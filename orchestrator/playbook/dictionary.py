@@ -119,7 +119,8 @@ def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | No
         key = at[-1] if at else ""
         references: frozenset[str]
         try:
-            if key in ("when", "until") or _route_expression(root, at) or _health_value(at):
+            if key in ("when", "until") or _route_expression(root, at) or _health_value(at) \
+                    or _health_where_type(root, at) is not None:
                 references = parse_expression(text).references()
             elif "{{" in text or "{%" in text:
                 references = compile_template(text).references()
@@ -127,8 +128,13 @@ def check_fields(doc: Document, path: str, *, source: str, catalog: Catalog | No
                 continue
         except (ExpressionError, TemplateError):
             continue  # the schema reports it
+        read_types, read_payload = types, payload
+        watched = _health_where_type(root, at)
+        if watched is not None:  # a measure's filter reads the signals the measure counts
+            read_types = {watched}
+            read_payload = {name: watched for name in catalog.fields_of([watched])} if catalog.knows(watched) else None
         for reference in sorted(references):
-            problem = _problem(reference, catalog=catalog, payload=payload, types=types)
+            problem = _problem(reference, catalog=catalog, payload=read_payload, types=read_types)
             if problem is None:
                 continue
             severity, message = problem
@@ -150,6 +156,18 @@ def _route_expression(root: dict[str, Any], at: DocPath) -> bool:
 def _health_value(at: DocPath) -> bool:
     """A health measure's `value` is an expression over the account, like a condition."""
     return len(at) == 4 and at[0] == "health" and at[1] == "measures" and at[3] == "value"
+
+
+def _health_where_type(root: dict[str, Any], at: DocPath) -> str | None:
+    """The signal type a health measure's `where` filters (None when `at` is not such a filter)."""
+    if len(at) != 4 or at[:2] != ("health", "measures") or at[3] != "where" or not isinstance(at[2], int):
+        return None
+    health = root.get("health")
+    measures = health.get("measures") if isinstance(health, dict) else None
+    if not isinstance(measures, list) or at[2] >= len(measures) or not isinstance(measures[at[2]], dict):
+        return None
+    watched = measures[at[2]].get("on")
+    return watched if isinstance(watched, str) else None
 
 
 def _problem(reference: str, *, catalog: Catalog, payload: Mapping[str, str] | None,

@@ -227,6 +227,7 @@ health:
       worst: 5
       best: 5
     - {id: both, on: product.usage, value: account.arr, weight: 1, worst: 0, best: 1}
+    - {id: sev, on: support.ticket_opened, where: 'signal.severty == "high"', over: 30d, weight: 1, worst: 3, best: 0}
 enroll: {on: health.dropped}
 steps:
   - {id: done, kind: exit, reason: x}
@@ -244,6 +245,9 @@ def test_a_malformed_health_model_is_refused_with_located_errors():
                                                          '(did you mean "account.days_to_renewal"?)')
     assert "are the same number" in located[(15, 7, "schema")]
     assert "one of the two" in located[(20, 7, "schema")]
+    # A filter is checked against the fields of the signals it counts, not those the playbook enrolls on.
+    assert located[(21, 52, "unknown-field")].startswith('"signal.severty" is not a field of support.ticket_opened '
+                                                         'signals (did you mean "signal.severity"?)')
     assert all(str(f).startswith(f"adopt/bad-health.yaml:{f.line}:{f.column}: error") for f in findings)
 
 
