@@ -42,6 +42,8 @@ _HELP = {
                   "share, median and oldest open age.",
     "time-saved": "Per playbook and/or week: minutes of automated routine work ([estimates]) against human "
                   "minutes.",
+    "routing": "Per route step (or --by group): decisions routed automatically or to a person, why, and how "
+               "often people confirmed or overturned the proposed path.",
 }
 
 

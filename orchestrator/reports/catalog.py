@@ -19,6 +19,8 @@ from orchestrator.reports.loop import loop_report
 from orchestrator.reports.noise import noise_report, noise_rows
 from orchestrator.reports.oversight import GROUPINGS as OVERSIGHT_GROUPINGS
 from orchestrator.reports.oversight import oversight_rows
+from orchestrator.reports.routing import GROUPINGS as ROUTING_GROUPINGS
+from orchestrator.reports.routing import routing_report
 from orchestrator.reports.scope import EVERYTHING, RUN_GROUPINGS, Scope
 from orchestrator.reports.sla import GROUPINGS as SLA_GROUPINGS
 from orchestrator.reports.sla import sla_report
@@ -75,6 +77,11 @@ def _time_saved(*, sessions: sessionmaker[Session], since: datetime, until: date
     return time_saved_report(sessions=sessions, since=since, until=until, by=by, scope=scope, estimates=estimates)
 
 
+def _routing(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None, scope: Scope,
+             estimates: Mapping[str, int]) -> Rows:
+    return routing_report(sessions=sessions, since=since, until=until, by=by, scope=scope)
+
+
 REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("sla", "SLA adherence", SLA_GROUPINGS, _sla),
     Report("oversight", "Oversight calibration, per in/on-the-loop step", OVERSIGHT_GROUPINGS, _oversight),
@@ -83,6 +90,8 @@ REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("automation", "Automation mix per stage", AUTOMATION_GROUPINGS, _automation),
     Report("exceptions", "Exception queue per category", EXCEPTIONS_GROUPINGS, _exceptions),
     Report("time-saved", "Time-saved ledger per playbook and week", TIME_SAVED_GROUPINGS, _time_saved),
+    Report("routing", "Confidence routing per route step: automated or to a person, and overturns",
+           ROUTING_GROUPINGS, _routing),
 )}
 
 
