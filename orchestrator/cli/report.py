@@ -44,6 +44,8 @@ _HELP = {
                   "minutes.",
     "routing": "Per route step (or --by group): decisions routed automatically or to a person, why, and how "
                "often people confirmed or overturned the proposed path.",
+    "experiments": "Per experiment and variant: journeys entered, completed, dropped, converted to a later stage, "
+                   "days to convert, tasks and whether people found them useful.",
 }
 
 

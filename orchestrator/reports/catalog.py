@@ -15,6 +15,7 @@ from orchestrator.reports.automation import GROUPINGS as AUTOMATION_GROUPINGS
 from orchestrator.reports.automation import automation_report
 from orchestrator.reports.exceptions import GROUPINGS as EXCEPTIONS_GROUPINGS
 from orchestrator.reports.exceptions import exceptions_report
+from orchestrator.reports.experiments import experiments_report
 from orchestrator.reports.loop import loop_report
 from orchestrator.reports.noise import noise_report, noise_rows
 from orchestrator.reports.oversight import GROUPINGS as OVERSIGHT_GROUPINGS
@@ -82,6 +83,11 @@ def _routing(*, sessions: sessionmaker[Session], since: datetime, until: datetim
     return routing_report(sessions=sessions, since=since, until=until, by=by, scope=scope)
 
 
+def _experiments(*, sessions: sessionmaker[Session], since: datetime, until: datetime, by: str | None,
+                 scope: Scope, estimates: Mapping[str, int]) -> Rows:
+    return experiments_report(sessions=sessions, since=since, until=until, scope=scope)
+
+
 REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("sla", "SLA adherence", SLA_GROUPINGS, _sla),
     Report("oversight", "Oversight calibration, per in/on-the-loop step", OVERSIGHT_GROUPINGS, _oversight),
@@ -92,6 +98,8 @@ REPORTS: dict[str, Report] = {report.name: report for report in (
     Report("time-saved", "Time-saved ledger per playbook and week", TIME_SAVED_GROUPINGS, _time_saved),
     Report("routing", "Confidence routing per route step: automated or to a person, and overturns",
            ROUTING_GROUPINGS, _routing),
+    Report("experiments", "Play experiments per experiment and variant: journeys, outcomes, conversion", (),
+           _experiments),
 )}
 
 

@@ -19,7 +19,7 @@ from orchestrator.models import Journey, JourneyStage, PlaybookVersion, Signal, 
 from orchestrator.reports._sql import count_if, first_of, nearest_rank, seconds_between
 from orchestrator.reports.scope import EVERYTHING, Scope, journey_conditions, journey_scope
 
-__all__ = ["STAGES", "LoopRow", "changes_scope", "human_touch", "loop_report", "with_next_change"]
+__all__ = ["STAGES", "LoopRow", "changes_scope", "human_touch", "loop_report", "stage_number", "with_next_change"]
 
 STAGES = [stage.value for stage in JourneyStage]
 
@@ -43,7 +43,8 @@ class LoopRow:
                 for name, value in self.__dict__.items()}
 
 
-def _index(column: Any) -> Any:
+def stage_number(column: Any) -> Any:
+    """A stage name's place in loop order (acquire 0 .. renew 4), in SQL; NULL for no stage."""
     return case(*[(column == stage, number) for number, stage in enumerate(STAGES)], else_=None)
 
 
@@ -109,8 +110,8 @@ def loop_report(*, sessions: sessionmaker[Session], since: datetime, until: date
     moved = (select(into.c.to_stage, func.count(func.distinct(into.c.account_id)))
              .where(into.c.at >= since, into.c.next_from == into.c.to_stage, *changes_scope(scope, into.c))
              .group_by(into.c.to_stage))
-    jumped = select(*[count_if(and_(_index(StageChange.from_stage) < number,
-                                    _index(StageChange.to_stage) > number)).label(stage)
+    jumped = select(*[count_if(and_(stage_number(StageChange.from_stage) < number,
+                                    stage_number(StageChange.to_stage) > number)).label(stage)
                       for number, stage in enumerate(STAGES)]).where(period)
     spans = (select(StageChange.from_stage.label("stage"),
                     (StageChange.seconds_in_previous / 86400.0).label("days"))

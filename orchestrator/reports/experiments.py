@@ -1,0 +1,99 @@
+"""Play experiments: per experiment and variant of a `split` step, the journeys that entered it and what
+followed (how they ended, conversion to a later stage and how long it took, the tasks they made and whether
+people found them useful).
+
+A journey enters a variant when its split step runs (`journeys/steps.py` records the assignment on the run:
+`outcome.variant` with the experiment, the variant and the bucket). Definitions: README, "Reporting".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.db import unit_of_work
+from orchestrator.models import Journey, JourneyStatus, PlaybookVersion, StageChange, StepRun, Task, TaskFeedback
+from orchestrator.reports._sql import count_if, nearest_rank, seconds_between, share
+from orchestrator.reports.loop import stage_number
+from orchestrator.reports.scope import EVERYTHING, Scope, journey_scope
+
+__all__ = ["SPLIT", "assignments", "experiments_report"]
+
+SPLIT = "split"  # the step kind a split step's runs record
+_OPEN = (JourneyStatus.ACTIVE.value, JourneyStatus.WAITING.value)
+
+
+def assignments(*, since: datetime, until: datetime, scope: Scope) -> Any:
+    """Per journey and variant it entered in [since, until): playbook, experiment, variant and when it entered
+    (its first split run of that experiment; a journey that passes the split again is counted once)."""
+    experiment = StepRun.outcome[("variant", "experiment")].as_string()
+    variant = StepRun.outcome[("variant", "variant")].as_string()
+    return (select(StepRun.journey_id, Journey.playbook_id.label("playbook"), experiment.label("experiment"),
+                   variant.label("variant"), func.min(StepRun.started_at).label("at"))
+            .join(Journey, Journey.id == StepRun.journey_id)
+            .where(StepRun.kind == SPLIT, StepRun.started_at >= since, StepRun.started_at < until,
+                   *journey_scope(scope))
+            .group_by(StepRun.journey_id, Journey.playbook_id, experiment, variant)).subquery("assigned")
+
+
+def experiments_report(*, sessions: sessionmaker[Session], since: datetime, until: datetime,
+                       scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+    """One row per playbook, experiment and variant entered in [since, until), in that order."""
+    assigned = assignments(since=since, until=until, scope=scope)
+    # Conversion: the account's first move out of the playbook's stage to a later one, after it entered.
+    converted_at = (select(func.min(StageChange.at))
+                    .where(StageChange.account_id == Journey.account_id, StageChange.at >= assigned.c.at,
+                           StageChange.at < until, StageChange.from_stage == PlaybookVersion.stage,
+                           stage_number(StageChange.to_stage) > stage_number(PlaybookVersion.stage))
+                    .correlate(Journey, PlaybookVersion, assigned).scalar_subquery())
+    verdicts = (select(TaskFeedback.task_id, func.max(case((TaskFeedback.useful.is_(False), 1), else_=0))
+                       .label("not_useful"))
+                .group_by(TaskFeedback.task_id).subquery())
+    tasks = (select(Task.journey_id, func.count(Task.id).label("tasks"), func.count(verdicts.c.task_id).label("rated"),
+                    count_if(verdicts.c.not_useful == 1).label("not_useful"))
+             .outerjoin(verdicts, verdicts.c.task_id == Task.id)
+             .where(Task.journey_id.in_(select(assigned.c.journey_id)))
+             .group_by(Task.journey_id).subquery())
+    keys = ("playbook", "experiment", "variant")
+    entered_rows = (select(*[assigned.c[key] for key in keys], Journey.status,
+                           converted_at.label("converted_at"), assigned.c.at,
+                           func.coalesce(tasks.c.tasks, 0).label("tasks"),
+                           func.coalesce(tasks.c.rated, 0).label("rated"),
+                           func.coalesce(tasks.c.not_useful, 0).label("not_useful"))
+                    .join(Journey, Journey.id == assigned.c.journey_id)
+                    .join(PlaybookVersion, PlaybookVersion.id == Journey.playbook_version_id)
+                    .outerjoin(tasks, tasks.c.journey_id == assigned.c.journey_id))
+    entered = entered_rows.cte("entered").prefix_with("MATERIALIZED")  # read twice: computed once
+    group = [entered.c[key] for key in keys]
+    converted = entered.c.converted_at.is_not(None)
+    waits = (select(*group, (seconds_between(entered.c.converted_at, entered.c.at) / 86400.0).label("days"))
+             .where(converted).subquery())
+    median = nearest_rank(waits, keys=list(keys), value="days", percents={"median": 50})
+    counts = (select(*group, func.count().label("journeys"),
+                     count_if(entered.c.status == JourneyStatus.COMPLETED.value).label("completed"),
+                     count_if(entered.c.status == JourneyStatus.EXITED.value).label("dropped"),
+                     count_if(entered.c.status == JourneyStatus.STALLED.value).label("stalled"),
+                     count_if(entered.c.status.in_(_OPEN)).label("open"),
+                     count_if(converted).label("converted"),
+                     share(count_if(converted), func.count()).label("conversion"),
+                     func.sum(entered.c.tasks).label("tasks"), func.sum(entered.c.rated).label("rated"),
+                     func.sum(entered.c.not_useful).label("not_useful"))
+              .group_by(*group).subquery())
+    query = (select(counts, median.c.median)
+             .outerjoin(median, and_(*[median.c[key] == counts.c[key] for key in keys]))
+             .order_by(*[counts.c[key] for key in keys]))
+    with unit_of_work(sessions, read_only=True) as session:
+        found = session.execute(query).all()
+    return [{**{key: r._mapping[key] for key in keys}, "journeys": r.journeys, "completed": r.completed,
+             "dropped": r.dropped, "stalled": r.stalled, "open": r.open, "converted": r.converted,
+             "conversion_rate": _round(r.conversion),
+             "convert_median_days": _round(r.median),
+             "tasks": int(r.tasks), "rated": int(r.rated), "useful": int(r.rated) - int(r.not_useful),
+             "not_useful": int(r.not_useful)} for r in found]
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 4)
