@@ -64,7 +64,7 @@ class HubSpotConfigSchema(Schema):
     won_stages = fields.List(fields.String(), load_default=lambda: ["closedwon"])
     lost_stages = fields.List(fields.String(), load_default=lambda: ["closedlost"])
     renewal_property = fields.String(load_default=None)
-    renewal_window_days = fields.Integer(load_default=90, validate=validate.Range(min=1, max=730))
+    renewal_window_days = fields.Integer(load_default=120, validate=validate.Range(min=1, max=730))
     match = fields.String(load_default="domain", validate=validate.OneOf(["domain", "external_id"]))
     match_property = fields.String(load_default=None)  # company property holding the other CRM's id
     match_source = fields.String(load_default="salesforce")
@@ -117,7 +117,7 @@ class HubSpotSettings:
     won_stages: list[str] = field(default_factory=lambda: ["closedwon"])
     lost_stages: list[str] = field(default_factory=lambda: ["closedlost"])
     renewal_property: str | None = None
-    renewal_window_days: int = 90
+    renewal_window_days: int = 120
     match: str = "domain"
     match_property: str | None = None
     match_source: str = "salesforce"

@@ -467,7 +467,7 @@ class Puller:
             return None
         return {"type": "renewal.upcoming", "account": dict(account), "occurred_at": (renewal - window).isoformat(),
                 "payload": {"renewal_date": renewal.date().isoformat(),
-                            "days_left": (renewal.date() - now.date()).days},
+                            "days_to_renewal": (renewal.date() - now.date()).days},
                 "dedupe_key": f"{self.source}:company:{company_id}:renewal:{renewal.date().isoformat()}"}
 
     def _open_tasks(self, results: Sequence[Any]) -> list[Record]:

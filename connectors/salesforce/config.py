@@ -73,7 +73,7 @@ class SalesforceConfigSchema(Schema):
 
     overlap_seconds = fields.Integer(load_default=300, validate=validate.Range(min=0, max=86400))
     history_days = fields.Integer(load_default=0, validate=validate.Range(min=0, max=3650))
-    renewal_days = fields.Integer(load_default=90, validate=validate.Range(min=1, max=730))
+    renewal_days = fields.Integer(load_default=120, validate=validate.Range(min=1, max=730))
     api_budget = fields.Float(load_default=0.9, validate=validate.Range(min=0.01, max=1.0))
     limit_backoff_seconds = fields.Float(load_default=3600, validate=validate.Range(min=0, max=86400))
     retry_attempts = fields.Integer(load_default=4, validate=validate.Range(min=1, max=20))

@@ -257,7 +257,7 @@ class Puller:
                 signals.append({"type": "renewal.upcoming", "account": {"source": SOURCE, "external_id": row["Id"]},
                                 "occurred_at": self.now.isoformat(),
                                 "payload": {"renewal_date": renewal.isoformat(),
-                                            "days_until": (renewal - today).days},
+                                            "days_to_renewal": (renewal - today).days},
                                 "dedupe_key": f"{SOURCE}:{row['Id']}:renewal.upcoming:{renewal.isoformat()}"})
             yield Page(records=[], signals=signals, cursor=None, api_calls=self._calls(), object_type="signals")
 

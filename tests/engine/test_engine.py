@@ -219,6 +219,23 @@ def test_an_approval_takes_only_approved_or_rejected(session, feed, settings, cl
                            actor="a@acme.example", now=clock.now())
 
 
+
+def test_an_approval_completed_in_the_crm_needs_a_verdict_and_an_approved_status_decides_it(session, feed):
+    install_playbook(session, AUTOMATIONS)
+    account = AccountFactory()
+    feed("product.usage", account, {"usage_change_pct": -40})
+    approval = session.scalars(select(Task).where(Task.kind == "approval")).one()
+    # A rep ticked "Completed": neither approve nor reject, so nothing is guessed and someone is told.
+    feed("task.completed", account, {"task_id": approval.id, "outcome": "done", "actor": "rep@acme.example"})
+    assert approval.status == "open"
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 0
+    item = session.scalars(select(ExceptionItem).where(ExceptionItem.category == "invalid_signal")).one()
+    assert f"approval task {approval.id}" in item.message and "approved or rejected" in item.message and item.owner
+    # A status mapped to a verdict (completed_statuses: Approved = "approved") decides it.
+    feed("task.completed", account, {"task_id": approval.id, "outcome": "approved", "actor": "rep@acme.example"})
+    assert (approval.status, approval.outcome, approval.completed_by) == ("done", "approved", "rep@acme.example")
+    assert _count(session, OutboxMessage, OutboxMessage.kind == "customer.email") == 1
+
 CAPPED = """
     id: capped
     name: Capped

@@ -12,6 +12,7 @@ import pytest
 
 from connectors.base import Page
 from connectors.hubspot import HubSpotConnector
+from orchestrator.playbook.catalog import shipped_catalog
 from tests.conftest import T0
 from tests.connectors.hubspot.conftest import FakeTime
 from tests.fakes.hubspot import FakeHubSpot
@@ -192,7 +193,10 @@ def test_owner_change_and_renewal_upcoming(hubspot: FakeHubSpot,
     [change] = signals(pages, "account.owner_changed")
     assert change["payload"]["from_owner"] == "11" and change["payload"]["to_owner"] == "12"
     [renewal] = signals(pages, "renewal.upcoming")
-    assert renewal["payload"]["days_left"] == 30
+    assert renewal["payload"]["days_to_renewal"] == 30
+    # Playbooks read payload fields by the catalog's names (the shipped renewal review: days_to_renewal).
+    catalogued = shipped_catalog().signal("renewal.upcoming")
+    assert catalogued is not None and set(renewal["payload"]) <= set(catalogued.fields)
     assert renewal["dedupe_key"].endswith((T0 + timedelta(days=30)).date().isoformat())
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connectors.base import Page
+from orchestrator.playbook.catalog import shipped_catalog
 from tests.fakes.salesforce import FakeSalesforce, iter_accounts
 
 
@@ -128,13 +129,36 @@ def test_derived_signals_have_dedupe_keys_from_id_and_modstamp(fake_sf, sf_users
     owner = _signals(pages, "owner.changed")
     assert owner[0]["payload"]["to_owner"]["external_id"] == sf_users[2]["Id"]
     renewal = _signals(pages, "renewal.upcoming")
-    assert renewal and renewal[0]["payload"]["days_until"] in (29, 30)
+    assert renewal and renewal[0]["payload"]["days_to_renewal"] in (29, 30)
+    # Playbooks read payload fields by the catalog's names (the shipped renewal review: days_to_renewal).
+    catalogued = shipped_catalog().signal("renewal.upcoming")
+    assert catalogued is not None and set(renewal[0]["payload"]) <= set(catalogued.fields)
     keys = [s["dedupe_key"] for page in pages for s in page.signals]
     assert len(keys) == len(set(keys))
     # the overlap window reads the same rows again: the same keys, so intake stores them once
     pages_again, _ = _pull(connector, cursors)
     again = {s["dedupe_key"] for page in pages_again for s in page.signals}
     assert {s["dedupe_key"] for s in changes + won} <= again
+
+
+def test_a_lost_deal_becomes_a_stage_change_and_one_closed_lost(fake_sf, sf_users, make_connector) -> None:
+    org = fake_sf.org
+    account = org.insert("Account", {"Name": "Lost Co", "OwnerId": sf_users[1]["Id"]})
+    connector = make_connector(history_days=1)
+    opportunity = org.insert("Opportunity", {"AccountId": account["Id"], "Name": "Gone", "StageName": "Negotiation",
+                                             "Amount": 500.0, "CloseDate": date(2027, 1, 31)})
+    org.update("Opportunity", opportunity["Id"], {"StageName": "Closed Lost"})
+    pages, cursors = _pull(connector)
+    changes = _signals(pages, "deal.stage_changed")
+    assert [(s["payload"]["from_stage"], s["payload"]["stage"]) for s in changes] == [
+        (None, "Negotiation"), ("Negotiation", "Closed Lost")]
+    assert not _signals(pages, "deal.closed_won")
+    (lost,) = _signals(pages, "deal.closed_lost")
+    assert lost["deal"] == {"source": "salesforce", "external_id": opportunity["Id"]}
+    assert lost["account"] == {"source": "salesforce", "external_id": account["Id"]}
+    assert lost["dedupe_key"].endswith(":deal.closed_lost") and lost["dedupe_key"] != changes[-1]["dedupe_key"]
+    again, _ = _pull(connector, cursors)  # the overlap reads it again: same key, stored once by intake
+    assert [s["dedupe_key"] for s in _signals(again, "deal.closed_lost")] == [lost["dedupe_key"]]
 
 
 def test_a_full_resync_reads_everything_again(fake_sf, sf_users, make_connector) -> None:
