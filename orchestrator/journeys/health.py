@@ -171,7 +171,7 @@ def _rounded(value: float | None) -> float | None:
 
 def rescore(run: Run, account: Account, *, playbook_id: str, model: HealthModel, at: datetime,
             trigger: str) -> HealthScore | None:
-    """Score the account and keep the score; the new history row, or None when nothing changed."""
+    """Score the account and keep the score; the new history row, or None when the score did not change."""
     scored = score(run, account, playbook_id=playbook_id, model=model, at=at)
     state = account.health_state
     if scored is None:
@@ -184,8 +184,10 @@ def rescore(run: Run, account: Account, *, playbook_id: str, model: HealthModel,
     else:
         previous = state.score
         state.computed_at = run.now  # looked at now, changed or not
-        if (state.score, state.source, state.playbook_id, state.contributions) == \
-                (scored.score, scored.source, playbook_id, scored.contributions):
+        if (state.score, state.source, state.playbook_id) == (scored.score, scored.source, playbook_id):
+            # The same score: its parts may have moved (a new usage reading), the history has not.
+            if state.contributions != scored.contributions:
+                state.contributions = scored.contributions
             return None
     row = HealthScore(account_id=account.id, score=scored.score, previous=previous, source=scored.source,
                       playbook_id=playbook_id, computed_at=run.now, trigger=trigger,

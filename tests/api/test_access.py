@@ -126,6 +126,7 @@ def _cases(world, extra: dict[str, int]) -> list[Case]:
         Case("GET", "/accounts", READ_ANY),
         Case("GET", f"/accounts/{own}", READ_SAMS),
         Case("GET", f"/accounts/{own}/timeline", READ_SAMS),
+        Case("GET", f"/accounts/{own}/health", READ_SAMS),
         Case("GET", "/playbooks", READ_ANY),
         Case("GET", "/playbooks/discount", READ_ANY),
         Case("POST", "/playbooks/validate", ADMIN_ONLY,

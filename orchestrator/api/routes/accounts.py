@@ -1,4 +1,4 @@
-"""/accounts: accounts the caller may see, and each one's timeline of decisions."""
+"""/accounts: accounts the caller may see, each one's timeline of decisions and its health score."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sqlalchemy import select
 from orchestrator.api.access import READERS, account_for, principal, roles, visible_accounts
 from orchestrator.api.app import page_of, runtime
 from orchestrator.db import unit_of_work
-from orchestrator.models import Account, AuditEvent
+from orchestrator.models import Account, AuditEvent, HealthScore
+from orchestrator.models.health import top_reasons
 
 blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts and their timelines.")
 
@@ -67,6 +68,43 @@ class TimelinePage(Schema):
     next = fields.String(allow_none=True)
 
 
+class ContributionOut(Schema):
+    id = fields.String()
+    label = fields.String()
+    value = fields.Float(allow_none=True, metadata={"description": "the measure's raw value; none: left out"})
+    weight = fields.Float()
+    max_points = fields.Float(allow_none=True)
+    points = fields.Float(allow_none=True)
+
+
+class ScoreOut(Schema):
+    id = fields.Integer()
+    score = fields.Integer()
+    previous = fields.Integer(allow_none=True)
+    source = fields.String(metadata={"description": "computed, or imported (the CRM's score)"})
+    computed_at = fields.AwareDateTime()
+    trigger = fields.String(metadata={"description": "signal:ID or scheduler"})
+    dropped_signal_id = fields.Integer(allow_none=True, metadata={"description": "the health.dropped it sent"})
+    contributions = fields.List(fields.Nested(ContributionOut))
+
+
+class HealthOut(Schema):
+    account_id = fields.Integer()
+    score = fields.Integer(allow_none=True, metadata={"description": "what account.health reads in conditions"})
+    source = fields.String(allow_none=True, metadata={"description": "computed, imported, or crm_field (no model "
+                                                                       "has scored the account)"})
+    model = fields.String(allow_none=True, metadata={"description": "the playbook whose health model scored it"})
+    computed_at = fields.AwareDateTime(allow_none=True)
+    reasons = fields.List(fields.String(), metadata={"description": "the measures that cost the most points"})
+    contributions = fields.List(fields.Nested(ContributionOut))
+    history = fields.List(fields.Nested(ScoreOut), metadata={"description": "newest first"})
+
+
+class HealthQuery(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=500),
+                           metadata={"description": "how many history rows"})
+
+
 @blp.route("", methods=["GET"])
 @blp.arguments(AccountQuery, location="query")
 @blp.response(200, AccountPage)
@@ -114,3 +152,24 @@ def timeline(query: dict[str, Any], account_id: int) -> Any:
             if name in query:
                 statement = statement.where(column == query[name])
         return page_of(list(session.scalars(statement)), limit=query["limit"], key=lambda e: e.id)
+
+
+@blp.route("/<id:account_id>/health", methods=["GET"])
+@blp.arguments(HealthQuery, location="query")
+@blp.response(200, HealthOut)
+@roles(*READERS)
+def health(query: dict[str, Any], account_id: int) -> Any:
+    """The account's health score, what each measure contributed, and its history (newest first)."""
+    with unit_of_work(runtime().sessions, read_only=True) as session:
+        account = account_for(session, account_id, principal())
+        state = account.health_state
+        history = list(session.scalars(select(HealthScore).where(HealthScore.account_id == account_id)
+                                       .order_by(HealthScore.computed_at.desc(), HealthScore.id.desc())
+                                       .limit(query["limit"])))
+        if state is None:
+            return {"account_id": account_id, "score": account.health, "computed_at": None, "model": None,
+                    "source": "crm_field" if account.health is not None else None, "reasons": [],
+                    "contributions": [], "history": history}
+        return {"account_id": account_id, "score": state.score, "source": state.source, "model": state.playbook_id,
+                "computed_at": state.computed_at, "reasons": top_reasons(state.contributions),
+                "contributions": state.contributions, "history": history}
