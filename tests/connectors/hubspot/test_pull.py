@@ -180,6 +180,24 @@ def test_deal_stage_history_becomes_signals_with_stable_dedupe_keys(
     assert {s["dedupe_key"] for s in signals(again)} == {s["dedupe_key"] for s in signals(pages)}
 
 
+def test_a_lost_deal_becomes_one_closed_lost_and_no_closed_won(
+        hubspot: FakeHubSpot, make_connector: Callable[..., HubSpotConnector]) -> None:
+    company = hubspot.add("companies", {"name": "Lost Co"}, modified=T0 - timedelta(days=9))
+    deal = hubspot.add("deals", {"dealname": "Gone", "amount": "500", "dealstage": "contractsent"},
+                       modified=T0 - timedelta(days=9))
+    hubspot.associate("deals", deal, "companies", company, 5)
+    hubspot.update("deals", deal, {"dealstage": "closedlost"}, modified=T0 - timedelta(hours=1))
+    cursor = {"companies": {"since": SINCE}, "contacts": {"since": SINCE}, "deals": {"since": SINCE},
+              "tasks": {"since": SINCE}}
+    pages = run(make_connector(), cursor)
+    assert not signals(pages, "deal.closed_won")
+    [lost] = signals(pages, "deal.closed_lost")
+    assert lost["deal"] == {"source": "hubspot", "external_id": deal}
+    assert lost["account"] == {"source": "hubspot", "external_id": company}
+    assert lost["payload"] == {"stage": "closedlost", "amount": 500.0}
+    assert [s["dedupe_key"] for s in signals(run(make_connector(), cursor), "deal.closed_lost")] == [lost["dedupe_key"]]
+
+
 def test_owner_change_and_renewal_upcoming(hubspot: FakeHubSpot,
                                           make_connector: Callable[..., HubSpotConnector]) -> None:
     company = hubspot.add("companies", {"name": "Acme", "hubspot_owner_id": "11",

@@ -200,6 +200,15 @@ def test_check_reports_mapping_drift_and_a_missing_external_id_field(fake_sf, ma
     assert "task_external_id_field: Task has no field Nope__c" in problems
 
 
+def test_check_names_a_task_picklist_value_the_org_does_not_have(fake_sf, make_connector) -> None:
+    problems = make_connector(task_status={"open": "Open"}, task_priority={"urgent": "Critical"},
+                              completed_statuses={"Approved": "approved"}).check()
+    assert [p.split(":")[0] for p in problems] == ["task_status.open", "task_priority.urgent",
+                                                   "completed_statuses.Approved"]
+    assert problems[0].startswith("task_status.open: 'Open' is not a Task Status value in this org (has: ")
+    assert "Not Started" in problems[0]
+
+
 def test_bad_credentials_are_one_line_and_hold_the_items(fake_sf, sf_users, sf_account, make_connector) -> None:
     connector = make_connector(refresh_token="5Aep-wrong")
     (result,) = connector.push([_task_message(1, account_sf_id=sf_account["Id"], owner_sf_id=sf_users[1]["Id"])])
