@@ -4,8 +4,10 @@ A model is weighted, bounded measures. A window measure (`on: product.usage, mea
 avg(active_users), over: 7d, read: change`) keeps its figures in the monitors' window rows
 (`monitor_windows`, keyed "health:PLAYBOOK/MEASURE"), so a signal costs two indexed row reads
 whatever the history; an account measure (`value: account.days_to_renewal`) is an expression
-over the account. Each measure scores its share of the weights linearly between `worst` (0) and
-`best` (all of it); a measure with no value yet is left out and the others share its weight.
+over the account; an engagement measure (`since: meeting.held`) is the days since the account's
+newest signal of the type, one read at the top of the signal index. Each measure scores its
+share of the weights linearly between `worst` (0) and `best` (all of it); a measure with no
+value yet is left out and the others share its weight.
 `imported: account.health` makes the CRM's own score (a mapped field such as Salesforce
 `Health_Score__c`) the score of every account that has one.
 
@@ -86,6 +88,8 @@ def observe(run: Run, account: Account, signal: Signal) -> None:
         return
     counted = False
     for measure in model.measures:
+        if measure.since == signal.type:
+            counted = True  # the days since it start again from this signal
         if measure.window is None or measure.window.signal != signal.type or not _selected(run, measure, account,
                                                                                            signal):
             continue
@@ -137,11 +141,24 @@ def _raw(run: Run, account: Account, *, playbook_id: str, measure: HealthMeasure
     if measure.window is not None:
         figures = monitors.figures_at(run, measure_key(playbook_id, measure), measure.window, account.id, at)
         return _number(figures.get(measure.read))
+    if measure.since is not None:
+        return _days_since(run, account, measure.since)
     assert measure.value is not None
     try:
         return _number(measure.value.evaluate(build_context(run.session, account=account, now=run.now)))
     except ExpressionError:
         return None  # e.g. no renewal date: the measure has no value for this account
+
+
+def _days_since(run: Run, account: Account, signal_type: str) -> float | None:
+    """Whole days from the account's newest signal of the type to now (None: it never sent one).
+
+    One read at the top of the (account_id, type, occurred_at) index, whatever the history.
+    """
+    last = run.session.scalar(select(Signal.occurred_at).where(
+        Signal.account_id == account.id, Signal.type == signal_type, Signal.occurred_at <= run.now)
+        .order_by(Signal.occurred_at.desc()).limit(1))
+    return None if last is None else float(max(0, (run.now - last) // timedelta(days=1)))
 
 
 def _imported(account: Account, field: str | None) -> float | None:

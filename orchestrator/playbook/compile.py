@@ -92,7 +92,8 @@ def _health_measure(data: Mapping[str, Any]) -> HealthMeasure:
                          measure=measure, field=field)
     return HealthMeasure(id=data["id"], label=data.get("label") or data["id"].replace("_", " ").replace("-", " "),
                          weight=data["weight"], worst=data["worst"], best=data["best"], window=window,
-                         read=data.get("read", "value"), where=data.get("where"), value=data.get("value"))
+                         read=data.get("read", "value"), where=data.get("where"), value=data.get("value"),
+                         since=data.get("since"))
 
 
 def _monitor(data: Mapping[str, Any]) -> Monitor:

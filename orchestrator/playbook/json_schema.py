@@ -264,7 +264,9 @@ def playbook_json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
                     "measure": {"type": "string", "pattern": "^\\s*(count|sum|avg|min|max)\\s*(\\(.+\\))?\\s*$"},
                     "read": {"enum": ["value", "change", "previous", "count"]},
                     "where": _ref("expression"), "value": _ref("expression"),
-                }, ["id", "weight", "worst", "best"], oneOf=[{"required": ["on", "over"]}, {"required": ["value"]}])},
+                    "since": _ref("signal") | {"description": "Days since the account's newest signal of this type."},
+                }, ["id", "weight", "worst", "best"], oneOf=[{"required": ["on", "over"]}, {"required": ["value"]},
+                                                              {"required": ["since"]}])},
             }, description="The account health score: weighted, bounded measures (account.health)."),
             "steps": {"type": "array", "minItems": 1, "items": {
                 "type": "object",

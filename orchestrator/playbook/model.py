@@ -309,10 +309,11 @@ HEALTH_READS: tuple[str, ...] = ("value", "change", "previous", "count")
 class HealthMeasure:
     """One weighted, bounded part of a health score.
 
-    The measure's raw value is read either from a window of the account's signals (`window`,
-    kept in the monitors' window rows) or from an expression over the account (`value`, e.g.
-    account.days_to_renewal). It scores its full weight at `best` or beyond, nothing at `worst`
-    or beyond, and linearly in between (worst may be above best: more tickets is worse).
+    The measure's raw value is read from a window of the account's signals (`window`, kept in
+    the monitors' window rows), from an expression over the account (`value`, e.g.
+    account.days_to_renewal), or is the days since the account's newest signal of a type (`since`).
+    It scores its full weight at `best` or beyond, nothing at `worst` or beyond, and linearly in
+    between (worst may be above best: more tickets is worse).
     """
 
     id: str
@@ -324,6 +325,7 @@ class HealthMeasure:
     read: str = "value"  # which of the window's figures (HEALTH_READS)
     where: Expression | None = None  # only signals of the type for which this holds are counted
     value: Expression | None = None  # an account measure: an expression over the context
+    since: str | None = None  # days since the account's newest signal of this type (engagement)
 
 
 @dataclass(frozen=True)
@@ -346,7 +348,8 @@ class HealthModel:
 
     def signal_types(self) -> frozenset[str]:
         """The signal types that change a measure: the engine recomputes on these."""
-        return frozenset(m.window.signal for m in self.measures if m.window is not None)
+        windows = {m.window.signal for m in self.measures if m.window is not None}
+        return frozenset(windows | {m.since for m in self.measures if m.since is not None})
 
 
 @dataclass(frozen=True)

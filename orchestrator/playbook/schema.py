@@ -934,17 +934,20 @@ class HealthMeasureSchema(Strict):
     read = Choice(HEALTH_READS, "window figure")
     where = ExpressionField()
     value = ExpressionField()
+    since = SignalType()
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _one_kind(self, data: Mapping[str, Any], original_data: Any, **kwargs: Any) -> None:
         given = set(original_data) if isinstance(original_data, Mapping) else set()
-        if ("on" in given) == ("value" in given):
-            raise ValidationError('a health measure reads a window of signals ("on: TYPE" with "over") or an '
-                                  'account value ("value: account.days_to_renewal"), one of the two')
+        if len({"on", "value", "since"} & given) != 1:
+            raise ValidationError('a health measure reads a window of signals ("on: TYPE" with "over"), an '
+                                  'account value ("value: account.days_to_renewal") or the days since a signal '
+                                  '("since: TYPE"), one of the three')
         if "on" in given and "over" not in given:
             raise ValidationError('a window measure needs "over" (e.g. 30d), as a monitor does')
-        if "value" in given and {"over", "measure", "read", "where"} & given:
-            raise ValidationError('an account measure ("value") takes no over, measure, read or where')
+        for kind in ("value", "since"):
+            if kind in given and {"over", "measure", "read", "where"} & given:
+                raise ValidationError(f'a "{kind}" measure takes no over, measure, read or where')
         if "worst" in data and "best" in data and data["worst"] == data["best"]:
             raise ValidationError('"worst" and "best" are the same number; the measure could only score '
                                   "all or nothing")

@@ -244,7 +244,7 @@ def test_a_malformed_health_model_is_refused_with_located_errors():
     assert located[(16, 14, "unknown-field")].startswith('"account.days_to_renewl" is not a field of the account '
                                                          '(did you mean "account.days_to_renewal"?)')
     assert "are the same number" in located[(15, 7, "schema")]
-    assert "one of the two" in located[(20, 7, "schema")]
+    assert "one of the three" in located[(20, 7, "schema")]
     # A filter is checked against the fields of the signals it counts, not those the playbook enrolls on.
     assert located[(21, 52, "unknown-field")].startswith('"signal.severty" is not a field of support.ticket_opened '
                                                          'signals (did you mean "signal.severity"?)')
@@ -302,3 +302,35 @@ def test_a_second_health_model_in_the_same_folder_is_a_located_error(tmp_path):
     assert (finding.path, finding.line, finding.column, finding.rule) == (str(tmp_path / "b.yaml"), line, 1,
                                                                           "duplicate-health-model")
     assert finding.message.startswith(f"{tmp_path / 'a.yaml'} already declares the health model")
+
+
+ENGAGEMENT = """
+    id: engagement-health
+    name: Engagement health
+    stage: adopt
+""" + HEADER + """
+    health:
+      measures:
+        - {id: champion, label: Champion engagement, since: meeting.held, weight: 1, worst: 30, best: 0}
+    enroll: {on: health.dropped}
+    steps:
+      - {id: done, kind: exit, reason: seen}
+"""
+
+
+def test_days_since_the_champions_last_meeting_is_a_measure_the_engine_and_the_scheduler_move(
+        session, feed, settings, clock, account):
+    install_playbook(session, ENGAGEMENT, "adopt/engagement.yaml", lint=False)
+    feed("meeting.held", account, {"with": "champion"}, at=clock.now() - timedelta(days=12))
+    # 12 of the 30 days that score nothing: 60.
+    assert _contributions(_history(session, account)[-1]) == {"champion": (12.0, 100.0, 60.0)}
+
+    from orchestrator.journeys.health import active_model, rescore
+    from orchestrator.journeys.steps import Run
+    clock.advance(timedelta(days=6))  # no meeting since: 18 days, 40
+    run = Run(session, settings, clock.now())
+    playbook_id, health_model = active_model(run.playbooks())
+    row = rescore(run, account, playbook_id=playbook_id, model=health_model, at=clock.now(), trigger="scheduler")
+    assert (row.score, row.previous) == (40, 60)
+    feed("meeting.held", account, {"with": "champion", "note": "quarterly review"})
+    assert [r.score for r in _history(session, account)] == [60, 40, 100]
