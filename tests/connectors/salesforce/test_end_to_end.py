@@ -280,6 +280,32 @@ def test_a_waiting_status_in_salesforce_pauses_the_sla_clock_and_another_resumes
     assert [m for m in org.outbox() if m.kind == "crm.update_task" and m.task_id == task.id]
 
 
+def test_a_pause_set_by_hand_survives_syncs_that_read_the_salesforce_task_s_ordinary_status(org: Org) -> None:
+    from orchestrator.models import SlaEvent
+    from orchestrator.work.sla import pause_task
+
+    org.sync()
+    _win_all_deals(org.fake)
+    org.sync()
+    org.deliver()
+    task = org.tasks()[0]
+    (remote,) = org.fake.org.find("Task", Handoff_Key__c=f"task:{task.id}:create")
+    with unit_of_work(org.runtime.sessions) as session:
+        held = session.get_one(Task, task.id)
+        assert pause_task(session, settings=org.runtime.settings, task=held, actor="rep1@acme.example",
+                          now=org.clock.now(), reason="customer on holiday")
+    # The rep touches the Task in Salesforce without a waiting status; syncs read it (and re-read it in the overlap).
+    org.fake.org.update("Task", remote["Id"], {"Status": "In Progress"}, system=False)
+    org.clock.advance(timedelta(hours=2))
+    for _ in range(2):
+        org.sync()
+    held_task = {t.id: t for t in org.tasks()}[task.id]
+    assert held_task.paused_at is not None and held_task.sla_check_at is None
+    with org.runtime.sessions() as session:
+        kinds = [e.kind for e in session.scalars(select(SlaEvent).where(SlaEvent.task_id == task.id))]
+    assert "resumed" not in kinds and kinds.count("paused") == 1
+
+
 def test_a_task_names_the_account_s_champion_as_its_whoid_and_an_account_without_contacts_still_writes(
         fresh_database: URL, tmp_path: Path) -> None:
     with FakeSalesforce(tmp_dir=tmp_path) as fake:
