@@ -28,23 +28,33 @@ from orchestrator.models import (
     TaskKind,
     TaskStatus,
 )
-from orchestrator.reports.exceptions import open_condition, raised_condition
+from orchestrator.reports import experiments, routing
+from orchestrator.reports.automation import KINDS
+from orchestrator.reports.exceptions import GROUPINGS as ITEM_GROUPINGS
+from orchestrator.reports.exceptions import item_group, open_condition, raised_condition, with_item_owner
 from orchestrator.reports.loop import STAGES, changes_scope, human_touch, with_next_change
 from orchestrator.reports.oversight import QUICK_SECONDS, decide_seconds
-from orchestrator.reports.scope import Scope, journey_scope
+from orchestrator.reports.scope import RUN_GROUPINGS, Scope, journey_scope, run_dimension, with_run_joins
 from orchestrator.reports.sla import GROUPINGS, sla_tasks
 from orchestrator.reports.time_saved import automated_ran
 
-__all__ = ["LIMIT", "RUN_FIGURES", "SLA_FIGURES", "TASK_FIGURES", "changes", "items", "runs", "tasks"]
+__all__ = ["EXPERIMENT_FIGURES", "LEVELS", "LIMIT", "RUN_FIGURES", "SLA_FIGURES", "TASK_FIGURES", "changes",
+           "items", "journeys", "runs", "tasks"]
 
 LIMIT = 500
 # Figures of the step-run reports (oversight, noise) that count tasks.
 TASK_FIGURES = ("tasks", "decisions", "approved", "rejected", "quick", "closed_without_action", "rated",
-                "not_useful", "human_tasks")
+                "not_useful", "human_tasks") + tuple(f"route_{which}" for which in routing.TASK_FIGURES)
 # Figures of the SLA report (tasks created in the period, in one group).
 SLA_FIGURES = ("tasks", "ack_breached", "due_breached", "breaches", "paused", "escalated")
 # Figures that count step runs (oversight, noise, automation, time saved).
-RUN_FIGURES = ("runs", "skipped", "overridden", "automated", "human", "hybrid", "automated_actions")
+RUN_FIGURES = ("runs", "skipped", "overridden", "automated", "human", "hybrid", "automated_actions",
+               "automation_runs") + tuple(f"routed_{which}" for which in routing.RUN_FIGURES)
+# The oversight levels a run drill-down may keep: one, or both (the grouped oversight report's runs).
+LEVELS = {"in_the_loop": ("in_the_loop",), "on_the_loop": ("on_the_loop",), "loop": ("in_the_loop", "on_the_loop")}
+# Figures of the experiments report: journeys (by how they stand) and their tasks.
+EXPERIMENT_FIGURES = ("journeys", "completed", "dropped", "stalled", "open", "converted")
+EXPERIMENT_TASK_FIGURES = ("tasks", "rated", "useful", "not_useful")
 CHANGE_FIGURES = ("entered", "moved_on", "skipped", "signal_journeys", "touched")
 ITEM_FIGURES = ("raised", "open", "overdue")
 
@@ -56,6 +66,23 @@ def _run_tasks_query(*, since: datetime, until: datetime, scope: Scope, step: st
              .join(Journey, Journey.id == StepRun.journey_id)
              .where(StepRun.started_at >= since, StepRun.started_at < until, *journey_scope(scope)))
     return query.where(StepRun.step_id == step) if step else query
+
+
+def _in_group(query: Any, *, group_by: str, group: str, level: str) -> Any:
+    """`query` (over StepRun joined to Journey) narrowed to one group of a step-run report grouped by
+    `group_by` (as `run_dimension` and the automation report's `kind` compute it) and to the oversight
+    `level` ("" any)."""
+    if level:
+        if level not in LEVELS:
+            raise ValueError(f"level: one of {', '.join(LEVELS)}")
+        query = query.where(StepRun.oversight.in_(LEVELS[level]))
+    if not group_by:
+        return query
+    if group_by == "kind":
+        return query.where(StepRun.kind == group)
+    if group_by not in RUN_GROUPINGS:
+        raise ValueError(f"group_by: one of {', '.join(RUN_GROUPINGS + ('kind',))}")
+    return with_run_joins(query).where(run_dimension(group_by) == group)
 
 
 def _task_condition(which: str) -> Any:
@@ -72,21 +99,28 @@ def _task_condition(which: str) -> Any:
         "rated": exists(verdicts),
         "not_useful": exists(verdicts.where(TaskFeedback.useful.is_(False))),
         "human_tasks": StepRun.kind.in_(["human", "hybrid"]),  # time saved's human minutes
+        **{f"route_{name}": routing.task_condition(name) for name in routing.TASK_FIGURES},
     }[which]
 
 
 def tasks(*, sessions: sessionmaker[Session], since: datetime, until: datetime, scope: Scope, which: str,
-          step: str = "", by: str = "", group: str = "", rung: int | None = None) -> Rows:
-    """The tasks behind a number: of the SLA report when `by` is given (its group `group`), else of the
-    step runs of `step` (every step when "") started in the period."""
+          step: str = "", by: str = "", group: str = "", rung: int | None = None, group_by: str = "",
+          level: str = "", experiment: str = "", variant: str = "") -> Rows:
+    """The tasks behind a number: of the SLA report when `by` is given (its group `group`); of the journeys
+    that entered an experiment's variant when `experiment` is; else of the step runs of `step` (every step
+    when "") started in the period, within the group `group` of `group_by` when given."""
     if by:
         if by not in GROUPINGS or which not in SLA_FIGURES:
             raise ValueError(f"which: one of {', '.join(SLA_FIGURES)}; by: one of {', '.join(GROUPINGS)}")
         ids = sla_tasks(since=since, until=until, scope=scope, by=by, group=group, which=which, rung=rung)
+    elif experiment:
+        ids = _experiment_tasks(since=since, until=until, scope=scope, which=which, experiment=experiment,
+                                variant=variant)
     else:
         if which not in TASK_FIGURES:
             raise ValueError(f"which: one of {', '.join(TASK_FIGURES)}")
-        ids = _run_tasks_query(since=since, until=until, scope=scope, step=step)
+        ids = _in_group(_run_tasks_query(since=since, until=until, scope=scope, step=step),
+                        group_by=group_by, group=group, level=level)
         condition = _task_condition(which)
         if condition is not None:
             ids = ids.where(condition)
@@ -100,8 +134,9 @@ def tasks(*, sessions: sessionmaker[Session], since: datetime, until: datetime, 
 
 
 def runs(*, sessions: sessionmaker[Session], since: datetime, until: datetime, scope: Scope, which: str,
-         step: str = "", stage: str = "", estimates: dict[str, int] | None = None) -> Rows:
-    """The step runs behind a number of the oversight, noise, automation or time-saved report."""
+         step: str = "", stage: str = "", group_by: str = "", group: str = "", level: str = "") -> Rows:
+    """The step runs behind a number of the oversight, noise, automation, time-saved or routing report (within
+    the group `group` of `group_by` when given)."""
     if which not in RUN_FIGURES:
         raise ValueError(f"which: one of {', '.join(RUN_FIGURES)}")
     condition = {
@@ -112,6 +147,8 @@ def runs(*, sessions: sessionmaker[Session], since: datetime, until: datetime, s
         "human": StepRun.kind == "human",
         "hybrid": StepRun.kind == "hybrid",
         "automated_actions": automated_ran(),
+        "automation_runs": StepRun.kind.in_(KINDS),  # the automation mix counts these kinds only
+        **{f"routed_{name}": routing.run_condition(name) for name in routing.RUN_FIGURES},
     }[which]
     narrowed = Scope(team=scope.team, stage=stage or scope.stage, playbook=scope.playbook)
     query = (select(StepRun.id, Journey.playbook_id, StepRun.step_id, StepRun.kind, StepRun.oversight,
@@ -122,13 +159,15 @@ def runs(*, sessions: sessionmaker[Session], since: datetime, until: datetime, s
         query = query.where(StepRun.step_id == step)
     if condition is not None:
         query = query.where(condition)
+    query = _in_group(query, group_by=group_by, group=group, level=level)
     with unit_of_work(sessions, read_only=True) as session:
         return [dict(row._mapping) for row in session.execute(query.order_by(StepRun.id).limit(LIMIT))]
 
 
 def items(*, sessions: sessionmaker[Session], since: datetime, until: datetime, scope: Scope, which: str,
-          category: str = "") -> Rows:
-    """The exception items behind a number of the exceptions report."""
+          category: str = "", group_by: str = "", group: str = "") -> Rows:
+    """The exception items behind a number of the exceptions report (of its group `group` under `group_by`,
+    owner or team, when given)."""
     if which not in ITEM_FIGURES:
         raise ValueError(f"which: one of {', '.join(ITEM_FIGURES)}")
     condition = {"raised": raised_condition(since=since, until=until, scope=scope),
@@ -140,6 +179,10 @@ def items(*, sessions: sessionmaker[Session], since: datetime, until: datetime, 
              .where(condition))
     if category:
         query = query.where(ExceptionItem.category == category)
+    if group_by:
+        if group_by not in ITEM_GROUPINGS:
+            raise ValueError(f"group_by: one of {', '.join(ITEM_GROUPINGS)}")
+        query = with_item_owner(query, group_by).where(item_group(group_by) == group)
     with unit_of_work(sessions, read_only=True) as session:
         return [dict(row._mapping) for row in session.execute(query.order_by(ExceptionItem.id).limit(LIMIT))]
 
@@ -192,3 +235,36 @@ def _signal_journeys(*, sessions: sessionmaker[Session], since: datetime, until:
     with unit_of_work(sessions, read_only=True) as session:
         return [dict(row._mapping) for row in session.execute(query.order_by(Journey.id).limit(LIMIT))]
 
+
+
+def _entered(*, since: datetime, until: datetime, scope: Scope, experiment: str, variant: str) -> Any:
+    found = experiments.entered(since=since, until=until, scope=scope)
+    return found, [found.c.experiment == experiment, found.c.variant == variant]
+
+
+def _experiment_tasks(*, since: datetime, until: datetime, scope: Scope, which: str, experiment: str,
+                      variant: str) -> Any:
+    if which not in EXPERIMENT_TASK_FIGURES:
+        raise ValueError(f"which: one of {', '.join(EXPERIMENT_TASK_FIGURES)}")
+    found, conditions = _entered(since=since, until=until, scope=scope, experiment=experiment, variant=variant)
+    verdicts = select(TaskFeedback.id).where(TaskFeedback.task_id == Task.id)
+    not_useful = exists(verdicts.where(TaskFeedback.useful.is_(False)))
+    condition = {"tasks": None, "rated": exists(verdicts), "useful": and_(exists(verdicts), ~not_useful),
+                 "not_useful": not_useful}[which]
+    ids = select(Task.id).where(Task.journey_id.in_(select(found.c.journey_id).where(*conditions)))
+    return ids if condition is None else ids.where(condition)
+
+
+def journeys(*, sessions: sessionmaker[Session], since: datetime, until: datetime, scope: Scope, which: str,
+             experiment: str, variant: str) -> Rows:
+    """The journeys behind a number of the experiments report: those that entered `variant` of `experiment`
+    in the period, by how they stand."""
+    if which not in EXPERIMENT_FIGURES:
+        raise ValueError(f"which: one of {', '.join(EXPERIMENT_FIGURES)}")
+    found, conditions = _entered(since=since, until=until, scope=scope, experiment=experiment, variant=variant)
+    condition = experiments.journey_condition(found, which)
+    query = select(found.c.journey_id.label("id"), found.c.playbook, found.c.experiment, found.c.variant,
+                   found.c.account_id, found.c.status, found.c.at.label("entered_at"), found.c.converted_at)
+    query = query.where(*conditions, *([] if condition is None else [condition]))
+    with unit_of_work(sessions, read_only=True) as session:
+        return [dict(row._mapping) for row in session.execute(query.order_by(found.c.journey_id).limit(LIMIT))]

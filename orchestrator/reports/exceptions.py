@@ -16,7 +16,7 @@ from orchestrator.models import ExceptionItem, Journey, Owner
 from orchestrator.reports._sql import count_if, nearest_rank, parse_grouping, seconds_between
 from orchestrator.reports.scope import EVERYTHING, Scope, journey_scope
 
-__all__ = ["GROUPINGS", "exceptions_report", "open_condition", "raised_condition"]
+__all__ = ["GROUPINGS", "exceptions_report", "item_group", "open_condition", "raised_condition", "with_item_owner"]
 
 GROUPINGS: tuple[str, ...] = ("category", "owner", "team")  # category is the default
 
@@ -42,7 +42,7 @@ def open_condition(*, until: datetime, scope: Scope = EVERYTHING) -> Any:
     return and_(ExceptionItem.status == "open", ExceptionItem.created_at < until, *_scoped(scope))
 
 
-def _group(key: str) -> Any:
+def item_group(key: str) -> Any:
     # The item's owner is an email (its team: that owner's, over the outer join `_with_owner` adds).
     return {"category": ExceptionItem.category,
             "owner": func.coalesce(ExceptionItem.owner, _text("(no owner)")),
@@ -53,7 +53,7 @@ def _text(value: str) -> Any:
     return literal_column(f"'{value}'", String())  # inline: PostgreSQL matches GROUP BY by its text
 
 
-def _with_owner(query: Any, key: str) -> Any:
+def with_item_owner(query: Any, key: str) -> Any:
     return query.outerjoin(_ITEM_OWNER, _ITEM_OWNER.email == ExceptionItem.owner) if key == "team" else query
 
 
@@ -64,11 +64,11 @@ def exceptions_report(*, sessions: sessionmaker[Session], since: datetime, until
                       scope: Scope = EVERYTHING, by: str | None = None) -> list[dict[str, Any]]:
     """One row per category (or `by` group) with items raised in the period or open at `until`; most raised first."""
     (key,) = parse_grouping(by, allowed=GROUPINGS, default="category")
-    group = _group(key)
+    group = item_group(key)
     now = literal(until, UTCDateTime())
     raised = raised_condition(since=since, until=until, scope=scope)
     is_open = open_condition(until=until, scope=scope)
-    counts = _with_owner(
+    counts = with_item_owner(
         select(group.label("grp"),
                count_if(raised).label("raised"),
                func.coalesce(func.sum(case((raised, func.coalesce(ExceptionItem.occurrences, 1)),
@@ -76,7 +76,7 @@ def exceptions_report(*, sessions: sessionmaker[Session], since: datetime, until
                count_if(is_open).label("open"),
                count_if(and_(is_open, ExceptionItem.respond_by < now)).label("overdue"))
         .where(or_(raised, is_open)), key).group_by(group).subquery()
-    ages = _with_owner(select(group.label("grp"), (seconds_between(now, ExceptionItem.created_at) / 3600.0)
+    ages = with_item_owner(select(group.label("grp"), (seconds_between(now, ExceptionItem.created_at) / 3600.0)
                               .label("hours")).where(is_open), key).subquery()
     age = nearest_rank(ages, keys=["grp"], value="hours", percents={"median": 50, "oldest": 100})
     query = (select(counts, age.c.median, age.c.oldest).outerjoin(age, age.c.grp == counts.c.grp)

@@ -20,9 +20,10 @@ from orchestrator.reports._sql import count_if, nearest_rank, seconds_between, s
 from orchestrator.reports.loop import stage_number
 from orchestrator.reports.scope import EVERYTHING, Scope, journey_scope
 
-__all__ = ["SPLIT", "assignments", "experiments_report"]
+__all__ = ["KEYS", "SPLIT", "assignments", "entered", "experiments_report", "journey_condition"]
 
 SPLIT = "split"  # the step kind a split step's runs record
+KEYS = ("playbook", "experiment", "variant")
 _OPEN = (JourneyStatus.ACTIVE.value, JourneyStatus.WAITING.value)
 
 
@@ -39,9 +40,9 @@ def assignments(*, since: datetime, until: datetime, scope: Scope) -> Any:
             .group_by(StepRun.journey_id, Journey.playbook_id, experiment, variant)).subquery("assigned")
 
 
-def experiments_report(*, sessions: sessionmaker[Session], since: datetime, until: datetime,
-                       scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
-    """One row per playbook, experiment and variant entered in [since, until), in that order."""
+def entered(*, since: datetime, until: datetime, scope: Scope) -> Any:
+    """Per journey that entered a variant in [since, until): its playbook, experiment, variant, account,
+    status now, when it entered, when it converted (None: not before `until`) and its task counts."""
     assigned = assignments(since=since, until=until, scope=scope)
     # Conversion: the account's first move out of the playbook's stage to a later one, after it entered.
     converted_at = (select(func.min(StageChange.at))
@@ -57,42 +58,53 @@ def experiments_report(*, sessions: sessionmaker[Session], since: datetime, unti
              .outerjoin(verdicts, verdicts.c.task_id == Task.id)
              .where(Task.journey_id.in_(select(assigned.c.journey_id)))
              .group_by(Task.journey_id).subquery())
-    keys = ("playbook", "experiment", "variant")
-    entered_rows = (select(*[assigned.c[key] for key in keys], Journey.status,
-                           converted_at.label("converted_at"), assigned.c.at,
-                           func.coalesce(tasks.c.tasks, 0).label("tasks"),
-                           func.coalesce(tasks.c.rated, 0).label("rated"),
-                           func.coalesce(tasks.c.not_useful, 0).label("not_useful"))
-                    .join(Journey, Journey.id == assigned.c.journey_id)
-                    .join(PlaybookVersion, PlaybookVersion.id == Journey.playbook_version_id)
-                    .outerjoin(tasks, tasks.c.journey_id == assigned.c.journey_id))
-    entered = entered_rows.cte("entered").prefix_with("MATERIALIZED")  # read twice: computed once
-    group = [entered.c[key] for key in keys]
-    converted = entered.c.converted_at.is_not(None)
-    waits = (select(*group, (seconds_between(entered.c.converted_at, entered.c.at) / 86400.0).label("days"))
+    rows = (select(assigned.c.journey_id, *[assigned.c[key] for key in KEYS], Journey.account_id, Journey.status,
+                   assigned.c.at, converted_at.label("converted_at"),
+                   func.coalesce(tasks.c.tasks, 0).label("tasks"), func.coalesce(tasks.c.rated, 0).label("rated"),
+                   func.coalesce(tasks.c.not_useful, 0).label("not_useful"))
+            .join(Journey, Journey.id == assigned.c.journey_id)
+            .join(PlaybookVersion, PlaybookVersion.id == Journey.playbook_version_id)
+            .outerjoin(tasks, tasks.c.journey_id == assigned.c.journey_id))
+    return rows.cte("entered").prefix_with("MATERIALIZED")  # read twice: computed once
+
+
+def journey_condition(found: Any, which: str) -> Any:
+    """Which of the `entered` journeys a journey figure counts (None: every one)."""
+    return {"journeys": None,
+            "completed": found.c.status == JourneyStatus.COMPLETED.value,
+            "dropped": found.c.status == JourneyStatus.EXITED.value,
+            "stalled": found.c.status == JourneyStatus.STALLED.value,
+            "open": found.c.status.in_(_OPEN),
+            "converted": found.c.converted_at.is_not(None)}[which]
+
+
+def experiments_report(*, sessions: sessionmaker[Session], since: datetime, until: datetime,
+                       scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+    """One row per playbook, experiment and variant entered in [since, until), in that order."""
+    found = entered(since=since, until=until, scope=scope)
+    group = [found.c[key] for key in KEYS]
+    converted = journey_condition(found, "converted")
+    waits = (select(*group, (seconds_between(found.c.converted_at, found.c.at) / 86400.0).label("days"))
              .where(converted).subquery())
-    median = nearest_rank(waits, keys=list(keys), value="days", percents={"median": 50})
+    median = nearest_rank(waits, keys=list(KEYS), value="days", percents={"median": 50})
     counts = (select(*group, func.count().label("journeys"),
-                     count_if(entered.c.status == JourneyStatus.COMPLETED.value).label("completed"),
-                     count_if(entered.c.status == JourneyStatus.EXITED.value).label("dropped"),
-                     count_if(entered.c.status == JourneyStatus.STALLED.value).label("stalled"),
-                     count_if(entered.c.status.in_(_OPEN)).label("open"),
-                     count_if(converted).label("converted"),
+                     *[count_if(journey_condition(found, which)).label(which)
+                       for which in ("completed", "dropped", "stalled", "open", "converted")],
                      share(count_if(converted), func.count()).label("conversion"),
-                     func.sum(entered.c.tasks).label("tasks"), func.sum(entered.c.rated).label("rated"),
-                     func.sum(entered.c.not_useful).label("not_useful"))
+                     func.sum(found.c.tasks).label("tasks"), func.sum(found.c.rated).label("rated"),
+                     func.sum(found.c.not_useful).label("not_useful"))
               .group_by(*group).subquery())
     query = (select(counts, median.c.median)
-             .outerjoin(median, and_(*[median.c[key] == counts.c[key] for key in keys]))
-             .order_by(*[counts.c[key] for key in keys]))
+             .outerjoin(median, and_(*[median.c[key] == counts.c[key] for key in KEYS]))
+             .order_by(*[counts.c[key] for key in KEYS]))
     with unit_of_work(sessions, read_only=True) as session:
-        found = session.execute(query).all()
-    return [{**{key: r._mapping[key] for key in keys}, "journeys": r.journeys, "completed": r.completed,
+        rows = session.execute(query).all()
+    return [{**{key: r._mapping[key] for key in KEYS}, "journeys": r.journeys, "completed": r.completed,
              "dropped": r.dropped, "stalled": r.stalled, "open": r.open, "converted": r.converted,
              "conversion_rate": _round(r.conversion),
              "convert_median_days": _round(r.median),
              "tasks": int(r.tasks), "rated": int(r.rated), "useful": int(r.rated) - int(r.not_useful),
-             "not_useful": int(r.not_useful)} for r in found]
+             "not_useful": int(r.not_useful)} for r in rows]
 
 
 def _round(value: Any) -> float | None:

@@ -103,6 +103,17 @@ def test_dashboard_draws_charts_filters_and_drills_down(served: Any, tmp_path: P
             page.wait_for_selector("#tasks")
             shown = [int(cell) for cell in page.locator("#tasks tr.task td:first-child").all_inner_texts()]
             assert shown == sorted(seeded["tasks"]["approve"])
+
+            page.go_back()
+            page.select_option("select[name=by]", "team")  # every report that has a team grouping takes it
+            page.click("form.filters button")
+            page.wait_for_url("**by=team**")
+            assert page.locator("#approval-chart rect.bar").count() == 1  # pb's in-the-loop decisions: red's
+            tasks = page.locator("#noise tr", has_text="red").locator("td:nth-child(4) a")
+            count = int(tasks.inner_text())
+            tasks.click()
+            page.wait_for_selector("#tasks")
+            assert page.locator("#tasks tr.task").count() == count == 11  # pb's tasks, all of red's accounts
         finally:
             browser.close()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000

@@ -99,7 +99,8 @@ def links(html: str) -> list[str]:
     return [unescape(url) for url in re.findall(r'<a class="drill[^"]*" href="([^"]+)">', html)]
 
 
-@pytest.mark.parametrize("query", ["", "&team=blue", "&stage=acquire", "&playbook=pb", "&period=7d"])
+@pytest.mark.parametrize("query", ["", "&team=blue", "&stage=acquire", "&playbook=pb", "&period=7d", "&by=team",
+                                   "&by=owner", "&by=week", "&by=segment&team=blue"])
 def test_every_count_lists_exactly_what_it_counts(client: Any, query: str) -> None:
     links = drills(page(client, query))
     pages = {url.split("?")[0] for url, _ in links}

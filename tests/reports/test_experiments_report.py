@@ -23,38 +23,44 @@ AUTOMATED = ("x2.example", "x3.example", "x4.example", "x8.example")
 HUMAN = ("x1.example", "x5.example", "x6.example", "x7.example")
 
 
+def seed_experiment(session: Any, feed: Any, clock: Any) -> None:
+    """Eight accounts through expansion-first-touch in the period (four per variant), one before."""
+    clock.set(T0)
+    csm = OwnerFactory(team="red")
+    accounts = {}
+    for domain in AUTOMATED + HUMAN:
+        accounts[domain] = account = AccountFactory(domain=domain, stage="expand", owner=csm, csm=csm)
+        feed("expansion.signal", account, {"reason": "Asked about more seats"})
+    for domain in AUTOMATED + HUMAN:
+        (journey,) = session.scalars(select(Journey).where(Journey.account_id == accounts[domain].id)).all()
+        assert journey.context["variants"][EXPERIMENT] == ("automated" if domain in AUTOMATED else "human")
+
+    def moved(domain: str, to: str, hours: int) -> None:
+        session.add(StageChange(account_id=accounts[domain].id, from_stage="expand", to_stage=to,
+                                at=T0 + timedelta(hours=hours)))
+
+    moved("x2.example", "renew", 1)      # converted, 1/24 day after entering
+    moved("x3.example", "renew", 5)      # converted, 5/24 day after
+    moved("x4.example", "adopt", 1)      # back to adopt: no conversion
+    moved("x8.example", "renew", 48)     # after the period's end: not yet
+    moved("x1.example", "renew", 3)      # converted, 3/24 day after
+    moved("x7.example", "renew", -1)     # before it entered: not a result of the play
+    decide(session, feed, only_task(session, accounts["x1.example"]), "done")
+    session.add(TaskFeedback(task_id=session.scalars(select(Task.id).where(
+        Task.account_id == accounts["x1.example"].id)).one(), by="csm@acme.example", useful=True))
+    x5 = only_task(session, accounts["x5.example"])
+    session.add_all([TaskFeedback(task_id=x5.id, by="csm@acme.example", useful=False),
+                     TaskFeedback(task_id=x5.id, by="vp@acme.example", useful=True)])  # one not useful: not
+    feed("account.churned", accounts["x6.example"])   # dropped: the journey exits
+    clock.set(SINCE - timedelta(minutes=1))
+    feed("expansion.signal", AccountFactory(domain="x9.example", stage="expand", owner=csm, csm=csm))  # before
+
+
 @pytest.fixture
 def sessions(migrated: Any) -> Any:
     db, factory = migrated
     with world(db, "expand/expansion-first-touch") as (session, feed, clock):
-        csm = OwnerFactory(team="red")
-        accounts = {}
-        for domain in AUTOMATED + HUMAN:
-            accounts[domain] = account = AccountFactory(domain=domain, stage="expand", owner=csm, csm=csm)
-            feed("expansion.signal", account, {"reason": "Asked about more seats"})
-        for domain in AUTOMATED + HUMAN:
-            (journey,) = session.scalars(select(Journey).where(Journey.account_id == accounts[domain].id)).all()
-            assert journey.context["variants"][EXPERIMENT] == ("automated" if domain in AUTOMATED else "human")
-
-        def moved(domain: str, to: str, hours: int) -> None:
-            session.add(StageChange(account_id=accounts[domain].id, from_stage="expand", to_stage=to,
-                                    at=T0 + timedelta(hours=hours)))
-
-        moved("x2.example", "renew", 1)      # converted, 1/24 day after entering
-        moved("x3.example", "renew", 5)      # converted, 5/24 day after
-        moved("x4.example", "adopt", 1)      # back to adopt: no conversion
-        moved("x8.example", "renew", 48)     # after the period's end: not yet
-        moved("x1.example", "renew", 3)      # converted, 3/24 day after
-        moved("x7.example", "renew", -1)     # before it entered: not a result of the play
-        decide(session, feed, only_task(session, accounts["x1.example"]), "done")
-        session.add(TaskFeedback(task_id=session.scalars(select(Task.id).where(
-            Task.account_id == accounts["x1.example"].id)).one(), by="csm@acme.example", useful=True))
-        x5 = only_task(session, accounts["x5.example"])
-        session.add_all([TaskFeedback(task_id=x5.id, by="csm@acme.example", useful=False),
-                         TaskFeedback(task_id=x5.id, by="vp@acme.example", useful=True)])  # one not useful: not
-        feed("account.churned", accounts["x6.example"])   # dropped: the journey exits
-        clock.set(SINCE - timedelta(minutes=1))
-        feed("expansion.signal", AccountFactory(domain="x9.example", stage="expand", owner=csm, csm=csm))  # before
+        seed_experiment(session, feed, clock)
     return factory
 
 

@@ -31,25 +31,31 @@ NOVEL = {"subject": "Our data residency contract terms"}          # no keyword a
 HOW_TO = {"subject": "How do I export a report? Is there a tutorial on how to?"}  # how_to, four hits
 
 
+def seed_tickets(session: Any, feed: Any, clock: Any) -> None:
+    """Seven tickets through ticket-triage: six in the period (two automated, four to a person), one before."""
+    clock.set(T0)
+    red, blue = OwnerFactory(team="red"), OwnerFactory(team="blue")
+
+    def ticket(owner: Any, n: int, payload: dict[str, str]) -> Any:
+        account = AccountFactory(stage="adopt", owner=owner, csm=owner)
+        feed("support.ticket_opened", account, {"ticket_id": f"T-{n}", **payload})
+        return account
+
+    ticket(red, 1, REFUND)                                    # automated
+    decide(session, feed, only_task(session, ticket(red, 2, DOUBTFUL)), "rejected")  # overturned
+    decide(session, feed, only_task(session, ticket(red, 3, SSO)), "approved")       # confirmed
+    decide(session, feed, only_task(session, ticket(red, 4, NOVEL)), "done")         # nothing proposed
+    ticket(red, 5, DOUBTFUL)                                  # proposed, not decided yet
+    ticket(blue, 6, HOW_TO)                                   # automated
+    clock.set(SINCE - timedelta(minutes=1))
+    ticket(blue, 7, DOUBTFUL)                                 # before the period: counted nowhere
+
+
 @pytest.fixture
 def sessions(migrated: Any) -> Any:
     db, factory = migrated
     with world(db, "adopt/ticket-triage") as (session, feed, clock):
-        red, blue = OwnerFactory(team="red"), OwnerFactory(team="blue")
-
-        def ticket(owner: Any, n: int, payload: dict[str, str]) -> Any:
-            account = AccountFactory(stage="adopt", owner=owner, csm=owner)
-            feed("support.ticket_opened", account, {"ticket_id": f"T-{n}", **payload})
-            return account
-
-        ticket(red, 1, REFUND)                                    # automated
-        decide(session, feed, only_task(session, ticket(red, 2, DOUBTFUL)), "rejected")  # overturned
-        decide(session, feed, only_task(session, ticket(red, 3, SSO)), "approved")       # confirmed
-        decide(session, feed, only_task(session, ticket(red, 4, NOVEL)), "done")         # nothing proposed
-        ticket(red, 5, DOUBTFUL)                                  # proposed, not decided yet
-        ticket(blue, 6, HOW_TO)                                   # automated
-        clock.set(SINCE - timedelta(minutes=1))
-        ticket(blue, 7, DOUBTFUL)                                 # before the period: counted nowhere
+        seed_tickets(session, feed, clock)
     return factory
 
 
