@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
@@ -286,6 +286,9 @@ def _recompute_page(session: Session, *, settings: Settings, now: datetime, ids:
     run = Run(session, settings, now)
     found = active_model(run.playbooks())
     if found is None:
+        # No model in force (deactivated or paused): account.health reads the CRM's field again.
+        # The history stays; a model applied later starts from a first score without a drop.
+        session.execute(delete(AccountHealth).where(AccountHealth.account_id.in_(ids)))
         return
     playbook_id, model = found
     for account in lock_accounts(session, ids, skip_locked=True):

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 from orchestrator import schema
 from orchestrator.config import load_settings
 from orchestrator.db import unit_of_work
-from orchestrator.models import Account, AccountHealth, HealthScore, Journey, Owner, Signal, Task
+from orchestrator.models import Account, AccountHealth, HealthScore, Journey, Owner, PlaybookVersion, Signal, Task
 from orchestrator.playbook import check_text
 from orchestrator.resources import shipped_playbooks_dir
 from orchestrator.runtime import Runtime, build_runtime
@@ -289,6 +289,17 @@ def test_the_recompute_job_rescores_as_time_passes_and_sends_one_drop(runtime: R
         (dropped,) = session.scalars(select(Signal).where(Signal.type == "health.dropped")).all()
         assert dropped.payload["rule"] == "by 25 from 100" and rows[-1].dropped_signal_id == dropped.id
         assert session.get(AccountHealth, account_id).computed_at == later
+        session.get(Account, account_id).health = 58  # the CRM's own field
+        for version in session.scalars(select(PlaybookVersion).where(PlaybookVersion.playbook_id == "account-health")):
+            version.active = False
+        session.commit()
+
+    # The model is gone: its current scores go with it and account.health reads the CRM's 58 again.
+    run_at(recompute, runtime=runtime, now=later + timedelta(hours=1))
+    with unit_of_work(runtime.sessions) as session:
+        account = session.get(Account, account_id)
+        assert session.get(AccountHealth, account_id) is None and account.health_score == 58
+        assert len(session.scalars(select(HealthScore)).all()) == 2  # the history stays
 
 
 def test_a_second_health_model_in_the_same_folder_is_a_located_error(tmp_path):
