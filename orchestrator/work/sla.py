@@ -391,14 +391,19 @@ def pause_task(session: Session, *, settings: Settings, task: Task, actor: str, 
     return True
 
 
-def resume_task(session: Session, *, settings: Settings, task: Task, actor: str, now: datetime) -> bool:
+def resume_task(session: Session, *, settings: Settings, task: Task, actor: str, now: datetime,
+                from_crm: bool = False) -> bool:
     """Restart the clock with the business time that was left; False when the task was not paused.
 
     Each open deadline moves by the business time spent waiting, so what remained at the
-    pause remains now. The CRM task gets its new due date through the outbox.
+    pause remains now. The CRM task gets its new due date through the outbox. A pause that a
+    CRM waiting status started and a person ends by hand also sends the task's own status:
+    otherwise the CRM task still says "waiting", and the next sync that reads it (our own
+    due-date write changes it) would pause the clock again.
     """
     if task.paused_at is None:
         return False
+    clear_crm_wait = not from_crm and _paused_by_crm(session, task)
     sla = sla_of(session, settings=settings, task=task)
     calendar = sla.calendar
     paused_at = task.paused_at
@@ -428,7 +433,8 @@ def resume_task(session: Session, *, settings: Settings, task: Task, actor: str,
         payload={"task_id": task.id, "crm_source": task.crm_source, "crm_id": task.crm_id,
                  "due_date": task.due_at.astimezone(calendar.zone).date().isoformat(),
                  "due_at": task.due_at.isoformat(), "owner_email": owner.email,
-                 "priority": str(task.priority), "reason": "resumed after waiting on the customer"},
+                 "priority": str(task.priority), "reason": "resumed after waiting on the customer",
+                 **({"status": str(task.status)} if clear_crm_wait else {})},
     )
     _audit(session, task=task, at=now, actor=actor, action=audit.AuditAction.TASK_RESUMED,
            reason=f"{actor} resumed task {task.id}; due {task.due_at:%Y-%m-%d %H:%M} UTC", sla=sla)
@@ -459,7 +465,7 @@ def apply_crm_status(session: Session, *, settings: Settings, task: Task, status
                           reason=f"CRM status {status}", origin="crm")
     if task.paused_at is None or not _paused_by_crm(session, task):
         return False
-    return resume_task(session, settings=settings, task=task, actor=actor, now=now)
+    return resume_task(session, settings=settings, task=task, actor=actor, now=now, from_crm=True)
 
 
 def _audit(session: Session, *, task: Task, at: datetime, actor: str, action: audit.AuditAction,

@@ -306,6 +306,39 @@ def test_a_pause_set_by_hand_survives_syncs_that_read_the_salesforce_task_s_ordi
     assert "resumed" not in kinds and kinds.count("paused") == 1
 
 
+def test_resuming_by_hand_a_pause_salesforce_started_clears_the_waiting_status_so_syncs_keep_it_running(
+        org: Org) -> None:
+    from orchestrator.models import SlaEvent
+    from orchestrator.work.sla import resume_task
+
+    org.sync()
+    _win_all_deals(org.fake)
+    org.sync()
+    org.deliver()
+    task = org.tasks()[0]
+    (remote,) = org.fake.org.find("Task", Handoff_Key__c=f"task:{task.id}:create")
+    org.fake.org.update("Task", remote["Id"], {"Status": "Waiting on someone else"}, system=False)
+    org.clock.advance(timedelta(minutes=5))
+    org.sync()
+    assert {t.id: t for t in org.tasks()}[task.id].paused_at is not None
+
+    org.clock.advance(timedelta(hours=3))
+    with unit_of_work(org.runtime.sessions) as session:  # the customer answered; the rep resumes in Handoff
+        assert resume_task(session, settings=org.runtime.settings, task=session.get_one(Task, task.id),
+                           actor="rep1@acme.example", now=org.clock.now())
+    org.deliver()
+    (after,) = org.fake.org.find("Task", Id=remote["Id"])
+    assert after["Status"] == "Not Started"  # no longer waiting in Salesforce either
+    for _ in range(2):  # our write changed the Task: syncs read it again, and it says nothing of waiting
+        org.sync()
+    running = {t.id: t for t in org.tasks()}[task.id]
+    assert running.paused_at is None and running.sla_check_at is not None
+    with org.runtime.sessions() as session:
+        kinds = [e.kind for e in session.scalars(select(SlaEvent).where(SlaEvent.task_id == task.id)
+                                                 .where(SlaEvent.kind.in_(["paused", "resumed"])))]
+    assert sorted(kinds) == ["paused", "resumed"]
+
+
 def test_a_task_names_the_account_s_champion_as_its_whoid_and_an_account_without_contacts_still_writes(
         fresh_database: URL, tmp_path: Path) -> None:
     with FakeSalesforce(tmp_dir=tmp_path) as fake:
