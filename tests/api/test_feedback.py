@@ -105,3 +105,19 @@ def test_the_cli_records_feedback_by_a_known_entitled_person_only(world):
     assert _feedback(world) == [(sams, "sam@acme.example", False, "duplicate of yesterday's")]
     assert run("--useful", "--by", "mia@acme.example").exit_code == 0
     assert len(_feedback(world)) == 2
+
+
+def test_the_cli_refuses_by_an_inactive_owner_on_any_decision(world):
+    sams = world.ids["sams_task"]
+    env = {"HANDOFF_DATABASE_URL": world.runtime.settings.database_url.render_as_string(hide_password=False),
+           "HANDOFF_EXCEPTION_OWNER": "ops@acme.example"}
+    runner = CliRunner()
+    for args in (["tasks", "ack", str(sams)], ["tasks", "decide", str(sams), "done"],
+                 ["tasks", "feedback", str(sams), "--useful"]):
+        refused = runner.invoke(main, [*args, "--by", "gone@acme.example"], env=env)
+        assert refused.exit_code != 0 and "gone@acme.example is inactive" in refused.output, (args, refused.output)
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        from orchestrator.models import Task
+        task = session.get(Task, sams)
+        assert (task.status, task.acknowledged_at) == ("open", None)
+        assert session.scalar(select(func.count()).select_from(TaskFeedback)) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -9,7 +11,8 @@ from sqlalchemy import select
 from orchestrator.cli import main
 from orchestrator.db import unit_of_work
 from orchestrator.models import AuditEvent, OutboxMessage, Task
-from tests.api.journeys_setup import review_task
+from orchestrator.reports.catalog import run_report
+from tests.api.journeys_setup import REVIEW, review_task, run_playbook
 
 
 def _published(world):
@@ -89,3 +92,31 @@ def test_the_cli_publishes_a_file_or_stdin_and_refuses_a_file_that_is_not_text(w
     events, bodies = _published(world)
     assert [d["edited"] for _, d in events] == [True]
     assert bodies == ["Hi team, Thursday works?\n"]
+
+
+def test_the_noise_report_counts_published_reviews_and_how_many_drafts_were_edited(world):
+    run_playbook(world, REVIEW, "product.usage", "own")
+    run_playbook(world, REVIEW, "product.usage", "other")
+    with unit_of_work(world.runtime.sessions, read_only=True) as session:
+        reviews = {t.account_id: t.id for t in session.scalars(select(Task).where(Task.kind == "review"))}
+    edited_task, plain_task = reviews[world.ids["own"]], reviews[world.ids["other"]]
+    assert world.call("POST", f"/tasks/{edited_task}/decision", "sam",
+                      json={"outcome": "published", "text": "Hi, Thursday at 10?"}).status_code == 200
+    # Rita sends the draft back as it stands: published, but not an edit.
+    as_drafted = {"outcome": "published", "text": "Hi Rita's Co, shall we book 20 minutes?"}
+    assert world.call("POST", f"/tasks/{plain_task}/decision", "rita", json=as_drafted).status_code == 200
+    now = world.runtime.clock.now()
+    rows = run_report("noise", sessions=world.runtime.sessions, since=now - timedelta(days=1),
+                      until=now + timedelta(days=1))
+    [review] = [row for row in rows if row["step"] == "rescue-email"]
+    assert (review["tasks"], review["published"], review["edited"]) == (2, 2, 1)
+    assert all((row["published"], row["edited"]) == (0, 0) for row in rows if row["step"] != "rescue-email")
+    by_playbook = run_report("noise", sessions=world.runtime.sessions, since=now - timedelta(days=1),
+                             until=now + timedelta(days=1), by="playbook")
+    [rescue] = [row for row in by_playbook if row["playbook"] == "rescue"]
+    assert (rescue["published"], rescue["edited"]) == (2, 1)
+    until = (now + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    api = world.call("GET", f"/reports/noise?until={until}", "leader")
+    assert api.status_code == 200, api.get_json()
+    [over_http] = [row for row in api.get_json()["rows"] if row["step"] == "rescue-email"]
+    assert (over_http["published"], over_http["edited"]) == (2, 1)

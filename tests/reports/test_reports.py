@@ -89,6 +89,7 @@ def test_noise_by_other_groupings(sessions: Any) -> None:
     # Every run of the fixture is on Acme (lead's account, team red, no segment), playbook pb (onboard):
     # 18 runs in the period (6 approve, 5 stamp, 6 notify, 1 empty), 2 skipped, 11 tasks, 1 cancelled.
     expected = {"runs": 18, "skipped": 2, "tasks": 11, "closed_without_action": 1, "rated": 0, "not_useful": 0,
+                "published": 0, "edited": 0,
                 "noise_rate": round(3 / 18, 4)}
     assert run_report("noise", sessions=sessions, since=SINCE, until=UNTIL, by="team") == [{"team": "red", **expected}]
     assert run_report("noise", sessions=sessions, since=SINCE, until=UNTIL, by="segment,week") == [
