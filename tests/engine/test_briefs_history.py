@@ -346,3 +346,19 @@ def test_catalog_formats_percentages_money_and_dates_on_both_sides_of_today(sess
     assert "- Renewal amount: $240,000.50" in renewal_text
     assert "- Renewal date: 2027-02-06 (in 75 days)" in renewal_text
     assert "- Days to renewal: 75" in renewal_text
+
+
+def test_a_renewal_inside_the_window_is_a_risk_and_one_further_out_is_not(session, clock):
+    soon = AccountFactory(name="Soon", renewal_date=clock.now() + timedelta(days=10))
+    later = AccountFactory(name="Later", renewal_date=clock.now() + timedelta(days=90))
+
+    soon_text = build_brief(session, account=soon, trigger=None, recommendation="r", sections=[],
+                            now=clock.now()).text
+    later_text = build_brief(session, account=later, trigger=None, recommendation="r", sections=[],
+                             now=clock.now()).text
+    narrow = build_brief(session, account=soon, trigger=None, recommendation="r", sections=[], now=clock.now(),
+                         options=BriefOptions(renewal_within=timedelta(days=5))).text
+
+    expected = f"- Renewal in 10 days ({(clock.now() + timedelta(days=10)):%Y-%m-%d})"
+    assert expected in _section(soon_text, "Risks")
+    assert "Renewal" not in later_text and "Renewal" not in narrow
