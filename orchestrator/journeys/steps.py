@@ -110,6 +110,9 @@ class Run:
     # when the batch's savepoint rolls back (None: ask the database every time).
     memo: dict[tuple[Any, ...], Any] | None = None
     _active: list[tuple[PlaybookVersion, Playbook]] | None = None
+    # Versions by id with their compiled form: a stored version never changes, and an account's
+    # open journeys are looked at for every signal (the dict also keeps the rows referenced).
+    _versions: dict[int, tuple[PlaybookVersion, Playbook]] = field(default_factory=dict)
 
     def count(self, what: str) -> None:
         self.report.counts[what] += 1
@@ -158,9 +161,12 @@ def fresh(session: Session, model: type[T], ident: int) -> T | None:
 
 def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
     """The version the journey enrolled under (kept even after a newer one is applied), compiled."""
-    version = run.session.get(PlaybookVersion, journey.playbook_version_id)
-    assert version is not None
-    return version, compiled(version)
+    known = run._versions.get(journey.playbook_version_id)
+    if known is None:
+        version = run.session.get(PlaybookVersion, journey.playbook_version_id)
+        assert version is not None
+        known = run._versions[journey.playbook_version_id] = (version, compiled(version))
+    return known
 
 
 def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Playbook,
