@@ -128,6 +128,7 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
     if journeys:
         run.open_journeys = _open_journeys(run.session, account_ids)
         run.memo = {}
+        monitors.preload(run, claimed)
 
 
 def _open_journeys(session: Session, account_ids: list[int]) -> dict[int, list[Journey]]:

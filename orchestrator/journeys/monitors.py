@@ -20,12 +20,12 @@ playbooks enroll on. Nothing here commits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
@@ -43,7 +43,7 @@ from orchestrator.worker.jobs import JobResult, job
 if TYPE_CHECKING:
     from orchestrator.runtime import Runtime
 
-__all__ = ["figures_at", "fold", "observe", "sweep_silences"]
+__all__ = ["figures_at", "fold", "observe", "preload", "sweep_silences"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,61 @@ def observe(run: Run, account: Account, signal: Signal) -> None:
                 _seen(run, key, monitor, account.id, signal.occurred_at)
             else:
                 _aggregate(run, key, monitor, account.id, signal)
+
+
+def preload(run: Run, batch: Sequence[Signal]) -> None:
+    """Read the windows and silences this batch's signals fold into, one statement for each kind.
+
+    What `_window_for`, `_aggregate` and `_seen` would ask per monitor and account (the latest
+    window and the one before it, the silence) goes into the batch's memo up front; without a
+    memo (one signal at a time) nothing is read ahead.
+    """
+    if run.memo is None:
+        return
+    accounts_by_type: dict[str, set[int]] = {}
+    for signal in batch:
+        if signal.account_id is not None:
+            accounts_by_type.setdefault(signal.type, set()).add(signal.account_id)
+    windowed: list[tuple[str, int]] = []
+    silent: list[tuple[str, int]] = []
+    for _version, playbook in run.playbooks():
+        for monitor in playbook.monitors:
+            for account_id in sorted(accounts_by_type.get(monitor.signal, ())):
+                (silent if monitor.absent else windowed).append((monitor_key(playbook, monitor), account_id))
+    for first in range(0, len(windowed), _PRELOAD_CHUNK):
+        _preload_windows(run, windowed[first:first + _PRELOAD_CHUNK])
+    for first in range(0, len(silent), _PRELOAD_CHUNK):
+        _preload_silences(run, silent[first:first + _PRELOAD_CHUNK])
+
+
+_PRELOAD_CHUNK = 100  # (monitor, account) pairs per statement
+
+
+def _preload_windows(run: Run, pairs: list[tuple[str, int]]) -> None:
+    # One index probe per pair (its two newest windows), so the cost does not grow with history.
+    probes = [select(MonitorWindow.id).where(MonitorWindow.monitor_key == key, MonitorWindow.account_id == account_id)
+              .order_by(MonitorWindow.window_start.desc()).limit(2).subquery() for key, account_id in pairs]
+    ids = union_all(*[select(probe.c.id) for probe in probes])
+    found: dict[tuple[str, int], list[MonitorWindow]] = {pair: [] for pair in pairs}
+    for window in run.session.scalars(select(MonitorWindow).where(MonitorWindow.id.in_(ids))):
+        found[(window.monitor_key, window.account_id)].append(window)
+    memo = cast(dict[tuple[Any, ...], Any], run.memo)
+    for (key, account_id), windows in found.items():
+        windows.sort(key=lambda window: window.window_start, reverse=True)
+        latest = windows[0] if windows else None
+        memo[("monitor_latest", key, account_id)] = latest
+        if latest is not None:
+            memo[("monitor_previous", key, account_id, latest.window_start)] = windows[1] if len(windows) > 1 else None
+
+
+def _preload_silences(run: Run, pairs: list[tuple[str, int]]) -> None:
+    keys = sorted({key for key, _ in pairs})
+    account_ids = sorted({account_id for _, account_id in pairs})
+    found = {(silence.monitor_key, silence.account_id): silence for silence in run.session.scalars(
+        select(MonitorSilence).where(MonitorSilence.monitor_key.in_(keys), MonitorSilence.account_id.in_(account_ids)))}
+    memo = cast(dict[tuple[Any, ...], Any], run.memo)
+    for key, account_id in pairs:
+        memo[("monitor_silence", key, account_id)] = found.get((key, account_id))
 
 
 # -- window monitors ---------------------------------------------------------------------
@@ -162,6 +217,8 @@ def _window_for(run: Run, key: str, monitor: Monitor, account_id: int,
     session.flush()
     if run.memo is not None:
         run.memo[("monitor_latest", key, account_id)] = window
+        # The window before the new one is the one that was the latest.
+        run.memo[("monitor_previous", key, account_id, start)] = latest
     return window, True
 
 
