@@ -652,6 +652,14 @@ class Expression:
 
     def references(self) -> frozenset[str]:
         """Dotted paths read, e.g. {"deal.amount", "account.segment", "now"}."""
+        # Asked for every signal a playbook's condition sees (missing-field checks): walked once.
+        known: frozenset[str] | None = self.__dict__.get("_references")
+        if known is None:
+            known = self._find_references()
+            object.__setattr__(self, "_references", known)
+        return known
+
+    def _find_references(self) -> frozenset[str]:
         paths: set[str] = set()
         inner: set[int] = set()
         for node in _walk(self._tree):
