@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from orchestrator.models import AuditEvent
 
-__all__ = ["AuditAction", "batched", "record", "record_many", "render_line", "render_timeline", "row", "timeline"]
+__all__ = ["AuditAction", "batched", "record", "record_after_flush", "record_many", "render_line", "render_timeline",
+           "row", "timeline"]
 
 
 class AuditAction(StrEnum):
@@ -95,6 +96,19 @@ def record(
     )))
 
 
+def record_after_flush(session: Session, make_row: Callable[[], dict[str, Any]]) -> bool:
+    """Inside `batched`, add the event `make_row()` returns once the block has flushed; False outside one.
+
+    For an event that names a row's id before the row is written (an exception item added
+    to the session unflushed): the id is read when the block writes its events, after its flush.
+    """
+    buffer = session.info.get(_BUFFER)
+    if buffer is None:
+        return False
+    buffer.rows.append(make_row)
+    return True
+
+
 def row(
     *,
     at: datetime,
@@ -128,7 +142,7 @@ class _Buffer:
     """Events collected in a `batched` block; a rolled-back savepoint takes its events with it."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any] | Callable[[], dict[str, Any]]] = []
         # Kept for the block's life: the rollback event comes after the transaction's end event.
         self._marks: dict[SessionTransaction, int] = {}
 
@@ -160,7 +174,7 @@ def batched(session: Session) -> Iterator[None]:
     try:
         yield
         session.flush()  # what the events name (journeys, items) is in the database first
-        record_many(session, buffer.rows)
+        record_many(session, [event() if callable(event) else event for event in buffer.rows])
     finally:
         for name, hook in hooks:
             event.remove(session, name, hook)

@@ -72,6 +72,7 @@ def raise_item(
     playbook_version: int | None = None,
     step_id: str | None = None,
     field: str | None = None,
+    unflushed: bool = False,
 ) -> ExceptionItem:
     """Queue an item for the category's configured owner, due within its window in business time.
 
@@ -79,6 +80,10 @@ def raise_item(
     is one that repeats with every such signal: it is counted on the one open item for its
     (category, playbook, step, field), with first and last seen and a few sample signals,
     instead of queued once per signal. Otherwise the playbook fields only enrich the audit event.
+
+    With `unflushed`, inside an `audit.batched` block, a new item is not flushed on its own: it is
+    written with the session's next flush, and its audit event (which names its id) at the block's
+    end. For callers that do not read the returned item's id (the engine's flags).
     """
     if journey_id is not None and playbook_id is None:
         playbook_id, playbook_version, step_id = _provenance(session, journey_id)
@@ -97,13 +102,25 @@ def raise_item(
             first_seen_at=at, last_seen_at=at, sample_signal_ids=[signal_id] if signal_id is not None else [],
         )
         session.add(item)
+        if unflushed and audit.record_after_flush(session, lambda: _raised_event(
+                item, category=category, message=message, at=at, account_id=account_id, journey_id=journey_id,
+                playbook_id=playbook_id, playbook_version=playbook_version, step_id=step_id, signal_id=signal_id)):
+            return item
         session.flush()
-    audit.record(session, at=at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{category}",
-                 reason=message, account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
-                 playbook_version=playbook_version, step_id=step_id,
-                 detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id,
-                         "occurrences": item.occurrences})
+    audit.record(session, **_raised_event(item, category=category, message=message, at=at, account_id=account_id,
+                                          journey_id=journey_id, playbook_id=playbook_id,
+                                          playbook_version=playbook_version, step_id=step_id, signal_id=signal_id))
     return item
+
+
+def _raised_event(item: ExceptionItem, *, category: Category | str, message: str, at: datetime,
+                  account_id: int | None, journey_id: int | None, playbook_id: str | None,
+                  playbook_version: int | None, step_id: str | None, signal_id: int | None) -> dict[str, Any]:
+    return audit.row(at=at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{category}",
+                     reason=message, account_id=account_id, journey_id=journey_id, playbook_id=playbook_id,
+                     playbook_version=playbook_version, step_id=step_id,
+                     detail={"exception_id": item.id, "owner": item.owner, "signal_id": signal_id,
+                             "occurrences": item.occurrences})
 
 
 @dataclass(frozen=True)

@@ -540,8 +540,9 @@ def park(run: Run, journey: Journey, version: PlaybookVersion, category: Categor
 
 def flag(run: Run, category: Category, message: str, **refs: Any) -> None:
     """Raise an exception item for the category's owner."""
+    # Written with the batch's next flush (nothing here reads its id): not a flush of its own.
     exception_queue.raise_item(run.session, settings=run.settings, category=category,
-                               message=message, at=run.now, **refs)
+                               message=message, at=run.now, unflushed=True, **refs)
     run.count(f"exceptions_{category}")
 
 
