@@ -120,7 +120,7 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
     if account_ids:
         run.held.extend(run.session.scalars(
             select(Account).where(Account.id.in_(account_ids))
-            .options(selectinload(Account.owner), selectinload(Account.csm))))
+            .options(selectinload(Account.owner), selectinload(Account.csm), selectinload(Account.health_state))))
     deal_ids = sorted({signal.deal_id for signal in claimed if signal.deal_id is not None})
     if deal_ids:
         run.held.extend(run.session.scalars(select(Deal).where(Deal.id.in_(deal_ids))
@@ -129,6 +129,7 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
         run.open_journeys = _open_journeys(run.session, account_ids)
         run.memo = {}
         monitors.preload(run, claimed)
+        health.preload(run, claimed)
 
 
 def _open_journeys(session: Session, account_ids: list[int]) -> dict[int, list[Journey]]:

@@ -78,6 +78,24 @@ def measure_key(playbook_id: str, measure: HealthMeasure) -> str:
 # -- the engine's part ------------------------------------------------------------------------
 
 
+def preload(run: Run, batch: Sequence[Signal]) -> None:
+    """Read the measure windows the batch's accounts are scored on up front (`monitors.preload_windows`).
+
+    An account whose signal a measure counts is rescored on every measure: each window measure's
+    latest window and the one before it, for each such account, one statement for the batch.
+    """
+    found = active_model(run.playbooks()) if run.memo is not None else None
+    if found is None:
+        return
+    playbook_id, model = found
+    types = model.signal_types()
+    account_ids = sorted({signal.account_id for signal in batch
+                          if signal.account_id is not None and signal.type in types})
+    monitors.preload_windows(run, [(measure_key(playbook_id, measure), account_id)
+                                   for measure in model.measures if measure.window is not None
+                                   for account_id in account_ids])
+
+
 def observe(run: Run, account: Account, signal: Signal) -> None:
     """Count `signal` in the windows of the measures that read its type, then rescore the account."""
     found = active_model(run.playbooks())

@@ -43,7 +43,7 @@ from orchestrator.worker.jobs import JobResult, job
 if TYPE_CHECKING:
     from orchestrator.runtime import Runtime
 
-__all__ = ["figures_at", "fold", "observe", "preload", "sweep_silences"]
+__all__ = ["figures_at", "fold", "observe", "preload", "preload_windows", "sweep_silences"]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ def preload(run: Run, batch: Sequence[Signal]) -> None:
         for monitor in playbook.monitors:
             for account_id in sorted(accounts_by_type.get(monitor.signal, ())):
                 (silent if monitor.absent else windowed).append((monitor_key(playbook, monitor), account_id))
-    for first in range(0, len(windowed), _PRELOAD_CHUNK):
-        _preload_windows(run, windowed[first:first + _PRELOAD_CHUNK])
+    preload_windows(run, windowed)
     for first in range(0, len(silent), _PRELOAD_CHUNK):
         _preload_silences(run, silent[first:first + _PRELOAD_CHUNK])
 
@@ -97,8 +96,19 @@ def preload(run: Run, batch: Sequence[Signal]) -> None:
 _PRELOAD_CHUNK = 100  # (monitor, account) pairs per statement
 
 
+def preload_windows(run: Run, pairs: list[tuple[str, int]]) -> None:
+    """Remember the latest window of each (key, account) pair and the one before it, for the batch.
+
+    Health measures keep their windows under their own keys and read them through this too.
+    """
+    for first in range(0, len(pairs), _PRELOAD_CHUNK):
+        _preload_windows(run, pairs[first:first + _PRELOAD_CHUNK])
+
+
 def _preload_windows(run: Run, pairs: list[tuple[str, int]]) -> None:
     # One index probe per pair (its two newest windows), so the cost does not grow with history.
+    if run.memo is None or not pairs:
+        return
     probes = [select(MonitorWindow.id).where(MonitorWindow.monitor_key == key, MonitorWindow.account_id == account_id)
               .order_by(MonitorWindow.window_start.desc()).limit(2).subquery() for key, account_id in pairs]
     ids = union_all(*[select(probe.c.id) for probe in probes])
