@@ -35,7 +35,7 @@ from orchestrator.config import Settings
 from orchestrator.db import insert_ignoring, skip_locked
 from orchestrator.delivery.routing import route_for
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.models import OutboxMessage, OutboxStatus
+from orchestrator.models import Journey, OutboxMessage, OutboxStatus, PlaybookVersion
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "HELD", "ReleaseCheck", "backoff_delay", "cancel", "claim", "deferred", "enqueue",
            "enqueue_deferred", "jittered", "mark_delivered", "mark_failed", "pending", "register_release_check",
@@ -324,8 +324,13 @@ def _cancel(session: Session, *, message: OutboxMessage, actor: str, at: datetim
     message.status = OutboxStatus.CANCELLED
     _release(message)
     journey_id = (message.payload or {}).get("journey_id")
+    journey = session.get(Journey, journey_id) if isinstance(journey_id, int) else None
+    # A journey's events name the playbook version that ran it, so its timeline says which rule and why.
+    version = session.get(PlaybookVersion, journey.playbook_version_id) if journey else None
     audit.record(session, at=at, action="outbox_cancelled", actor=actor, rule=rule, reason=reason,
-                 account_id=message.account_id, journey_id=journey_id if isinstance(journey_id, int) else None,
+                 account_id=message.account_id, journey_id=journey.id if journey else None,
+                 playbook_id=journey.playbook_id if journey else None,
+                 playbook_version=version.version if version else None,
                  detail={"outbox_id": message.id, "was": before})
 
 
