@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from orchestrator.config import Settings
 
 __all__ = [
-    "AccountRef", "Connector", "ConnectorContext", "ConnectorError", "DeliveryConnector", "FieldInfo",
+    "AccountRef", "Attribute", "Connector", "ConnectorContext", "ConnectorError", "DeliveryConnector", "FieldInfo",
     "Outbound", "Page", "PermanentError", "PushResult", "Record", "SourceConnector", "TaskRef",
     "TransientError", "WebhookConnector", "WebhookRejected", "secret_fields",
 ]
@@ -155,6 +155,19 @@ class FieldInfo:
 
 
 @dataclass(frozen=True)
+class Attribute:
+    """A custom field a source fills into a record's attributes, named as playbooks read it.
+
+    `kind` and `format` use the signal catalog's words (orchestrator/playbook/catalog.py).
+    """
+
+    name: str
+    label: str
+    kind: str = "text"
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class ConnectorContext:
     """What the core hands a connector: settings, the time, a folder for local state."""
 
@@ -240,6 +253,13 @@ class SourceConnector(Connector):
 
     def describe_fields(self) -> dict[str, list[FieldInfo]]:
         """Object -> fields, for drift checks."""
+        return {}
+
+    def describe_attributes(self) -> dict[str, list[Attribute]]:
+        """`account`/`deal`/`contact` -> the mapped custom fields this source fills, with the CRM's labels.
+
+        What the playbook validator learns through `handoff connectors fields NAME --write`.
+        """
         return {}
 
     def has_source(self) -> bool:

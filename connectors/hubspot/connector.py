@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 
 from connectors.base import (
+    Attribute,
     ConnectorContext,
     DeliveryConnector,
     FieldInfo,
@@ -32,6 +33,12 @@ from connectors.hubspot.webhooks import ReplayGuard, event_properties, parse_eve
 from connectors.hubspot.writeback import CREATE_KINDS, DESCRIPTION_LIMIT, UPDATE_KINDS, TaskWriter
 from orchestrator import exception_queue
 from orchestrator.models import ExceptionItem
+
+# HubSpot property type -> the signal catalog's kind and display format.
+_KINDS: Mapping[str, tuple[str, str]] = {
+    "number": ("number", "number"), "bool": ("flag", "text"), "date": ("date", "date"),
+    "datetime": ("datetime", "date"),
+}
 
 __all__ = ["HubSpotConnector"]
 
@@ -186,6 +193,22 @@ class HubSpotConnector(SourceConnector, DeliveryConnector, WebhookConnector):
                           picklist=tuple(o.value for o in p.options) if p.options else None)
                 for p in response.results or []]
         return described
+
+    def describe_attributes(self) -> dict[str, list[Attribute]]:
+        """Properties mapped as `attributes.NAME`, typed by the properties API."""
+        described = self.describe_fields()
+        found: dict[str, list[Attribute]] = {}
+        for object_type, entity in (("companies", "account"), ("contacts", "contact"), ("deals", "deal")):
+            properties = {info.name: info for info in described.get(object_type, [])}
+            for canonical, prop in sorted(self.settings.fields.get(object_type, {}).items()):
+                info = properties.get(prop)
+                if not canonical.startswith("attributes.") or info is None:
+                    continue
+                kind, format_ = _KINDS.get(info.type, ("text", "text"))
+                name = canonical.split(".", 1)[1]
+                found.setdefault(entity, []).append(Attribute(name=name, label=info.label or name, kind=kind,
+                                                              format=format_))
+        return found
 
     def check(self) -> list[str]:
         """Credentials, the unique task key property, and every mapped property against the properties API."""

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from connectors.base import (
+    Attribute,
     ConnectorError,
     DeliveryConnector,
     FieldInfo,
@@ -22,10 +23,16 @@ from connectors.salesforce.config import (
     SalesforceConfigSchema,
     field_map,
 )
-from connectors.salesforce.pull import Puller
+from connectors.salesforce.pull import COLUMNS, Puller
 from connectors.salesforce.push import DESCRIPTION_LIMIT, HANDLES, Writer
 
 _DESCRIBED = ("User", "Account", "Contact", "Opportunity", "Task")
+# Salesforce field type -> the signal catalog's kind and display format.
+_KINDS: Mapping[str, tuple[str, str]] = {
+    "currency": ("number", "money"), "percent": ("number", "percent"), "double": ("number", "number"),
+    "int": ("whole", "number"), "long": ("whole", "number"), "boolean": ("flag", "text"),
+    "date": ("date", "date"), "datetime": ("datetime", "date"), "email": ("email", "person"),
+}
 
 
 class SalesforceConnector(SourceConnector, DeliveryConnector):
@@ -70,6 +77,21 @@ class SalesforceConnector(SourceConnector, DeliveryConnector):
                           required=not item.get("nillable", True) and item.get("createable", False))
                 for item in answer.get("fields", [])]
         return described
+
+    def describe_attributes(self) -> dict[str, list[Attribute]]:
+        """Mapped fields that are not Handoff columns (they land in `attributes`), typed by describe."""
+        described = self.describe_fields()
+        found: dict[str, list[Attribute]] = {}
+        for kind in ("account", "contact", "deal"):
+            fields_ = {info.name.lower(): info for info in described.get(SF_OBJECTS[kind], [])}
+            for canonical, remote in sorted(field_map(self.config, kind).items()):
+                info = fields_.get(remote.lower())
+                if canonical in COLUMNS[kind] or info is None:
+                    continue  # a column is in the dictionary already; a missing field is check()'s to report
+                kind_, format_ = _KINDS.get(info.type, ("text", "text"))
+                found.setdefault(kind, []).append(
+                    Attribute(name=canonical, label=info.label or canonical, kind=kind_, format=format_))
+        return found
 
     def check(self) -> list[str]:
         """Credentials, mapped fields, the external-id field and the Task picklist values, against describe."""

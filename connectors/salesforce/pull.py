@@ -27,7 +27,7 @@ SOURCE = "salesforce"
 # before the history whose signals name them.
 RECORD_OBJECTS = ("owner", "account", "contact", "deal")
 SIGNAL_OBJECTS = ("OpportunityHistory", "AccountHistory", "Task")
-_COLUMNS = {
+COLUMNS = {
     "owner": {"email", "name", "role", "team", "timezone", "active", "manager"},
     "account": {"name", "domain", "segment", "industry", "arr", "health", "renewal_date", "owner", "csm"},
     "contact": {"account", "name", "email", "title", "role", "is_primary"},
@@ -99,7 +99,7 @@ class Puller:
         attributes: dict[str, Any] = {}
         for canonical, remote in mapping.items():
             value = row.get(remote)
-            if canonical in _COLUMNS[kind]:
+            if canonical in COLUMNS[kind]:
                 values[canonical] = value
             else:
                 attributes[canonical] = value

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from connectors.base import ConnectorContext, Page
+from connectors.base import Attribute, ConnectorContext, ConnectorError, Page, SourceConnector
 from connectors.files import FilesConnector
 from connectors.registry import (
     build_connector,
@@ -25,6 +25,7 @@ from orchestrator import crypto
 from orchestrator.cli._format import table
 from orchestrator.cli._runtime import pass_runtime
 from orchestrator.errors import ConfigError
+from orchestrator.playbook.catalog import CatalogError, FieldSpec, render_attributes
 from orchestrator.runtime import Runtime
 
 
@@ -71,6 +72,39 @@ def check_command(runtime: Runtime, name: str) -> None:
             click.echo(f"{name}: problem: {problem}")
         sys.exit(1)
     click.echo(f"{name}: ok")
+
+
+@connectors.command("fields")
+@click.argument("name")
+@click.option("--write", "path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the catalog file here (e.g. playbooks/salesforce.signals.yaml) instead of printing it.")
+@pass_runtime
+def fields_command(runtime: Runtime, name: str, path: Path | None) -> None:
+    """The custom fields a source connector fills, as a signal catalog the playbook validator reads."""
+    connector = build_connector(name=name, settings=runtime.settings, registry=load_registry(), clock=runtime.clock.now)
+    try:
+        if not isinstance(connector, SourceConnector):
+            raise ConfigError(name, "is not a source connector: it fills no fields")
+        described = connector.describe_attributes()
+        text = render_attributes({entity: [_spec(attribute) for attribute in attributes]
+                                  for entity, attributes in described.items()}, source=name)
+    except (ConnectorError, CatalogError) as error:
+        click.echo(f"{name}: cannot describe its fields: {error}", err=True)
+        sys.exit(1)
+    finally:
+        connector.close()
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    path.write_text(text, encoding="utf-8")
+    count = sum(len(attributes) for attributes in described.values())
+    click.echo(f"{name}: {count} custom field(s) written to {path}")
+
+
+def _spec(attribute: Attribute) -> FieldSpec:
+    # The connector speaks the catalog's words; render_attributes rejects any it does not know.
+    return FieldSpec(name=attribute.name, label=attribute.label, kind=attribute.kind,  # type: ignore[arg-type]
+                     format=attribute.format)  # type: ignore[arg-type]
 
 
 @click.command("sync")

@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import yaml
+
 from orchestrator.playbook.findings import Finding
 from orchestrator.playbook.yamlsafe import DocPath, Document, YamlProblem, load_document, render_doc_path
 
@@ -35,6 +37,7 @@ __all__ = [
     "is_catalog_file",
     "load_catalog",
     "parse_catalog",
+    "render_attributes",
     "shipped_catalog",
 ]
 
@@ -188,6 +191,22 @@ def _field(doc: Document, path: str, at: DocPath, name: str, body: Any) -> Field
 def _fail(doc: Document, path: str, at: DocPath, message: str, *, key: bool = False) -> None:
     line, column = doc.key_position(at) if key else doc.position(at)
     raise CatalogError(f"{path}:{line}:{column}: {render_doc_path(at)}: {message}")
+
+
+def render_attributes(attributes: Mapping[str, Iterable[FieldSpec]], *, source: str) -> str:
+    """A catalog file declaring `attributes` (entity -> fields), as a connector described them.
+
+    The text is parsed back before it is returned, so a field of a kind or format the catalog does
+    not know raises CatalogError instead of reaching the playbooks folder.
+    """
+    body = {"attributes": {entity: {spec.name: {"kind": spec.kind, "label": spec.label, "format": spec.format}
+                                    for spec in specs}
+                           for entity, specs in attributes.items()}}
+    text = (f"# Custom fields {source} fills, from its field description (handoff connectors fields).\n"
+            "# Written again by that command; declare fields of your own in another signals.yaml.\n"
+            + yaml.safe_dump(body, sort_keys=True, allow_unicode=True))
+    parse_catalog(text, f"<{source} fields>")
+    return text
 
 
 @lru_cache(maxsize=1)

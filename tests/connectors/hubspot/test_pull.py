@@ -276,3 +276,16 @@ def test_check_compares_the_field_mapping_with_the_properties_api(
     assert make_connector().check() == ["tasks: 'handoff_key' must have unique values"]
     fields = make_connector().describe_fields()
     assert {"name", "domain", "annualrevenue"} <= {f.name for f in fields["companies"]}
+
+
+def test_properties_mapped_as_attributes_are_described_with_their_label_and_kind(
+        hubspot: FakeHubSpot, make_connector: Callable[..., HubSpotConnector]) -> None:
+    hubspot.add_property("companies", "plan_tier")
+    hubspot.add_property("deals", "seats_bought", type_="number")
+    connector = make_connector(company_fields={"attributes.plan": "plan_tier", "attributes.gone": "no_such"},
+                               deal_fields={"attributes.seats": "seats_bought"})
+    described = connector.describe_attributes()
+    # name, domain... are Handoff columns (already in the dictionary); no_such is not in the portal.
+    assert {entity: [(a.name, a.kind, a.format) for a in found] for entity, found in described.items()} == {
+        "account": [("plan", "text", "text")], "deal": [("seats", "number", "number")]}
+    assert all(a.label for found in described.values() for a in found)
