@@ -165,13 +165,23 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value).strip() or None
 
 
+_CENTS = Decimal("0.01")
+_MONEY_LIMIT = Decimal(10) ** 12  # Numeric(14, 2)
+
+
 def _money(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value).strip())
     except InvalidOperation:
         raise ValueError(f"{value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a number")
+    if abs(number) >= _MONEY_LIMIT:
+        raise ValueError(f"{value!r} is too large for an amount")
+    # Held at the column's scale, so the value in memory is the one the database gives back.
+    return number.quantize(_CENTS)
 
 
 def _when(value: Any) -> datetime | None:

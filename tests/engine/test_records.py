@@ -86,6 +86,29 @@ def test_a_bad_record_is_skipped_with_a_problem_naming_its_field_and_the_rest_is
                                "deal crmx:D9: amount: 'lots' is not a number"]
 
 
+@pytest.mark.parametrize(("amount", "problem"), [("NaN", "'NaN' is not a number"),
+                                                  ("-Infinity", "'-Infinity' is not a number"),
+                                                  ("1e20", "'1e20' is too large for an amount")])
+def test_an_amount_the_column_cannot_hold_is_a_problem_not_a_database_error(
+        session: Session, amount: str, problem: str) -> None:
+    records = [*_batch(), Record(kind="deal", source="crmx", external_id="D9",
+                                 fields={"account": "A1", "name": "Odd", "amount": amount})]
+    report = upsert_records(session, source="crmx", records=records, now=T0)
+    session.flush()
+
+    assert report.problems == [f"deal crmx:D9: amount: {problem}"]
+    assert report.created["deal"] == 1
+
+
+def test_an_amount_is_held_at_the_column_scale_before_and_after_a_reload(session: Session) -> None:
+    upsert_records(session, source="crmx", records=_batch(), now=T0)
+    deal = session.scalars(select(Deal).where(Deal.name == "Zeta renewal")).one()
+    in_memory = str(deal.amount)
+    session.expire_all()
+
+    assert in_memory == str(deal.amount) == "12000.00"
+
+
 def test_deletes_remove_contacts_retire_owners_and_unlink_accounts(session: Session) -> None:
     upsert_records(session, source="crmx", records=_batch(), now=T0)
     gone = [Record(kind="contact", source="crmx", external_id="C1", fields={}, deleted=True),
