@@ -32,6 +32,7 @@ from orchestrator.journeys.steps import (
     Next,
     ProcessReport,
     Run,
+    StepBudgetExceeded,
     advance,
     after,
     context_for,
@@ -156,6 +157,7 @@ def _run_segment(run: Run, batch: list[Signal], held_back: set[int | None],
     done: list[Signal] = []
     failed: Signal | None = None
     try:
+        run.in_batch = True
         for signal in batch:
             if signal.account_id is not None and signal.account_id in held_back:
                 continue
@@ -163,9 +165,11 @@ def _run_segment(run: Run, batch: list[Signal], held_back: set[int | None],
             _process_signal(run, signal)
             done.append(signal)
             failed = None
+        run.in_batch = False
         run.session.flush()
         savepoint.commit()
     except Exception as exc:
+        run.in_batch = False
         if connection_lost(exc):
             raise
         savepoint.rollback()
@@ -196,9 +200,10 @@ def _process_one(run: Run, signal: Signal, held_back: set[int | None], processed
     """One signal in its own savepoint, with the batch's failure `exc` if it already failed.
 
     An enrollment that collided with another worker's (the unique key, not once_per as loaded)
-    runs again here, where the collision is a `not_enrolled`; any other failure is the signal's.
+    runs again here, where the collision is a `not_enrolled`, and so does a journey caught looping
+    (here the loop guard parks it); any other failure is the signal's.
     """
-    if exc is None or isinstance(exc, IntegrityError):
+    if exc is None or isinstance(exc, IntegrityError | StepBudgetExceeded):
         exc = _isolated(run, signal)
     if exc is not None:
         now = run.now
@@ -424,8 +429,7 @@ def _enrolled(run: Run, journey: Journey) -> bool:
         opened = run.open_journeys.setdefault(journey.account_id, [])
         if any(other.enrollment_key == journey.enrollment_key and other.ended_at is None for other in opened):
             return False
-        run.session.add(journey)
-        run.session.flush()
+        run.session.add(journey)  # written (and given its id) by the savepoint `advance` opens next
         opened.append(journey)
         return True
     try:
@@ -512,12 +516,15 @@ def _time_out_batch(run: Run, ids: list[int]) -> int:
     counts = run.report.counts.copy()
     savepoint = run.session.begin_nested()
     try:
+        run.in_batch = True  # a journey caught looping fails the batch; alone, the loop guard parks it
         for journey in journeys:
             time_out(run, journey)
+        run.in_batch = False
         run.session.flush()
         savepoint.commit()
         return len(journeys)
     except Exception as exc:
+        run.in_batch = False
         if connection_lost(exc):
             raise
         savepoint.rollback()

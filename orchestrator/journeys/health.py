@@ -228,9 +228,9 @@ def rescore(run: Run, account: Account, *, playbook_id: str, model: HealthModel,
                       playbook_id=playbook_id, computed_at=run.now, trigger=trigger,
                       contributions=scored.contributions, detail={})
     run.session.add(row)
-    run.session.flush()
     fell = _fell(model.dropped, previous=previous, peak=state.peak, score=scored.score)
     if fell is not None:
+        run.session.flush()  # the health.dropped signal names the row
         row.dropped_signal_id = _send_dropped(run, account, row, peak=state.peak, fell=fell, playbook_id=playbook_id)
         row.detail = {"dropped": fell}
         state.peak = scored.score  # the next fall is measured from here

@@ -19,13 +19,14 @@ playbooks enroll on. Nothing here commits.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import select, union_all
+from sqlalchemy import Select, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
@@ -109,11 +110,11 @@ def _preload_windows(run: Run, pairs: list[tuple[str, int]]) -> None:
     # One index probe per pair (its two newest windows), so the cost does not grow with history.
     if run.memo is None or not pairs:
         return
-    probes = [select(MonitorWindow.id).where(MonitorWindow.monitor_key == key, MonitorWindow.account_id == account_id)
-              .order_by(MonitorWindow.window_start.desc()).limit(2).subquery() for key, account_id in pairs]
-    ids = union_all(*[select(probe.c.id) for probe in probes])
+    params: dict[str, Any] = {}
+    for i, (key, account_id) in enumerate(pairs):
+        params[f"key_{i}"], params[f"account_{i}"] = key, account_id
     found: dict[tuple[str, int], list[MonitorWindow]] = {pair: [] for pair in pairs}
-    for window in run.session.scalars(select(MonitorWindow).where(MonitorWindow.id.in_(ids))):
+    for window in run.session.scalars(_windows_query(len(pairs)), params):
         found[(window.monitor_key, window.account_id)].append(window)
     memo = cast(dict[tuple[Any, ...], Any], run.memo)
     for (key, account_id), windows in found.items():
@@ -122,6 +123,15 @@ def _preload_windows(run: Run, pairs: list[tuple[str, int]]) -> None:
         memo[("monitor_latest", key, account_id)] = latest
         if latest is not None:
             memo[("monitor_previous", key, account_id, latest.window_start)] = windows[1] if len(windows) > 1 else None
+
+
+@functools.lru_cache(maxsize=_PRELOAD_CHUNK)
+def _windows_query(pairs: int) -> Select[tuple[MonitorWindow]]:
+    # Built once per number of pairs: a hundred probes cost far more to build and key than to run.
+    probes = [select(MonitorWindow.id).where(MonitorWindow.monitor_key == bindparam(f"key_{i}"),
+                                             MonitorWindow.account_id == bindparam(f"account_{i}"))
+              .order_by(MonitorWindow.window_start.desc()).limit(2).subquery() for i in range(pairs)]
+    return select(MonitorWindow).where(MonitorWindow.id.in_(union_all(*[select(probe.c.id) for probe in probes])))
 
 
 def _preload_silences(run: Run, pairs: list[tuple[str, int]]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, drafting, exception_queue
@@ -109,6 +109,9 @@ class Run:
     # Other rows read once per batch (monitor windows, ...) by the question they answer; emptied
     # when the batch's savepoint rolls back (None: ask the database every time).
     memo: dict[tuple[Any, ...], Any] | None = None
+    # Inside the engine's batch savepoint: a looping journey raises StepBudgetExceeded, so the
+    # batch rolls back and the signal runs again on its own, where the loop guard parks it.
+    in_batch: bool = False
     _active: list[tuple[PlaybookVersion, Playbook]] | None = None
     # Versions by id with their compiled form: a stored version never changes, and an account's
     # open journeys are looked at for every signal (the dict also keeps the rows referenced).
@@ -125,6 +128,10 @@ class Run:
             self._active = [(version, playbook) for version, playbook in active_playbooks(session=self.session)
                             if version.playbook_id not in paused]
         return self._active
+
+
+class StepBudgetExceeded(Exception):
+    """A journey ran MAX_STEPS_PER_ADVANCE steps without stopping, inside a batch (`Run.in_batch`)."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +182,14 @@ def advance(run: Run, journey: Journey, version: PlaybookVersion, playbook: Play
 
     A journey that runs MAX_STEPS_PER_ADVANCE steps without stopping is looping: what
     those steps did (outbox rows, touches, stage changes) is rolled back, and the journey
-    is parked where it was, so a loop costs a person's attention, not a flood of writes.
+    is parked where it was, so a loop costs a person's attention, not a flood of writes. Inside
+    the engine's batch (`run.in_batch`) the batch's savepoint is the one rolled back.
     """
+    if run.in_batch:
+        # The batch's savepoint covers these steps; one per journey would cost two flushes.
+        if not _run_steps(run, journey, version, playbook, next_):
+            raise StepBudgetExceeded(journey.id)
+        return
     savepoint = run.session.begin_nested()
     if _run_steps(run, journey, version, playbook, next_):
         savepoint.commit()
@@ -210,8 +223,12 @@ def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pla
              step: Step) -> Next:
     account = run.session.get(Account, journey.account_id)
     assert account is not None
-    step_run = StepRun(journey_id=journey.id, step_id=step.id, kind=step.kind,
-                       oversight=getattr(step, "oversight", None), started_at=run.now)
+    step_run = StepRun(step_id=step.id, kind=step.kind, oversight=getattr(step, "oversight", None),
+                       started_at=run.now)
+    if journey.id is None:
+        step_run.journey = journey  # enrolled in this batch: both are written by the flush below
+    else:
+        step_run.journey_id = journey.id
     run.session.add(step_run)
     run.session.flush()
     try:
@@ -507,6 +524,13 @@ def jump(playbook: Playbook, target: Jump) -> Next:
     return Next(step_id=target.goto)
 
 
+# Built once: building a statement and its cache key costs more than running it on an index.
+_OPEN_TASKS_OF_JOURNEY = select(Task).where(Task.journey_id == bindparam("journey_id"),
+                                            Task.status.in_(OPEN_STATUSES))
+_WAITING_RUNS_OF_JOURNEY = select(StepRun).where(StepRun.journey_id == bindparam("journey_id"),
+                                                 StepRun.status == StepStatus.WAITING)
+
+
 def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneyStatus, reason: str,
         rule: str = "") -> None:
     """End the journey; its open tasks are cancelled (in the CRM too, through the outbox)."""
@@ -516,11 +540,9 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
     journey.wait_signal = journey.wait_until = None
     # Free the once_per slot so a later trigger can enroll the account again.
     journey.enrollment_key = f"{journey.enrollment_key}#{journey.id}"
-    for task in run.session.scalars(select(Task).where(Task.journey_id == journey.id,
-                                                       Task.status.in_(OPEN_STATUSES))):
+    for task in run.session.scalars(_OPEN_TASKS_OF_JOURNEY, {"journey_id": journey.id}):
         complete_task(run.session, task=task, actor="system", outcome="cancelled", now=run.now)
-    for step_run in run.session.scalars(select(StepRun).where(StepRun.journey_id == journey.id,
-                                                              StepRun.status == StepStatus.WAITING)):
+    for step_run in run.session.scalars(_WAITING_RUNS_OF_JOURNEY, {"journey_id": journey.id}):
         finish(step_run, StepStatus.SKIPPED, run.now, f"the journey ended first: {reason}")
     run.count(f"journeys_{status}")
     record(run, journey, version,
@@ -667,10 +689,16 @@ def _notify_owner_of_override(run: Run, journey: Journey, account: Account, step
 def record(run: Run, journey: Journey, version: PlaybookVersion, action: AuditAction, step_id: str | None,
            rule: str, reason: str, actor: str = "system", detail: dict[str, Any] | None = None) -> None:
     """Add a journey decision to the audit trail, naming the playbook version."""
-    audit.record(run.session, at=run.now, action=action, rule=rule, reason=reason, actor=actor,
-                 account_id=journey.account_id, journey_id=journey.id,
-                 playbook_id=journey.playbook_id, playbook_version=version.version, step_id=step_id,
-                 detail=detail)
+    fields: dict[str, Any] = dict(at=run.now, action=action, rule=rule, reason=reason, actor=actor,
+                                  account_id=journey.account_id, playbook_id=journey.playbook_id,
+                                  playbook_version=version.version, step_id=step_id, detail=detail)
+    # A journey enrolled a moment ago gets its id with the batch's next flush: its event names it then.
+    if journey.id is None and audit.record_after_flush(run.session,
+                                                       lambda: audit.row(**fields, journey_id=journey.id)):
+        return
+    if journey.id is None:
+        run.session.flush()
+    audit.record(run.session, **fields, journey_id=journey.id)
 
 
 def _describe(assignment: Assignment) -> str:

@@ -16,12 +16,13 @@ wait while other locks are held: that is how workers deadlock).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Select, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import RowBusy
@@ -168,11 +169,17 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
 
 def _ranked_candidates(session: Session, *, role: str, strategy: str, now: datetime) -> Sequence[Owner]:
     """Available people with `role`, best first; capacity is checked per person afterwards."""
+    return session.scalars(_candidates_query(strategy), {"role": role, "now": now}).all()
+
+
+@functools.cache
+def _candidates_query(strategy: str) -> Select[tuple[Owner]]:
+    # Built once per strategy: asked for every task assigned from a pool.
     never_assigned_first = case((Owner.last_assigned_at.is_(None), 0), else_=1)
     query = select(Owner).where(
-        Owner.role == role,
+        Owner.role == bindparam("role"),
         Owner.active.is_(True),
-        or_(Owner.out_of_office_until.is_(None), Owner.out_of_office_until <= now),
+        or_(Owner.out_of_office_until.is_(None), Owner.out_of_office_until <= bindparam("now")),
     )
     if strategy == "least_loaded":
         load = (
@@ -186,7 +193,7 @@ def _ranked_candidates(session: Session, *, role: str, strategy: str, now: datet
         query = query.order_by(never_assigned_first, Owner.last_assigned_at, Owner.id)
     else:
         raise ValueError(f'unknown assignment strategy "{strategy}"; use round_robin or least_loaded')
-    return session.scalars(query).all()
+    return query
 
 
 def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:

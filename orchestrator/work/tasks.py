@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
@@ -185,10 +185,12 @@ def list_tasks(session: Session, *, owner_id: int | None = None, account_id: int
 
 def open_task_count(session: Session, owner_id: int) -> int:
     """Tasks the person still has to work (open or acknowledged)."""
-    query = select(func.count(Task.id)).where(
-        Task.owner_id == owner_id, Task.status.in_([str(s) for s in OPEN_STATUSES])
-    )
-    return session.scalar(query) or 0
+    return session.scalar(_OPEN_TASK_COUNT, {"owner_id": owner_id}) or 0
+
+
+# Built once: asked for every assignment to a person with a cap.
+_OPEN_TASK_COUNT = select(func.count(Task.id)).where(
+    Task.owner_id == bindparam("owner_id"), Task.status.in_([str(s) for s in OPEN_STATUSES]))
 
 
 def create_task(

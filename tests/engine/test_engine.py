@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from orchestrator.intake import signals
 from orchestrator.journeys import engine
 from orchestrator.models import (
     AuditEvent,
@@ -803,3 +804,39 @@ def test_retrying_a_wait_before_it_ran_out_waits_again_with_one_waiting_run(sess
     runs = session.scalars(select(StepRun).where(StepRun.step_id == "wait-usage").order_by(StepRun.id)).all()
     assert [run.status for run in runs] == ["skipped", "waiting"]
     assert journey.wait_until == clock.now() + timedelta(days=14)
+
+
+def test_a_journey_caught_looping_inside_a_batch_is_parked_and_the_batch_goes_on(session, settings, clock):
+    install_playbook(session, LOOPING, lint=False)
+    before, looping, after = AccountFactory(health=80), AccountFactory(health=20), AccountFactory(health=80)
+    raws = [{"type": "product.usage", "account": {"domain": account.domain}, "payload": {"n": i},
+             "occurred_at": clock.now().isoformat(), "dedupe_key": f"loop-{i}"}
+            for i, account in enumerate([before, looping, after])]
+    signals.ingest_many(session=session, raws=raws, source="test", now=clock.now(), settings=settings)
+
+    report = engine.process_pending(session=session, settings=settings, now=clock.now())
+
+    assert report.signals == 3 and report.counts["errors"] == 0
+    assert _journey(session, looping).status == "stalled"
+    assert _journey(session, before).status == _journey(session, after).status == "waiting"
+    assert _count(session, OutboxMessage) == 0
+    item = session.scalars(select(ExceptionItem)).one()
+    assert item.category == "loop_guard" and item.account_id == looping.id
+
+
+def test_a_journey_caught_looping_on_its_timeout_is_parked_and_the_sweep_moves_the_others(session, feed, clock):
+    looping_on_timeout = LOOPING.replace("on_timeout: {exit: true}", "on_timeout: {goto: note}")
+    install_playbook(session, looping_on_timeout, lint=False)
+    looping, steady = AccountFactory(health=80), AccountFactory(health=80)
+    for account in (looping, steady):
+        feed("product.usage", account, {"n": 1})
+    assert _journey(session, looping).status == _journey(session, steady).status == "waiting"
+    looping.health = 20  # the wait it goes back to is met at once: note, again, watch, note, ...
+    clock.advance(timedelta(days=8))
+
+    assert feed.sweep() == 2  # both left their wait: one went on, one was parked
+
+    assert _journey(session, looping).status == "stalled"
+    assert _journey(session, steady).status == "waiting"
+    assert _count(session, OutboxMessage) == 1  # the steady account's note; the loop kept none
+    assert session.scalars(select(ExceptionItem)).one().account_id == looping.id
