@@ -1,4 +1,5 @@
-"""bench/api.py runs on both databases and prints the figures issue 19 asks for, from one run."""
+"""bench/api.py runs on both databases and prints the figures issue 19 asks for, from one run; bench/reports.py
+times every report of the catalog over rows it actually aggregates."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from orchestrator.reports.catalog import REPORTS
 from tests.conftest import BACKENDS, POSTGRES_URL, _pg_admin_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,3 +52,33 @@ def test_the_api_bench_prints_both_rates_their_ratio_and_the_rep_latency(bench_b
         # It worked in a scratch database of its own, and that is gone now.
         scratch = re.search(r"scratch database (handoff_bench_\w+) dropped", out)[1]
         assert not _database_exists(scratch)
+
+
+def _run_reports_bench(backend: str, *sizes: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(REPO / "bench" / "reports.py"), *sizes]
+    if backend == "postgresql":
+        assert POSTGRES_URL
+        command += ["--database-url", POSTGRES_URL]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HANDOFF_CONFIG", None)
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+@pytest.mark.parametrize("bench_backend", BACKENDS)
+def test_the_reports_bench_times_every_report_routing_and_experiments_included(bench_backend: str) -> None:
+    done = _run_reports_bench(bench_backend, "--small", "200", "--large", "400")
+
+    # It exits non-zero when any report came back empty, or routing or experiments counted nothing.
+    assert done.returncode == 0, done.stderr
+    timed = dict(re.findall(r"^([a-z-]+) +([\d.]+) ms +[\d.]+ ms +[\d.]+$", done.stdout, re.MULTILINE))
+    assert set(timed) == set(REPORTS)
+    assert {"routing", "experiments"} <= set(timed)
+
+
+def test_the_reports_bench_fails_rather_than_time_an_empty_report() -> None:
+    # Five tasks make one route run, and it goes the automated way: nobody decides, nothing to time.
+    done = _run_reports_bench("sqlite", "--small", "5", "--large", "10")
+
+    assert done.returncode == 1
+    assert "error: 5 tasks: routing: human is 0 in every row" in done.stderr
+    assert "10 tasks" not in done.stdout  # the large run never started
