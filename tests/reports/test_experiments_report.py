@@ -44,6 +44,7 @@ def seed_experiment(session: Any, feed: Any, clock: Any) -> None:
     moved("x4.example", "adopt", 1)      # back to adopt: no conversion
     moved("x8.example", "renew", 48)     # after the period's end: not yet
     moved("x1.example", "renew", 3)      # converted, 3/24 day after
+    moved("x5.example", "renew", 0)      # converted at the moment it entered
     moved("x7.example", "renew", -1)     # before it entered: not a result of the play
     decide(session, feed, only_task(session, accounts["x1.example"]), "done")
     session.add(TaskFeedback(task_id=session.scalars(select(Task.id).where(
@@ -70,8 +71,8 @@ def test_per_experiment_and_variant(sessions: Any) -> None:
         {**common, "variant": "automated", "completed": 4, "dropped": 0, "open": 0, "converted": 2,
          "conversion_rate": 0.5, "convert_median_days": 0.0417, "tasks": 0, "rated": 0, "useful": 0,
          "not_useful": 0},
-        {**common, "variant": "human", "completed": 1, "dropped": 1, "open": 2, "converted": 1,
-         "conversion_rate": 0.25, "convert_median_days": 0.125, "tasks": 4, "rated": 2, "useful": 1,
+        {**common, "variant": "human", "completed": 1, "dropped": 1, "open": 2, "converted": 2,
+         "conversion_rate": 0.5, "convert_median_days": 0.0, "tasks": 4, "rated": 2, "useful": 1,
          "not_useful": 1},
     ]
 
