@@ -37,14 +37,14 @@ def assignments(*, since: datetime, until: datetime, scope: Scope) -> Any:
             .join(Journey, Journey.id == StepRun.journey_id)
             .where(StepRun.kind == SPLIT, StepRun.started_at >= since, StepRun.started_at < until,
                    *journey_scope(scope))
-            .group_by(StepRun.journey_id, Journey.playbook_id, experiment, variant)).subquery("assigned")
+            .group_by(StepRun.journey_id, Journey.playbook_id, experiment, variant)).cte("assigned")
 
 
 def entered(*, since: datetime, until: datetime, scope: Scope) -> Any:
     """Per journey that entered a variant in [since, until): its playbook, experiment, variant, account,
     status now, when it entered, when it converted (None: not before `until`) and its task counts."""
     assigned = assignments(since=since, until=until, scope=scope)
-    conversions = _conversions(assigned, since=since, until=until)
+    journeys = _with_conversions(assigned, since=since, until=until)
     verdicts = (select(TaskFeedback.task_id, func.max(case((TaskFeedback.useful.is_(False), 1), else_=0))
                        .label("not_useful"))
                 .group_by(TaskFeedback.task_id).subquery())
@@ -53,47 +53,47 @@ def entered(*, since: datetime, until: datetime, scope: Scope) -> Any:
              .outerjoin(verdicts, verdicts.c.task_id == Task.id)
              .where(Task.journey_id.in_(select(assigned.c.journey_id)))
              .group_by(Task.journey_id).subquery())
-    rows = (select(assigned.c.journey_id, *[assigned.c[key] for key in KEYS], Journey.account_id, Journey.status,
-                   assigned.c.at, conversions.c.converted_at,
+    rows = (select(journeys.c.journey_id, *[journeys.c[key] for key in KEYS], journeys.c.account_id,
+                   journeys.c.status, journeys.c.at, journeys.c.converted_at,
                    func.coalesce(tasks.c.tasks, 0).label("tasks"), func.coalesce(tasks.c.rated, 0).label("rated"),
                    func.coalesce(tasks.c.not_useful, 0).label("not_useful"))
-            .join(Journey, Journey.id == assigned.c.journey_id)
-            .join(PlaybookVersion, PlaybookVersion.id == Journey.playbook_version_id)
-            .outerjoin(tasks, tasks.c.journey_id == assigned.c.journey_id)
-            .join(conversions, and_(conversions.c.journey_id == assigned.c.journey_id,
-                                    conversions.c.experiment.is_not_distinct_from(assigned.c.experiment),
-                                    conversions.c.variant.is_not_distinct_from(assigned.c.variant))))
+            .outerjoin(tasks, tasks.c.journey_id == journeys.c.journey_id))
     return rows.cte("entered").prefix_with("MATERIALIZED")  # read twice: computed once
 
 
-def _conversions(assigned: Any, *, since: datetime, until: datetime) -> Any:
-    """Per assignment, when it converted: the account's first move out of the playbook's stage to a later
-    stage at or after it entered, before `until` (None: not yet).
+def _with_conversions(assigned: Any, *, since: datetime, until: datetime) -> Any:
+    """The assignments with their journey's account and status, and when each converted: the account's first
+    move out of the playbook's stage to a later stage at or after it entered, before `until` (None: not yet).
 
     One pass over the period's stage changes and the assignments, as one timeline per account and stage read
     newest first: an assignment's conversion is the earliest change at or after it, a running minimum. (A
     lookup per journey read the account's later changes once for every journey: quadratic in an account's
-    history.)
+    history.) The assignments go through the timeline whole, so nothing joins back to it (a join the planner
+    could not estimate).
     """
-    at_type = StageChange.__table__.c.at.type
+    def nothing(kind: Any) -> Any:
+        return cast(null(), kind)
+
     changes = (select(StageChange.account_id.label("account_id"), StageChange.from_stage.label("stage"),
-                      StageChange.at.label("at"), literal(0).label("tie"), cast(null(), Integer).label("journey_id"),
-                      cast(null(), String).label("experiment"), cast(null(), String).label("variant"),
+                      StageChange.at.label("at"), literal(0).label("tie"), nothing(Integer).label("journey_id"),
+                      nothing(String).label("playbook"), nothing(String).label("experiment"),
+                      nothing(String).label("variant"), nothing(String).label("status"),
                       StageChange.at.label("change_at"))
                .where(StageChange.at >= since, StageChange.at < until,
                       stage_number(StageChange.to_stage) > stage_number(StageChange.from_stage)))
     entries = (select(Journey.account_id, PlaybookVersion.stage, assigned.c.at,
                       literal(1),  # after a change at the same moment, which so counts for it
-                      assigned.c.journey_id, assigned.c.experiment, assigned.c.variant, cast(null(), at_type))
+                      assigned.c.journey_id, assigned.c.playbook, assigned.c.experiment, assigned.c.variant,
+                      Journey.status, nothing(StageChange.__table__.c.at.type))
                .join(Journey, Journey.id == assigned.c.journey_id)
                .join(PlaybookVersion, PlaybookVersion.id == Journey.playbook_version_id))
     timeline = union_all(changes, entries).subquery("timeline")
     first_after = func.min(timeline.c.change_at).over(
         partition_by=(timeline.c.account_id, timeline.c.stage), order_by=(timeline.c.at.desc(), timeline.c.tie),
         rows=(None, 0))
-    marked = select(timeline.c.journey_id, timeline.c.experiment, timeline.c.variant,
+    marked = select(*[column for column in timeline.c if column.key not in ("tie", "change_at", "stage")],
                     first_after.label("converted_at")).subquery("marked")
-    return select(marked).where(marked.c.journey_id.is_not(None)).subquery("conversions")
+    return select(marked).where(marked.c.journey_id.is_not(None)).subquery("with_conversions")
 
 
 def journey_condition(found: Any, which: str) -> Any:
