@@ -538,6 +538,8 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
     journey.ended_at = run.now
     journey.end_reason = reason
     journey.wait_signal = journey.wait_until = None
+    if journey.id is None:
+        run.session.flush()  # enrolled in this batch, not yet written: the key below names its id
     # Free the once_per slot so a later trigger can enroll the account again.
     journey.enrollment_key = f"{journey.enrollment_key}#{journey.id}"
     for task in run.session.scalars(_OPEN_TASKS_OF_JOURNEY, {"journey_id": journey.id}):
@@ -552,6 +554,8 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
 
 def park(run: Run, journey: Journey, version: PlaybookVersion, category: Category, reason: str) -> Next:
     """Stop a journey where it is and hand it to the exception queue's owner."""
+    if journey.id is None:
+        run.session.flush()  # enrolled in this batch, not yet written: the item names its id
     journey.status = JourneyStatus.STALLED
     journey.wait_signal = journey.wait_until = None
     flag(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
