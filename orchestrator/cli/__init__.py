@@ -106,6 +106,7 @@ def db_current(runtime: Runtime) -> None:
 
 
 # Sub-commands live one module per idea; they import this module's nothing, so no cycle.
+from orchestrator.cli.accounts import accounts  # noqa: E402
 from orchestrator.cli.apikeys import apikeys  # noqa: E402
 from orchestrator.cli.audit import audit  # noqa: E402
 from orchestrator.cli.connectors import connectors, import_command, secrets, sync_command  # noqa: E402
@@ -126,6 +127,6 @@ from orchestrator.cli.worker import serve, tick_command, worker  # noqa: E402
 
 for _command in (init, demo, status, playbooks, signals, audit, exceptions, tasks, journeys, engine,
                  email, apikeys, worker, serve, tick_command, report, outbox, connectors, sync_command,
-                 import_command, secrets, reviews):
+                 import_command, secrets, reviews, accounts):
     main.add_command(_command)
 playbooks.add_command(simulate)

@@ -48,7 +48,7 @@ from orchestrator.worker.jobs import JobResult, job
 if TYPE_CHECKING:
     from orchestrator.runtime import Runtime
 
-__all__ = ["Scored", "active_model", "observe", "recompute_all", "rescore", "score"]
+__all__ = ["Scored", "active_model", "observe", "recompute_all", "rescore", "score", "standing"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,21 @@ def _selected(run: Run, measure: HealthMeasure, account: Account, signal: Signal
         return bool(measure.where.evaluate(build_context(run.session, account=account, now=run.now, signal=signal)))
     except ExpressionError:
         return False  # the signal lacks what the filter reads: it is not one of those counted
+
+
+def standing(session: Session, *, account: Account, limit: int) -> dict[str, Any]:
+    """The account's health as the API and the CLI show it: score, source, model, top reasons, each measure's
+    contribution, and its latest `limit` history rows, newest first (the CRM field when no model scored it)."""
+    history = list(session.scalars(select(HealthScore).where(HealthScore.account_id == account.id)
+                                   .order_by(HealthScore.computed_at.desc(), HealthScore.id.desc()).limit(limit)))
+    state = account.health_state
+    if state is None:
+        return {"account_id": account.id, "score": account.health, "computed_at": None, "model": None,
+                "source": "crm_field" if account.health is not None else None, "reasons": [],
+                "contributions": [], "history": history}
+    return {"account_id": account.id, "score": state.score, "source": state.source, "model": state.playbook_id,
+            "computed_at": state.computed_at, "reasons": top_reasons(state.contributions),
+            "contributions": state.contributions, "history": history}
 
 
 # -- scoring -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from orchestrator.api.access import READERS, account_for, principal, roles, visible_accounts
 from orchestrator.api.app import page_of, runtime
 from orchestrator.db import unit_of_work
-from orchestrator.models import Account, AuditEvent, HealthScore
-from orchestrator.models.health import top_reasons
+from orchestrator.journeys.health import standing
+from orchestrator.models import Account, AuditEvent
 
 blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts and their timelines.")
 
@@ -162,14 +162,4 @@ def health(query: dict[str, Any], account_id: int) -> Any:
     """The account's health score, what each measure contributed, and its history (newest first)."""
     with unit_of_work(runtime().sessions, read_only=True) as session:
         account = account_for(session, account_id, principal())
-        state = account.health_state
-        history = list(session.scalars(select(HealthScore).where(HealthScore.account_id == account_id)
-                                       .order_by(HealthScore.computed_at.desc(), HealthScore.id.desc())
-                                       .limit(query["limit"])))
-        if state is None:
-            return {"account_id": account_id, "score": account.health, "computed_at": None, "model": None,
-                    "source": "crm_field" if account.health is not None else None, "reasons": [],
-                    "contributions": [], "history": history}
-        return {"account_id": account_id, "score": state.score, "source": state.source, "model": state.playbook_id,
-                "computed_at": state.computed_at, "reasons": top_reasons(state.contributions),
-                "contributions": state.contributions, "history": history}
+        return standing(session, account=account, limit=query["limit"])
