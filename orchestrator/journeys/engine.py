@@ -429,7 +429,7 @@ def _enrolled(run: Run, journey: Journey) -> bool:
         opened = run.open_journeys.setdefault(journey.account_id, [])
         if any(other.enrollment_key == journey.enrollment_key and other.ended_at is None for other in opened):
             return False
-        run.session.add(journey)  # written (and given its id) by the savepoint `advance` opens next
+        run.session.add(journey)  # written (and given its id) with its first step run
         opened.append(journey)
         return True
     try:
