@@ -5,7 +5,9 @@ batch and across batches, a signal for an unknown account, a malformed line, and
 failure on one signal of a batch (a trigger that refuses one account's step runs) — goes
 through intake and evaluation in batches, and, in a second database, one signal at a time:
 each line ingested alone, each signal evaluated alone on the one-by-one path (its own
-savepoint, its journeys read from the database). Every stored row must be the same.
+savepoint, its journeys read from the database). Every stored row must be the same. One more
+playbook, applied as an older release without lint would have, loops on the sample's support
+escalation: in a batch, its journey fails the batch and runs again alone, where the loop guard parks it.
 
 Ids are compared by rank within their table (PostgreSQL sequences skip the ids of rolled-back
 inserts, so the two paths number rows differently there), and digits inside text by rank too
@@ -31,10 +33,21 @@ from orchestrator.playbook.store import apply_playbooks
 from orchestrator.replay.samples import load_sample_data, sample_signals
 from orchestrator.resources import shipped_playbooks_dir
 from tests.conftest import create_database, drop_database
+from tests.engine.conftest import HEADER, install_playbook
 
 NOW = datetime.fromisoformat(sample_signals()[0]["occurred_at"]) + timedelta(days=40)
 BATCH = 7
 FAULTY = "cedar-analytics.example"  # what enrolls it (a lead, a usage drop) fails at its first step run
+SPIN = """
+    id: spin
+    name: Spin
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: support.escalation}
+    steps:
+      - {id: there, kind: goto, to: back}
+      - {id: back, kind: goto, to: there}
+"""
 
 
 def _lines() -> list[str]:
@@ -76,6 +89,7 @@ def _prepared(backend: str, tmp_path: Any) -> tuple[Engine, Settings]:
     settings = Settings(database_url=url, exception_owner="ops-lead@example.com")
     with unit_of_work(make_session_factory(db)) as session:
         assert apply_playbooks(session=session, paths=[shipped_playbooks_dir()], now=NOW, actor="test").applied
+        install_playbook(session, SPIN, "adopt/spin.yaml", lint=False)
         load_sample_data(session=session)
         account = session.scalars(select(Account.id).where(Account.domain == FAULTY)).one()
         for statement in _FAULT[backend]:
@@ -186,6 +200,8 @@ def test_batches_and_one_by_one_store_the_same_rows(backend, tmp_path):
             assert any("lead.created" in failure for failure in failures), failures  # the failure did happen
             assert session.scalars(select(ExceptionItem.category)
                                    .where(ExceptionItem.category == "unknown_account")).all()
+            assert session.scalars(select(ExceptionItem.category)  # and so did the loop
+                                   .where(ExceptionItem.category == "loop_guard")).all()
         batched, single = _stored(batched_db, by_rank=True), _stored(single_db, by_rank=True)
         for table in _TABLES:
             assert batched[table] == single[table], _first_difference(table, batched[table], single[table])
