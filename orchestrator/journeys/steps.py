@@ -223,19 +223,25 @@ def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pla
              step: Step) -> Next:
     account = run.session.get(Account, journey.account_id)
     assert account is not None
+    # Every column given (the defaults apply only at the flush, which a nameless step's run waits for).
     step_run = StepRun(step_id=step.id, kind=step.kind, oversight=getattr(step, "oversight", None),
-                       started_at=run.now)
+                       status=StepStatus.RUNNING, reason="", outcome={}, started_at=run.now)
     if journey.id is None:
         step_run.journey = journey  # enrolled in this batch: both are written by the flush below
     else:
         step_run.journey_id = journey.id
     run.session.add(step_run)
-    run.session.flush()
+    if journey.id is None or not isinstance(step, _NAMELESS):
+        run.session.flush()  # the run's id names its task and outbox messages
     try:
         return _EXECUTORS[type(step)](run, journey, version, playbook, step, step_run, account)
     except DATA_ERRORS as exc:
         return park_failed_step(run, journey, version, step_run, exc)
 
+
+# Steps that make no task and no outbox message, so nothing names their run: it is written with the
+# next flush (a step of a journey not yet written flushes anyway: its journey's id is named).
+_NAMELESS = (WaitStep, BranchStep, GotoStep, ExitStep, SetStageStep, SplitStep)
 
 # A template or condition that cannot be evaluated on this account's data, a calendar the
 # playbook names but nobody configured, a stage name that is none of the five: for a person.
