@@ -65,7 +65,11 @@ def _lines(name: str, shown: dict[str, Any]) -> list[str]:
 
 
 def _figure(value: float | None, unit: str | None = None) -> str:
-    return "-" if value is None else f"{value:g}{unit or ''}"
+    # Two decimals at most, never an exponent (an ARR measure reads 1200000, not 1.2e+06).
+    if value is None:
+        return "-"
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return ("0" if text == "-0" else text) + (unit or "")
 
 
 def _jsonable(shown: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from orchestrator.models import Account
+from sqlalchemy import select
+
+from orchestrator.cli.accounts import _figure
+from orchestrator.models import Account, Signal
 from tests.api.test_account_health import MODEL
 from tests.engine.conftest import install_playbook
 from tests.engine.test_operator_cli import _now, operator  # noqa: F401  (the fixture)
@@ -30,8 +33,9 @@ def test_the_score_its_reasons_contributions_and_history(operator):  # noqa: F81
                                                      ["Tickets", "2", "0", "75"],
                                                      ["Days", "to", "renewal", "25", "6.25", "25"]]
     history = lines[lines.index("History, newest first:") + 2:]
-    assert [line.split()[2:5] for line in history] == [["6", "44", f"signal:{_signal_ids(operator)[1]}"],
-                                                       ["44", "-", f"signal:{_signal_ids(operator)[0]}"]]
+    first, second = _signal_ids(operator)
+    assert [line.split()[2:5] for line in history] == [["6", "44", f"signal:{second}"],
+                                                       ["44", "-", f"signal:{first}"]]
 
     as_json = json.loads(operator("accounts", "health", str(account.id), "--json", "--limit", "1").stdout)
     assert (as_json["score"], as_json["source"], as_json["model"]) == (6, "computed", "health-model")
@@ -51,9 +55,12 @@ def test_an_account_without_a_score_and_one_that_does_not_exist(operator):  # no
 
 
 def _signal_ids(operator) -> list[int]:  # noqa: F811
-    from sqlalchemy import select
-
-    from orchestrator.models import Signal
     with operator.session() as session:
         return list(session.scalars(select(Signal.id).where(Signal.type == "support.ticket_opened")
                                     .order_by(Signal.id)))
+
+
+def test_a_figure_has_two_decimals_at_most_and_never_an_exponent():
+    assert [_figure(v) for v in (6.25, 37.5, 75.0, 1_200_000.0, -0.004, None)] == \
+        ["6.25", "37.5", "75", "1200000", "0", "-"]
+    assert _figure(-20.0, "%") == "-20%"
