@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from orchestrator import audit
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
-from orchestrator.db import connection_lost, describe_error, unit_of_work
+from orchestrator.db import connection_lost, describe_error, is_transient, unit_of_work
 from orchestrator.intake import signals
 from orchestrator.journeys import monitors
 from orchestrator.journeys.steps import Run, lock_accounts
@@ -332,6 +332,9 @@ def _recompute_page(session: Session, *, settings: Settings, now: datetime, ids:
         except Exception as exc:
             if connection_lost(exc):
                 raise
+            if is_transient(exc):  # nothing was kept; the next run scores the account again
+                log.warning("health of account %s deferred to the next run: %s", account.id, describe_error(exc))
+                continue
             log.error("health of account %s could not be recomputed: %s", account.id, describe_error(exc))
             report.errors += 1
             continue

@@ -302,6 +302,24 @@ def test_the_recompute_job_rescores_as_time_passes_and_sends_one_drop(runtime: R
         assert len(session.scalars(select(HealthScore)).all()) == 2  # the history stays
 
 
+def test_an_account_whose_score_row_is_locked_is_left_for_the_next_run_not_counted_failed(runtime: Runtime) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("a second writer holding a row lock: PostgreSQL (SQLite has one writer)")
+    with unit_of_work(runtime.sessions) as session:
+        install_playbook(session, SHIPPED.read_text(), "adopt/account-health.yaml")
+        session.add(Account(name="Initech", stage="adopt", renewal_date=T0 + timedelta(days=120)))
+    (recompute,) = [job for job in all_jobs(runtime) if job.id == "health.recompute"]
+    assert run_at(recompute, runtime=runtime, now=T0).items == 1  # 100: its score row exists now
+
+    later = T0 + timedelta(days=90)  # 30 days to renewal: the score moves
+    with runtime.engine.connect() as other:  # another writer holds the score row until the lock timeout
+        other.execute(select(AccountHealth).with_for_update())
+        result = run_at(recompute, runtime=runtime, now=later)
+        other.rollback()
+    assert (result.items, result.errors) == (0, 0)
+    assert run_at(recompute, runtime=runtime, now=later).items == 1  # the next run scores it
+
+
 def test_a_second_health_model_in_the_same_folder_is_a_located_error(tmp_path):
     from orchestrator.playbook import validate_paths
 
