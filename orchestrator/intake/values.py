@@ -140,6 +140,39 @@ class _Walk:
 
 def mapping_problem(fields: Mapping[Any, Any], *, max_depth: int = MAX_DEPTH) -> Problem | None:
     """`json_problem` for each field of a record or envelope, each value nested at most `max_depth`."""
+    if type(fields) is dict and all(type(key) is str and _plain_text(key) and _plain(value, 0, max_depth)
+                                    for key, value in fields.items()):
+        return None
+    return _mapping_walk(fields, max_depth=max_depth)
+
+
+def _plain(value: Any, depth: int, max_depth: int) -> bool:
+    """True when `value` is storable beyond doubt (exact JSON types, every check passed): the walk would find
+    nothing. Anything else, every problem included, is left to the walk, which names it."""
+    kind = type(value)
+    if kind is str:
+        return _plain_text(value)
+    if kind is int:
+        return MIN_INT <= value <= MAX_INT
+    if kind is float:
+        return math.isfinite(value)
+    if value is None or kind is bool:
+        return True
+    if depth >= max_depth:
+        return False
+    if kind is dict:
+        return all(type(key) is str and _plain_text(key) and _plain(item, depth + 1, max_depth)
+                   for key, item in value.items())
+    if kind is list:
+        return all(_plain(item, depth + 1, max_depth) for item in value)
+    return False
+
+
+def _plain_text(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
+
+
+def _mapping_walk(fields: Mapping[Any, Any], *, max_depth: int) -> Problem | None:
     for key, value in fields.items():
         if not isinstance(key, str):
             return Problem(None, f"has a field name that is not a string ({key!r:.40})")

@@ -389,7 +389,7 @@ def _enroll(run: Run, account: Account, signal: Signal) -> None:
                      playbook_version=version.version, step_id="enroll", field=", ".join(missing))
                 continue
             context = build_context(run.session, account=account, now=run.now, signal=signal,
-                                    deal=deal)
+                                    deal=deal, reads=condition.references())
             rule += f" when: {condition.source}"
             try:
                 matched = bool(condition.evaluate(context))

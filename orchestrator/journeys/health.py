@@ -122,7 +122,9 @@ def _selected(run: Run, measure: HealthMeasure, account: Account, signal: Signal
     if measure.where is None:
         return True
     try:
-        return bool(measure.where.evaluate(build_context(run.session, account=account, now=run.now, signal=signal)))
+        context = build_context(run.session, account=account, now=run.now, signal=signal,
+                                reads=measure.where.references())
+        return bool(measure.where.evaluate(context))
     except ExpressionError:
         return False  # the signal lacks what the filter reads: it is not one of those counted
 
@@ -178,7 +180,8 @@ def _raw(run: Run, account: Account, *, playbook_id: str, measure: HealthMeasure
         return _days_since(run, account, measure.since)
     assert measure.value is not None
     try:
-        return _number(measure.value.evaluate(build_context(run.session, account=account, now=run.now)))
+        context = build_context(run.session, account=account, now=run.now, reads=measure.value.references())
+        return _number(measure.value.evaluate(context))
     except ExpressionError:
         return None  # e.g. no renewal date: the measure has no value for this account
 

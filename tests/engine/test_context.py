@@ -106,3 +106,60 @@ def test_templates_render_against_the_context(session, clock):
     text = template.render(context)
 
     assert text == "Umbrella: 3 users, ARR $48,000"
+
+
+READ_ALIKE = [
+    "account.arr > 40000 and account.plan == \"enterprise\"",
+    "account.name == \"Initech\"",  # a custom field called name never shadows the account's
+    "account.owner.email == \"ana@acme.example\" and account.csm == null",
+    "account.days_to_renewal < 60 and account.days_in_stage >= 12",
+    "account.nonexistent == null",
+    "account",
+    "account.owner",
+    "signal.active_users * 2 + deal.amount",
+    "signal.payload.active_users in [7, 8] and signal.type == \"product.usage\"",
+    "journey.kickoff_booked and journey.days_enrolled == 3 and owner.role == \"csm\"",
+    "coalesce(account.segment, lower(account.name)) == \"initech\" and account.stage_entered_at < now",
+    "account.owner.name.missing",
+]
+
+
+def test_a_context_built_for_an_expression_s_reads_evaluates_exactly_as_the_whole_context(session, clock):
+    from orchestrator.playbook.expressions import ExpressionError, parse_expression
+
+    owner = OwnerFactory(name="Ana Ruiz", email="ana@acme.example", role="csm")
+    account = AccountFactory(name="Initech", owner=owner, attributes={"plan": "enterprise", "name": "WRONG"},
+                             stage_entered_at=clock.now() - timedelta(days=12),
+                             renewal_date=clock.now() + timedelta(days=40))
+    deal = DealFactory(account=account, amount=Decimal("30000"))
+    signal = _signal(session, account, payload={"active_users": 7}, at=clock.now(), deal=deal)
+    journey = _journey(session, account, enrolled_at=clock.now() - timedelta(days=3), context={"kickoff_booked": True})
+    compared = 0
+    for source in READ_ALIKE:
+        expression = parse_expression(source)
+        outcomes = []
+        for reads in (None, expression.references()):
+            context = build_context(session, account=account, now=clock.now(), signal=signal, journey=journey,
+                                    reads=reads)
+            try:
+                outcomes.append(("value", expression.evaluate(context)))
+            except ExpressionError as exc:
+                outcomes.append(("error", str(exc)))
+        assert outcomes[0] == outcomes[1], source
+        compared += outcomes[0][0] == "value"
+    assert compared >= len(READ_ALIKE) - 2  # most of them evaluate; the comparison is not of two errors
+
+
+def test_a_context_for_an_expression_builds_only_the_parts_and_fields_it_reads(session, clock):
+    from orchestrator.playbook.expressions import parse_expression
+
+    account = AccountFactory(attributes={"plan": "enterprise", "tier": "gold"})
+    deal = DealFactory(account=account)
+    signal = _signal(session, account, payload={"active_users": 7}, at=clock.now(), deal=deal)
+
+    reads = parse_expression("account.plan == \"enterprise\" and account.days_to_renewal > 1").references()
+    context = build_context(session, account=account, now=clock.now(), signal=signal, reads=reads)
+
+    assert set(context["account"]) == {"plan", "days_to_renewal"}
+    assert context["signal"] is None and context["deal"] is None and context["owner"] is None
+    assert context["now"] == clock.now()

@@ -135,3 +135,28 @@ def test_anything_the_checks_pass_is_json_both_databases_store(value):
         assert "\x00" not in text and "\\u0000" not in text
         text.encode("utf-8")  # no lone surrogate
         assert json.loads(text) == value
+
+
+_ODD_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=True),
+    st.text(alphabet=st.characters(codec=None, exclude_categories=())), st.sampled_from(["a\x00b", "\ud800", "é"]),
+    st.decimals(allow_nan=False, places=2).map(Decimal), st.just(("tuple", 1)), st.just(b"bytes"))
+_ODD_VALUES = st.recursive(
+    _ODD_SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.one_of(st.text(max_size=5), st.integers(), st.just("\ud800")), inner,
+                                            max_size=3)),
+    max_leaves=12)
+
+
+@given(fields=st.dictionaries(st.one_of(st.text(max_size=6), st.just("a\x00")), _ODD_VALUES, max_size=4),
+       max_depth=st.integers(min_value=0, max_value=3))
+def test_the_plain_value_fast_path_finds_exactly_what_the_walk_finds(fields, max_depth):
+    # The fast path only ever says "nothing wrong"; every problem is the walk's, word for word.
+    assert values.mapping_problem(fields, max_depth=max_depth) == values._mapping_walk(fields, max_depth=max_depth)
+
+
+def test_the_plain_value_fast_path_leaves_each_kind_of_problem_to_the_walk():
+    for fields in ({"a": "x\x00"}, {"a": {"b": float("inf")}}, {"a": [2**64]}, {"\ud800": 1}, {1: "x"},
+                   {"a": [[[["deep"]]]]}):
+        assert values.mapping_problem(fields, max_depth=3) is not None, fields
