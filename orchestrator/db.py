@@ -185,6 +185,21 @@ def insert_ignoring(session: Session, table: Any, *, conflict: Sequence[str],
     return statement
 
 
+def flush_only(session: Session, *models: type) -> None:
+    """Write what is new or changed of these models, and nothing else the session holds.
+
+    For a query that reads only these tables, run with `autoflush=False`: the session's own
+    autoflush would write every row the engine pass had touched since the last flush (monitor
+    windows, health scores, journeys), once for each such query.
+    """
+    rows = [row for row in (*session.new, *session.dirty) if isinstance(row, models)]
+    if rows:
+        session.flush(rows)
+
+
+NO_AUTOFLUSH = {"autoflush": False}
+
+
 def skip_locked(session: Session) -> bool:
     """True when row claims can use FOR UPDATE SKIP LOCKED (SQLite has a single writer instead)."""
     return session.get_bind().dialect.name == "postgresql"

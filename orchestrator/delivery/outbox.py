@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
-from orchestrator.db import insert_ignoring, skip_locked
+from orchestrator.db import NO_AUTOFLUSH, insert_ignoring, skip_locked
 from orchestrator.delivery.routing import route_for
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Journey, OutboxMessage, OutboxStatus, PlaybookVersion
@@ -100,7 +100,9 @@ def enqueue(
                 attempts=0, next_attempt_at=not_before or at, created_at=at)
         .returning(OutboxMessage)
     )
-    new = session.scalars(statement).first()
+    # The row names only rows already written (its account, its task); the session's other
+    # changes wait for their own flush instead of being written ahead of this insert.
+    new = session.scalars(statement, execution_options=NO_AUTOFLUSH).first()
     if new is not None:
         return new
     return session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)).one()

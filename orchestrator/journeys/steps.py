@@ -22,6 +22,7 @@ from orchestrator import audit, drafting, exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.calendars import CalendarError
 from orchestrator.config import Settings
+from orchestrator.db import NO_AUTOFLUSH, flush_only
 from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.exception_queue import Category
@@ -232,11 +233,21 @@ def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pla
         step_run.journey_id = journey.id
     run.session.add(step_run)
     if journey.id is None or not isinstance(step, _NAMELESS):
-        run.session.flush()  # the run's id names its task and outbox messages
+        _write_runs(run)  # the run's id names its task and outbox messages
     try:
         return _EXECUTORS[type(step)](run, journey, version, playbook, step, step_run, account)
     except DATA_ERRORS as exc:
         return park_failed_step(run, journey, version, step_run, exc)
+
+
+def _write_runs(run: Run) -> None:
+    """Write the pass's new and changed journeys and step runs now, for their ids, and nothing else.
+
+    A whole flush also wrote every monitor window, health score and item the batch had touched
+    since the last one, again for each step that needed an id. Every step run still waiting to be
+    written goes with it, so runs keep their ids in the order they ran.
+    """
+    flush_only(run.session, Journey, StepRun)
 
 
 # Steps that make no task and no outbox message, so nothing names their run: it is written with the
@@ -545,12 +556,15 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
     journey.end_reason = reason
     journey.wait_signal = journey.wait_until = None
     if journey.id is None:
-        run.session.flush()  # enrolled in this batch, not yet written: the key below names its id
+        _write_runs(run)  # enrolled in this batch, not yet written: the key below names its id
     # Free the once_per slot so a later trigger can enroll the account again.
     journey.enrollment_key = f"{journey.enrollment_key}#{journey.id}"
-    for task in run.session.scalars(_OPEN_TASKS_OF_JOURNEY, {"journey_id": journey.id}):
+    flush_only(run.session, Journey, StepRun, Task)  # what the two questions below read
+    for task in run.session.scalars(_OPEN_TASKS_OF_JOURNEY, {"journey_id": journey.id},
+                                    execution_options=NO_AUTOFLUSH):
         complete_task(run.session, task=task, actor="system", outcome="cancelled", now=run.now)
-    for step_run in run.session.scalars(_WAITING_RUNS_OF_JOURNEY, {"journey_id": journey.id}):
+    for step_run in run.session.scalars(_WAITING_RUNS_OF_JOURNEY, {"journey_id": journey.id},
+                                        execution_options=NO_AUTOFLUSH):
         finish(step_run, StepStatus.SKIPPED, run.now, f"the journey ended first: {reason}")
     run.count(f"journeys_{status}")
     record(run, journey, version,
@@ -561,7 +575,7 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
 def park(run: Run, journey: Journey, version: PlaybookVersion, category: Category, reason: str) -> Next:
     """Stop a journey where it is and hand it to the exception queue's owner."""
     if journey.id is None:
-        run.session.flush()  # enrolled in this batch, not yet written: the item names its id
+        _write_runs(run)  # enrolled in this batch, not yet written: the item names its id
     journey.status = JourneyStatus.STALLED
     journey.wait_signal = journey.wait_until = None
     flag(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
@@ -707,7 +721,7 @@ def record(run: Run, journey: Journey, version: PlaybookVersion, action: AuditAc
                                                        lambda: audit.row(**fields, journey_id=journey.id)):
         return
     if journey.id is None:
-        run.session.flush()
+        _write_runs(run)
     audit.record(run.session, **fields, journey_id=journey.id)
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Select, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from orchestrator.db import RowBusy
+from orchestrator.db import NO_AUTOFLUSH, RowBusy, flush_only
 from orchestrator.db import skip_locked as row_locks_skip
 from orchestrator.models import OPEN_STATUSES, Account, Deal, Owner, Task
 from orchestrator.work.tasks import open_task_count
@@ -157,7 +157,7 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
             continue  # another worker is assigning this person right now
         if eligibility_problem(session, owner=owner, now=now) is None:
             owner.last_assigned_at = now
-            session.flush()
+            flush_only(session, Owner)  # before a later lock's fresh read of the row could undo it
             return owner
     if postgres and any(eligibility_problem(session, owner=owner, now=now) is None for owner in candidates):
         # Everyone who could take it is being assigned in other transactions. Waiting for
@@ -169,7 +169,9 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
 
 def _ranked_candidates(session: Session, *, role: str, strategy: str, now: datetime) -> Sequence[Owner]:
     """Available people with `role`, best first; capacity is checked per person afterwards."""
-    return session.scalars(_candidates_query(strategy), {"role": role, "now": now}).all()
+    flush_only(session, Owner, Task)  # what the ranking reads
+    return session.scalars(_candidates_query(strategy), {"role": role, "now": now},
+                           execution_options=NO_AUTOFLUSH).all()
 
 
 @functools.cache
@@ -210,7 +212,8 @@ def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:
         .with_for_update(skip_locked=skip_locked)
         .execution_options(populate_existing=True)
     )
-    return len(session.scalars(query).all()) == len(owner_ids)
+    flush_only(session, Owner)
+    return len(session.scalars(query, execution_options=NO_AUTOFLUSH).all()) == len(owner_ids)
 
 
 def find_owner(session: Session, *, email: str) -> Owner | None:

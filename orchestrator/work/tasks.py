@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.config import Settings
+from orchestrator.db import NO_AUTOFLUSH, flush_only
 from orchestrator.delivery import outbox
 from orchestrator.errors import Conflict
 from orchestrator.models import (
@@ -185,7 +186,8 @@ def list_tasks(session: Session, *, owner_id: int | None = None, account_id: int
 
 def open_task_count(session: Session, owner_id: int) -> int:
     """Tasks the person still has to work (open or acknowledged)."""
-    return session.scalar(_OPEN_TASK_COUNT, {"owner_id": owner_id}) or 0
+    flush_only(session, Task)  # the count reads tasks alone
+    return session.scalar(_OPEN_TASK_COUNT, {"owner_id": owner_id}, execution_options=NO_AUTOFLUSH) or 0
 
 
 # Built once: asked for every assignment to a person with a cap.

@@ -840,3 +840,35 @@ def test_a_journey_caught_looping_on_its_timeout_is_parked_and_the_sweep_moves_t
     assert _journey(session, steady).status == "waiting"
     assert _count(session, OutboxMessage) == 1  # the steady account's note; the loop kept none
     assert session.scalars(select(ExceptionItem)).one().account_id == looping.id
+
+
+ORDERED = """
+    id: ordered-steps
+    name: Ordered steps
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: product.usage}
+    steps:
+      - {id: first-stage, kind: set_stage, stage: adopt}
+      - {id: second-stage, kind: set_stage, stage: adopt}
+      - id: flag-it
+        kind: automated
+        oversight: out_of_loop
+        risk: {error_cost: low, correction: fast}
+        do: crm.update_field
+        with: {field: health, value: "watch"}
+      - {id: wait-more, kind: wait, for: product.seat_limit_reached, timeout: 14d, on_timeout: {exit: true}}
+"""
+
+
+def test_step_runs_are_numbered_in_the_order_they_ran_whichever_of_them_needed_an_id_first(session, feed):
+    # The second set_stage run waits for the next flush; the automated run after it is written at once for
+    # its outbox row's key. The waiting run must still be written first: a journey's steps are its runs by id.
+    install_playbook(session, ORDERED)
+    account = AccountFactory()
+
+    feed("product.usage", account, {"active_users": 3})
+
+    journey = session.scalars(select(Journey).where(Journey.playbook_id == "ordered-steps")).one()
+    runs = session.scalars(select(StepRun).where(StepRun.journey_id == journey.id).order_by(StepRun.id)).all()
+    assert [run.step_id for run in runs] == ["first-stage", "second-stage", "flag-it", "wait-more"]

@@ -59,3 +59,29 @@ def test_owner_availability_respects_out_of_office(session, clock):
     assert owner.available(clock.now() + timedelta(days=3))
     owner.active = False
     assert not owner.available(clock.now() + timedelta(days=3))
+
+
+def test_flush_only_writes_the_named_models_and_leaves_the_rest_for_the_next_flush(session):
+    from orchestrator.db import NO_AUTOFLUSH, flush_only
+
+    owner = OwnerFactory(name="Before")
+    account = AccountFactory(name="Before")
+    owner.name = "After"
+    account.name = "After"
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    session.add(models.Signal(type="product.usage", dedupe_key="pending", account_id=account.id, source="webhook",
+                              occurred_at=at))
+
+    flush_only(session, models.Owner)
+
+    # Read without the autoflush that would write everything: only the owner was written.
+    def stored(statement):
+        return session.scalar(statement, execution_options=NO_AUTOFLUSH)
+    assert stored(select(models.Owner.name).where(models.Owner.id == owner.id)) == "After"
+    assert stored(select(models.Account.name).where(models.Account.id == account.id)) == "Before"
+    assert stored(select(models.Signal.id).where(models.Signal.dedupe_key == "pending")) is None
+    assert account in session.dirty and len(session.new) == 1
+
+    session.flush()
+    assert stored(select(models.Account.name).where(models.Account.id == account.id)) == "After"
+    assert stored(select(models.Signal.id).where(models.Signal.dedupe_key == "pending")) is not None
