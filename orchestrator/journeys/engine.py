@@ -57,6 +57,7 @@ from orchestrator.models import (
     StepStatus,
     Task,
     TaskKind,
+    assign_id,
 )
 from orchestrator.playbook.context import build_context
 from orchestrator.playbook.expressions import Expression, ExpressionError
@@ -429,7 +430,8 @@ def _enrolled(run: Run, journey: Journey) -> bool:
         opened = run.open_journeys.setdefault(journey.account_id, [])
         if any(other.enrollment_key == journey.enrollment_key and other.ended_at is None for other in opened):
             return False
-        run.session.add(journey)  # written (and given its id) with its first step run
+        run.session.add(journey)
+        assign_id(run.session, journey)  # known now, written with the batch's next flush
         opened.append(journey)
         return True
     try:

@@ -43,6 +43,7 @@ from orchestrator.models import (
     StepStatus,
     Task,
     TaskKind,
+    assign_id,
 )
 from orchestrator.playbook.actions import get_action
 from orchestrator.playbook.context import build_context
@@ -224,35 +225,17 @@ def _execute(run: Run, journey: Journey, version: PlaybookVersion, playbook: Pla
              step: Step) -> Next:
     account = run.session.get(Account, journey.account_id)
     assert account is not None
-    # Every column given (the defaults apply only at the flush, which a nameless step's run waits for).
+    # Every column given and the id known now: the row is written with the batch's next flush (models/ids.py).
     step_run = StepRun(step_id=step.id, kind=step.kind, oversight=getattr(step, "oversight", None),
-                       status=StepStatus.RUNNING, reason="", outcome={}, started_at=run.now)
-    if journey.id is None:
-        step_run.journey = journey  # enrolled in this batch: both are written by the flush below
-    else:
-        step_run.journey_id = journey.id
+                       status=StepStatus.RUNNING, reason="", outcome={}, started_at=run.now,
+                       journey_id=assign_id(run.session, journey))
     run.session.add(step_run)
-    if journey.id is None or not isinstance(step, _NAMELESS):
-        _write_runs(run)  # the run's id names its task and outbox messages
+    assign_id(run.session, step_run)  # it names its task and its outbox messages
     try:
         return _EXECUTORS[type(step)](run, journey, version, playbook, step, step_run, account)
     except DATA_ERRORS as exc:
         return park_failed_step(run, journey, version, step_run, exc)
 
-
-def _write_runs(run: Run) -> None:
-    """Write the pass's new and changed journeys and step runs now, for their ids, and nothing else.
-
-    A whole flush also wrote every monitor window, health score and item the batch had touched
-    since the last one, again for each step that needed an id. Every step run still waiting to be
-    written goes with it, so runs keep their ids in the order they ran.
-    """
-    flush_only(run.session, Journey, StepRun)
-
-
-# Steps that make no task and no outbox message, so nothing names their run: it is written with the
-# next flush (a step of a journey not yet written flushes anyway: its journey's id is named).
-_NAMELESS = (WaitStep, BranchStep, GotoStep, ExitStep, SetStageStep, SplitStep)
 
 # A template or condition that cannot be evaluated on this account's data, a calendar the
 # playbook names but nobody configured, a stage name that is none of the five: for a person.
@@ -555,8 +538,6 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
     journey.ended_at = run.now
     journey.end_reason = reason
     journey.wait_signal = journey.wait_until = None
-    if journey.id is None:
-        _write_runs(run)  # enrolled in this batch, not yet written: the key below names its id
     # Free the once_per slot so a later trigger can enroll the account again.
     journey.enrollment_key = f"{journey.enrollment_key}#{journey.id}"
     flush_only(run.session, Journey, StepRun, Task)  # what the two questions below read
@@ -574,8 +555,6 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
 
 def park(run: Run, journey: Journey, version: PlaybookVersion, category: Category, reason: str) -> Next:
     """Stop a journey where it is and hand it to the exception queue's owner."""
-    if journey.id is None:
-        _write_runs(run)  # enrolled in this batch, not yet written: the item names its id
     journey.status = JourneyStatus.STALLED
     journey.wait_signal = journey.wait_until = None
     flag(run, category, f"{journey.playbook_id}: {reason}", account_id=journey.account_id,
@@ -601,13 +580,16 @@ def finish(step_run: StepRun, status: StepStatus, at: datetime, reason: str, **o
         step_run.outcome = {**step_run.outcome, **outcome}
 
 
+_WAITING_RUN = select(StepRun).where(StepRun.journey_id == bindparam("journey_id"),
+                                     StepRun.step_id == bindparam("step_id"),
+                                     StepRun.status == StepStatus.WAITING).order_by(StepRun.id.desc()).limit(1)
+
+
 def waiting_run(run: Run, journey: Journey) -> StepRun:
     """The step run the journey is waiting on (a wait, a task, an approval)."""
-    step_run = run.session.scalar(
-        select(StepRun).where(StepRun.journey_id == journey.id,
-                              StepRun.step_id == journey.current_step_id,
-                              StepRun.status == StepStatus.WAITING)
-        .order_by(StepRun.id.desc()).limit(1))
+    flush_only(run.session, Journey, StepRun)  # what the question reads
+    step_run = run.session.scalar(_WAITING_RUN, {"journey_id": journey.id, "step_id": journey.current_step_id},
+                                  execution_options=NO_AUTOFLUSH)
     assert step_run is not None, f"journey {journey.id} waits with no waiting step run"
     return step_run
 
@@ -716,12 +698,6 @@ def record(run: Run, journey: Journey, version: PlaybookVersion, action: AuditAc
     fields: dict[str, Any] = dict(at=run.now, action=action, rule=rule, reason=reason, actor=actor,
                                   account_id=journey.account_id, playbook_id=journey.playbook_id,
                                   playbook_version=version.version, step_id=step_id, detail=detail)
-    # A journey enrolled a moment ago gets its id with the batch's next flush: its event names it then.
-    if journey.id is None and audit.record_after_flush(run.session,
-                                                       lambda: audit.row(**fields, journey_id=journey.id)):
-        return
-    if journey.id is None:
-        _write_runs(run)
     audit.record(run.session, **fields, journey_id=journey.id)
 
 

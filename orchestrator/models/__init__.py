@@ -5,6 +5,7 @@ from orchestrator.models.base import Base
 from orchestrator.models.crm import Account, Contact, Deal, ExternalId, JourneyStage, Owner, StageChange
 from orchestrator.models.exceptions import ExceptionItem
 from orchestrator.models.health import AccountHealth, HealthScore
+from orchestrator.models.ids import assign_id
 from orchestrator.models.journeys import CustomerTouch, Journey, JourneyStatus, StepRun, StepStatus
 from orchestrator.models.monitors import MonitorFiring, MonitorSilence, MonitorWindow
 from orchestrator.models.ops import ApiKey, JobRun, SyncCursor, WebhookReceipt
@@ -35,5 +36,5 @@ __all__ = [
     "PlaybookPause", "PlaybookReview", "PlaybookVersion", "Priority", "Signal", "SlaEvent", "SlaEventKind",
     "SlaState", "StageChange",
     "StepRun", "StepStatus", "SuppressionReason", "SyncCursor", "Task", "TaskFeedback", "TaskKind", "TaskStatus",
-    "WebhookReceipt",
+    "WebhookReceipt", "assign_id",
 ]

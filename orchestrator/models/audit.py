@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orchestrator.models.base import Base, IdMixin, utcnow
+
+if TYPE_CHECKING:
+    from orchestrator.models.journeys import Journey
 
 
 class AuditEvent(IdMixin, Base):
@@ -20,6 +23,8 @@ class AuditEvent(IdMixin, Base):
     action: Mapped[str] = mapped_column(String(40))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    # Never read: it makes the unit of work write the journey before this row, both ids known (models/ids.py).
+    journey: Mapped[Journey | None] = relationship()
     playbook_id: Mapped[str | None] = mapped_column(String(100))
     playbook_version: Mapped[int | None]
     step_id: Mapped[str | None] = mapped_column(String(100))

@@ -14,6 +14,7 @@ from orchestrator.models.base import Base, IdMixin, utcnow
 
 if TYPE_CHECKING:
     from orchestrator.models.health import AccountHealth
+    from orchestrator.models.journeys import Journey
 
 
 class JourneyStage(StrEnum):
@@ -152,3 +153,5 @@ class StageChange(IdMixin, Base):
     seconds_in_previous: Mapped[int | None]
     journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
     reason: Mapped[str] = mapped_column(String(500), default="")
+    # Never read: it makes the unit of work write the journey before this row, both ids known (models/ids.py).
+    journey: Mapped[Journey | None] = relationship()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orchestrator.models.base import Base, IdMixin, utcnow
+
+if TYPE_CHECKING:
+    from orchestrator.models.journeys import Journey
 
 
 class Category(StrEnum):
@@ -54,6 +57,8 @@ class ExceptionItem(IdMixin, Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     signal_id: Mapped[int | None] = mapped_column(ForeignKey("signals.id"))
     journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    # Never read: it makes the unit of work write the journey before this row, both ids known (models/ids.py).
+    journey: Mapped[Journey | None] = relationship()
     status: Mapped[str] = mapped_column(String(20), default="open")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     respond_by: Mapped[datetime]

@@ -101,4 +101,6 @@ class CustomerTouch(IdMixin, Base):
     journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
     step_id: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(100))
+    # Never read: it makes the unit of work write the journey before this row, both ids known (models/ids.py).
+    journey: Mapped[Journey | None] = relationship()
     at: Mapped[datetime] = mapped_column(default=utcnow)

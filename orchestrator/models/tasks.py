@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orchestrator.models.base import Base, IdMixin, utcnow
 from orchestrator.models.crm import Owner
+
+if TYPE_CHECKING:
+    from orchestrator.models.journeys import Journey, StepRun
 
 
 class TaskKind(StrEnum):
@@ -131,6 +134,9 @@ class Task(IdMixin, Base):
     crm_id: Mapped[str | None] = mapped_column(String(255))
 
     owner: Mapped[Owner] = relationship()
+    # Never read: they make the unit of work write the journey and step run before the task (models/ids.py).
+    journey: Mapped[Journey | None] = relationship()
+    step_run: Mapped[StepRun | None] = relationship()
 
 
 class SlaEvent(IdMixin, Base):
