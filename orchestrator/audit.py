@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, event, insert, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
 
+from orchestrator.db import savepoint_buffer
 from orchestrator.models import AuditEvent
 
 __all__ = ["AuditAction", "batched", "record", "record_after_flush", "record_many", "render_line", "render_timeline",
@@ -85,7 +86,7 @@ def record(
     """
     buffer = session.info.get(_BUFFER)
     if buffer is not None:
-        buffer.rows.append(row(at=at, action=action, reason=reason, rule=rule, actor=actor, account_id=account_id,
+        buffer.append(row(at=at, action=action, reason=reason, rule=rule, actor=actor, account_id=account_id,
                                journey_id=journey_id, playbook_id=playbook_id, playbook_version=playbook_version,
                                step_id=step_id, detail=detail))
         return
@@ -105,7 +106,7 @@ def record_after_flush(session: Session, make_row: Callable[[], dict[str, Any]])
     buffer = session.info.get(_BUFFER)
     if buffer is None:
         return False
-    buffer.rows.append(make_row)
+    buffer.append(make_row)
     return True
 
 
@@ -138,22 +139,6 @@ def record_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 _BUFFER = "handoff.audit_buffer"
 
 
-class _Buffer:
-    """Events collected in a `batched` block; a rolled-back savepoint takes its events with it."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any] | Callable[[], dict[str, Any]]] = []
-        # Kept for the block's life: the rollback event comes after the transaction's end event.
-        self._marks: dict[SessionTransaction, int] = {}
-
-    def began(self, _session: Session, transaction: SessionTransaction) -> None:
-        self._marks[transaction] = len(self.rows)
-
-    def rolled_back(self, _session: Session, transaction: SessionTransaction) -> None:
-        # A transaction begun before the block (the caller's own) takes everything with it.
-        del self.rows[self._marks.get(transaction, 0):]
-
-
 @contextmanager
 def batched(session: Session) -> Iterator[None]:
     """Collect the events recorded in the block and write them with one executemany at its end.
@@ -166,19 +151,14 @@ def batched(session: Session) -> Iterator[None]:
     if _BUFFER in session.info:
         yield
         return
-    buffer = _Buffer()
-    session.info[_BUFFER] = buffer
-    hooks = (("after_transaction_create", buffer.began), ("after_soft_rollback", buffer.rolled_back))
-    for name, hook in hooks:
-        event.listen(session, name, hook)
-    try:
-        yield
-        session.flush()  # what the events name (journeys, items) is in the database first
-        record_many(session, [event() if callable(event) else event for event in buffer.rows])
-    finally:
-        for name, hook in hooks:
-            event.remove(session, name, hook)
-        del session.info[_BUFFER]
+    with savepoint_buffer(session) as buffer:
+        session.info[_BUFFER] = buffer
+        try:
+            yield
+            session.flush()  # what the events name (journeys, items) is in the database first
+            record_many(session, [event() if callable(event) else event for event in buffer.take()])
+        finally:
+            del session.info[_BUFFER]
 
 
 def timeline(session: Session, *, account_id: int) -> list[AuditEvent]:

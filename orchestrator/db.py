@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
@@ -183,6 +183,52 @@ def insert_ignoring(session: Session, table: Any, *, conflict: Sequence[str],
     else:
         raise NotImplementedError(f"unsupported database {name!r}")
     return statement
+
+
+class SavepointBuffer:
+    """Rows a block collects to write later, kept in step with the session's savepoints.
+
+    What was appended inside a savepoint that rolls back is dropped with it (everything, when the
+    caller's own transaction rolls back), as if those rows had been flushed. `take()` hands out the
+    rows not yet written; rows written inside a savepoint that rolls back were undone with it, so
+    the ones still kept are handed out again.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.written = 0
+        # Kept for the block's life: the rollback event comes after the transaction's end event.
+        self._marks: dict[SessionTransaction, tuple[int, int]] = {}
+
+    def append(self, row: Any) -> None:
+        self.rows.append(row)
+
+    def take(self) -> list[Any]:
+        """The rows appended since the last `take`, for the caller to write now."""
+        fresh, self.written = self.rows[self.written:], len(self.rows)
+        return fresh
+
+    def began(self, _session: Session, transaction: SessionTransaction) -> None:
+        self._marks[transaction] = (len(self.rows), self.written)
+
+    def rolled_back(self, _session: Session, transaction: SessionTransaction) -> None:
+        kept, written = self._marks.get(transaction, (0, 0))
+        del self.rows[kept:]
+        self.written = written
+
+
+@contextmanager
+def savepoint_buffer(session: Session) -> Iterator[SavepointBuffer]:
+    """A `SavepointBuffer` following this session's savepoints for the block's duration."""
+    buffer = SavepointBuffer()
+    hooks = (("after_transaction_create", buffer.began), ("after_soft_rollback", buffer.rolled_back))
+    for name, hook in hooks:
+        event.listen(session, name, hook)
+    try:
+        yield buffer
+    finally:
+        for name, hook in hooks:
+            event.remove(session, name, hook)
 
 
 def flush_only(session: Session, *models: type) -> None:

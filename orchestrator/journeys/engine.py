@@ -23,6 +23,7 @@ from orchestrator import audit, exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.config import Settings
 from orchestrator.db import connection_lost, describe_error, is_transient
+from orchestrator.delivery import outbox
 from orchestrator.errors import EngineError
 from orchestrator.exception_queue import Category
 from orchestrator.intake import signals
@@ -99,7 +100,7 @@ def process_pending(*, session: Session, settings: Settings, now: datetime,
     _hold_batch(run, claimed, journeys=batched)
     held_back: set[int | None] = set()
     processed: list[Signal] = []
-    with audit.batched(session):
+    with audit.batched(session), outbox.deferred(session):
         if batched:
             remaining = claimed
             while remaining:
@@ -491,7 +492,7 @@ def sweep_timeouts(*, session: Session, settings: Settings, now: datetime, limit
     run.held.extend(locked)
     mine = {account.id for account in locked}
     ids = [journey_id for journey_id, account_id in due if account_id in mine]
-    with audit.batched(session):
+    with audit.batched(session), outbox.deferred(session):
         moved = _time_out_batch(run, ids)
     for step_run in session.scalars(select(StepRun).where(StepRun.override_until.is_not(None),
                                                           StepRun.override_until <= now)):

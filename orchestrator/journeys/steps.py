@@ -660,12 +660,15 @@ def perform(run: Run, journey: Journey, account: Account, call: ActionCall, step
                      playbook_version=version.version, rule=f"{call.action}:{step_run.step_id}",
                      reason=f"{journey.playbook_id} step {step_run.step_id}")
     else:
-        outbox.enqueue(run.session, kind=call.action, target=spec.target, at=run.now,
-                       idempotency_key=f"step-run:{step_run.id}:{purpose}", account_id=account.id,
-                       not_before=not_before,
-                       payload={"account_id": account.id, "journey_id": journey.id,
-                                "step_id": step_run.step_id, "args": args,
-                                **({outbox.HELD: held} if held else {})})
+        # Inside the engine's pass the message is written with the pass's others (`outbox.deferred`);
+        # a held one is written now, as its step run names the row.
+        enqueue = outbox.enqueue if held else outbox.enqueue_deferred
+        enqueue(run.session, kind=call.action, target=spec.target, at=run.now,
+                idempotency_key=f"step-run:{step_run.id}:{purpose}", account_id=account.id,
+                not_before=not_before,
+                payload={"account_id": account.id, "journey_id": journey.id,
+                         "step_id": step_run.step_id, "args": args,
+                         **({outbox.HELD: held} if held else {})})
     if spec.customer_facing and purpose != "compensate":
         governance.record_touch(run.session, account_id=account.id, journey_id=journey.id,
                                 step_id=step_run.step_id, action=call.action, at=run.now)

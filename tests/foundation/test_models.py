@@ -85,3 +85,28 @@ def test_flush_only_writes_the_named_models_and_leaves_the_rest_for_the_next_flu
     session.flush()
     assert stored(select(models.Account.name).where(models.Account.id == account.id)) == "After"
     assert stored(select(models.Signal.id).where(models.Signal.dedupe_key == "pending")) is not None
+
+
+def test_a_savepoint_buffer_drops_what_a_rolled_back_savepoint_added_and_gives_back_what_it_undid(session):
+    from orchestrator.db import savepoint_buffer
+
+    with savepoint_buffer(session) as buffer:
+        buffer.append("before")
+        with session.begin_nested() as kept:
+            buffer.append("kept")
+            kept.commit()
+        with session.begin_nested() as undone:
+            buffer.append("undone")
+            assert buffer.take() == ["before", "kept", "undone"]  # written inside the savepoint...
+            buffer.append("undone too")
+            undone.rollback()  # ...and rolled back with it in the database
+        buffer.append("after")
+
+        assert buffer.rows == ["before", "kept", "after"]
+        # Their insert was undone with the savepoint: the rows still kept are handed out again.
+        assert buffer.take() == ["before", "kept", "after"]
+        assert buffer.take() == []
+        with session.begin_nested() as undone:
+            buffer.append("inside")
+            undone.rollback()
+        assert buffer.take() == []  # written before the savepoint began: not handed out twice
