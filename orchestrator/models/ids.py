@@ -6,8 +6,9 @@ making them. Taking the id from the database meant a flush for each, and a flush
 other row the batch had changed too. Here the id is known when the row is made, and the batch is
 written with one flush at its end.
 
-PostgreSQL: the table's own sequence, a block of values per round trip; an id not used by the
-time the session closes is skipped, as a rolled-back insert skips one. SQLite: one writer at a
+PostgreSQL: the table's own sequence, a block of values per round trip (doubling from one up to
+32, so a session never leaves more ids unused than it used); an id not used by the time the
+session closes is skipped, as a rolled-back insert skips one. SQLite: one writer at a
 time (every write transaction begins IMMEDIATE), so the next id is one past the highest written
 or handed out; a rolled-back savepoint gives its ids back, as SQLite itself would.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, bindparam, event, func, select
@@ -43,16 +45,28 @@ def assign_id(session: Session, row: Journey | StepRun) -> int:
 def _next_id(session: Session, table: Any) -> int:
     handed: dict[str, Any] = session.info.setdefault(_KEY, {})
     if session.get_bind().dialect.name == "postgresql":
-        block: deque[int] | None = handed.get(table.name)
-        if not block:
-            block = handed[table.name] = deque(session.scalars(_nextvals(table.name), {"n": _BLOCK}))
-        return block.popleft()
+        block: _Block = handed.setdefault(table.name, _Block())
+        if not block.values:
+            # 1, 2, 4, ... values per round trip, up to _BLOCK: a pass that makes one journey takes one
+            # id, and the ids left unused when the session ends are never more than those it used.
+            size = min(_BLOCK, max(1, block.used))
+            block.values.extend(session.scalars(_nextvals(table.name), {"n": size}))
+        block.used += 1
+        return block.values.popleft()
     last: int | None = handed.get(table.name)
     if last is None:
         written = session.scalar(select(func.max(table.c.id)), execution_options={"autoflush": False}) or 0
         last = max(written, max((row.id or 0 for row in session.new if type(row).__table__ is table), default=0))
     handed[table.name] = last + 1
     return last + 1
+
+
+@dataclass
+class _Block:
+    """Sequence values fetched ahead for one table, and how many this session has used."""
+
+    values: deque[int] = field(default_factory=deque)
+    used: int = 0
 
 
 @functools.cache

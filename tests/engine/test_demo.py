@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +25,8 @@ _COUNTED = (Signal, Journey, StepRun, Task, OutboxMessage, ExceptionItem, Custom
 
 
 def _run_demo(url: URL) -> str:
-    with CliRunner().isolated_filesystem():  # the demo writes the sample handoff.toml where it runs
+    # The demo writes the sample handoff.toml where it runs: in a folder of its own.
+    with tempfile.TemporaryDirectory(prefix="handoff-demo-") as folder, contextlib.chdir(folder):
         result = CliRunner().invoke(
             demo, [], env={"HANDOFF_DATABASE_URL": url.render_as_string(hide_password=False),
                            "HANDOFF_CONFIG": None}, catch_exceptions=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from orchestrator import models
 from orchestrator.models import ExceptionItem, Journey, StepRun, Task, assign_id
@@ -112,3 +114,18 @@ def test_on_sqlite_a_rolled_back_savepoint_gives_its_ids_back(session, backend):
         assert after.id > undone_id  # a sequence never gives a value back
     session.flush()
     assert session.scalar(select(Journey.enrollment_key).where(Journey.id == after.id)) == "ids:after"
+
+
+def test_on_postgresql_a_session_leaves_no_more_ids_unused_than_it_used(session, backend, db_engine):
+    if backend != "postgresql":
+        pytest.skip("sequences: PostgreSQL only (SQLite hands out one past the highest)")
+    account, version = AccountFactory(), _version(session)
+    first = _journey(session, account, version, "ids:one")
+    assign_id(session, first)
+    with Session(db_engine) as other:  # another worker, taking ids from the same sequence meanwhile
+        assert assign_id(other, Journey()) == first.id + 1  # one used, none left waiting
+
+    used = [assign_id(session, _journey(session, account, version, f"ids:{n}")) for n in range(6)]
+    with Session(db_engine) as other:
+        taken = assign_id(other, Journey())
+    assert taken - used[-1] <= len(used) + 1  # what this session holds unused is at most what it used
