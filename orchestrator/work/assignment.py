@@ -152,14 +152,17 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
     if not candidates:
         return None
     postgres = row_locks_skip(session)
+    busy: list[Owner] = []
     for owner in candidates:
         if postgres and not _lock(session, [owner.id], skip_locked=True):
-            continue  # another worker is assigning this person right now
+            busy.append(owner)  # another worker is assigning this person right now
+            continue
         if eligibility_problem(session, owner=owner, now=now) is None:
             owner.last_assigned_at = now
             flush_only(session, Owner)  # before a later lock's fresh read of the row could undo it
             return owner
-    if postgres and any(eligibility_problem(session, owner=owner, now=now) is None for owner in candidates):
+    # Those checked under their lock could not take it; only the ones held elsewhere might have.
+    if any(eligibility_problem(session, owner=owner, now=now) is None for owner in busy):
         # Everyone who could take it is being assigned in other transactions. Waiting for
         # one of them while holding this batch's locks is how workers deadlock: the work
         # is retried shortly instead, with their committed state.

@@ -206,3 +206,40 @@ def test_two_concurrent_round_robin_picks_take_different_people_on_postgres(back
             second.close()
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pool_whose_only_free_person_is_held_elsewhere_is_busy_and_one_held_but_full_is_nobody(
+        backend, fresh_database, clock):
+    if backend != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers)")
+    from orchestrator.db import RowBusy
+
+    engine = make_engine(fresh_database)
+    schema.upgrade(engine)
+    try:
+        with Session(engine) as setup:
+            account = models.Account(name="Acme", domain="acme.example")
+            free = models.Owner(email="free@acme.example", name="Free", role="pool")
+            full = models.Owner(email="full@acme.example", name="Full", role="full-pool", max_open_tasks=1)
+            setup.add_all([account, free, full])
+            setup.flush()
+            setup.add(models.Task(account_id=account.id, owner_id=full.id, title="t", due_at=clock.now()))
+            setup.commit()
+            account_id, free_id = account.id, free.id
+        holder, picker = Session(engine), Session(engine)
+        try:
+            # Another worker is assigning the pool's only person, who could take the task: retry, not nobody.
+            holder.execute(text("SELECT id FROM owners WHERE id = :id FOR UPDATE"), {"id": free_id})
+            with pytest.raises(RowBusy, match="being assigned by another worker"):
+                resolve_assignee(picker, assignment=Assignment(role="pool"),
+                                 account=picker.get(models.Account, account_id), now=clock.now())
+            picker.rollback()
+            # The pool of one person at capacity, checked under its lock: nobody, whoever else is busy.
+            assert resolve_assignee(picker, assignment=Assignment(role="full-pool"),
+                                    account=picker.get(models.Account, account_id), now=clock.now()) is None
+        finally:
+            holder.close()
+            picker.close()
+    finally:
+        engine.dispose()
