@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from orchestrator.db import savepoint_buffer
+from orchestrator.db import collecting
 from orchestrator.models import AuditEvent
 
 __all__ = ["AuditAction", "batched", "record", "record_after_flush", "record_many", "render_line", "render_timeline",
@@ -148,17 +148,12 @@ def batched(session: Session) -> Iterator[None]:
     audit trail inside the block (the events are not in the database yet). Nested blocks
     join the outer one.
     """
-    if _BUFFER in session.info:
+    def write(rows: list[dict[str, Any] | Callable[[], dict[str, Any]]]) -> None:
+        session.flush()  # what the events name (journeys, items) is in the database first
+        record_many(session, [event() if callable(event) else event for event in rows])
+
+    with collecting(session, _BUFFER, write):
         yield
-        return
-    with savepoint_buffer(session) as buffer:
-        session.info[_BUFFER] = buffer
-        try:
-            yield
-            session.flush()  # what the events name (journeys, items) is in the database first
-            record_many(session, [event() if callable(event) else event for event in buffer.take()])
-        finally:
-            del session.info[_BUFFER]
 
 
 def timeline(session: Session, *, account_id: int) -> list[AuditEvent]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -229,6 +229,25 @@ def savepoint_buffer(session: Session) -> Iterator[SavepointBuffer]:
     finally:
         for name, hook in hooks:
             event.remove(session, name, hook)
+
+
+@contextmanager
+def collecting(session: Session, key: str, write: Callable[[list[Any]], None]) -> Iterator[None]:
+    """Rows appended to `session.info[key]` (a `SavepointBuffer`) in the block, written with `write` at its end.
+
+    Nothing is written when the block raises; a nested block joins the outer one, which writes.
+    `write` may also be given what was collected before the end, through `SavepointBuffer.take`.
+    """
+    if key in session.info:
+        yield
+        return
+    with savepoint_buffer(session) as buffer:
+        session.info[key] = buffer
+        try:
+            yield
+        finally:
+            session.info.pop(key, None)
+        write(buffer.take())
 
 
 def flush_only(session: Session, *models: type) -> None:

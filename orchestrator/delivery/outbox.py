@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
-from orchestrator.db import NO_AUTOFLUSH, SavepointBuffer, insert_ignoring, savepoint_buffer, skip_locked
+from orchestrator.db import NO_AUTOFLUSH, SavepointBuffer, collecting, insert_ignoring, skip_locked
 from orchestrator.delivery.routing import route_for
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Journey, OutboxMessage, OutboxStatus, PlaybookVersion
@@ -90,9 +90,9 @@ def enqueue(
     unless the caller names one.
     """
     connector = connector or route_for(session, target=target, account_id=account_id)
-    deferred_rows = session.info.get(_DEFERRED)
-    if deferred_rows is not None:
-        _write_deferred(session, deferred_rows)  # messages keep their ids in the order they were made
+    waiting: SavepointBuffer | None = session.info.get(_DEFERRED)
+    if waiting is not None:
+        _write_deferred(session, waiting.take())  # messages keep their ids in the order they were made
     statement = (
         # Cacheable ON CONFLICT DO NOTHING: a concurrent writer of the same key makes this a
         # no-op instead of an IntegrityError, which would abort the caller's whole transaction
@@ -148,20 +148,11 @@ def deferred(session: Session) -> Iterator[None]:
     The same key twice is still one message: ON CONFLICT DO NOTHING covers rows of the same statement.
     Messages collected inside a savepoint that rolls back are dropped with it.
     """
-    if _DEFERRED in session.info:  # nested: the outer block writes them
+    with collecting(session, _DEFERRED, lambda rows: _write_deferred(session, rows)):
         yield
-        return
-    with savepoint_buffer(session) as buffer:  # a rolled-back savepoint takes its messages with it
-        session.info[_DEFERRED] = buffer
-        try:
-            yield
-        finally:
-            session.info.pop(_DEFERRED, None)
-        _write_deferred(session, buffer)
 
 
-def _write_deferred(session: Session, buffer: SavepointBuffer) -> None:
-    rows = buffer.take()
+def _write_deferred(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
         table = cast(Table, OutboxMessage.__table__)
         session.execute(insert_ignoring(session, table, conflict=["idempotency_key"]), rows)

@@ -368,9 +368,7 @@ def _wake_journeys(run: Run, account: Account, journeys: list[Journey], signal: 
 
 
 def _enroll(run: Run, account: Account, signal: Signal) -> None:
-    for version, playbook in run.playbooks():
-        if playbook.enroll.signal != signal.type:
-            continue
+    for version, playbook in run.enrolling(signal.type):
         rule = f"enroll.on: {signal.type}"
         max_age = playbook.enroll.max_age
         if max_age is not None and run.now - signal.occurred_at > max_age.calendar:

@@ -98,7 +98,7 @@ def preload(run: Run, batch: Sequence[Signal]) -> None:
 
 def observe(run: Run, account: Account, signal: Signal) -> None:
     """Count `signal` in the windows of the measures that read its type, then rescore the account."""
-    found = active_model(run.playbooks())
+    found = run.derived("health model", lambda: active_model(run.playbooks()))
     if found is None:
         return
     playbook_id, model = found

@@ -59,15 +59,12 @@ def monitor_key(playbook: Playbook, monitor: Monitor) -> str:
 
 def observe(run: Run, account: Account, signal: Signal) -> None:
     """Fold `signal` into every active monitor that watches its type, firing those it crosses."""
-    for _version, playbook in run.playbooks():
-        for monitor in playbook.monitors:
-            if monitor.signal != signal.type:
-                continue
-            key = monitor_key(playbook, monitor)
-            if monitor.absent:
-                _seen(run, key, monitor, account.id, signal.occurred_at)
-            else:
-                _aggregate(run, key, monitor, account.id, signal)
+    for playbook, monitor in run.watching(signal.type):
+        key = monitor_key(playbook, monitor)
+        if monitor.absent:
+            _seen(run, key, monitor, account.id, signal.occurred_at)
+        else:
+            _aggregate(run, key, monitor, account.id, signal)
 
 
 def preload(run: Run, batch: Sequence[Signal]) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -58,6 +58,7 @@ from orchestrator.playbook.model import (
     HumanStep,
     HybridStep,
     Jump,
+    Monitor,
     Oversight,
     Playbook,
     RouteStep,
@@ -115,6 +116,8 @@ class Run:
     # batch rolls back and the signal runs again on its own, where the loop guard parks it.
     in_batch: bool = False
     _active: list[tuple[PlaybookVersion, Playbook]] | None = None
+    # What the pass works out from its playbooks once (they do not change within a pass), by question.
+    _derived: dict[Any, Any] = field(default_factory=dict)
     # Versions by id with their compiled form: a stored version never changes, and an account's
     # open journeys are looked at for every signal (the dict also keeps the rows referenced).
     _versions: dict[int, tuple[PlaybookVersion, Playbook]] = field(default_factory=dict)
@@ -130,6 +133,23 @@ class Run:
             self._active = [(version, playbook) for version, playbook in active_playbooks(session=self.session)
                             if version.playbook_id not in paused]
         return self._active
+
+    def derived(self, question: Any, answer: Callable[[], T]) -> T:
+        """`answer()` for a question about the pass's playbooks, worked out on first use."""
+        if question not in self._derived:
+            self._derived[question] = answer()
+        return cast(T, self._derived[question])
+
+    def enrolling(self, signal_type: str) -> list[tuple[PlaybookVersion, Playbook]]:
+        """The playbooks of `playbooks()` that enroll on this signal type, in that order."""
+        return self.derived(("enrolling", signal_type), lambda: [
+            (version, playbook) for version, playbook in self.playbooks() if playbook.enroll.signal == signal_type])
+
+    def watching(self, signal_type: str) -> list[tuple[Playbook, Monitor]]:
+        """The monitors of `playbooks()` that watch this signal type, with their playbooks, in that order."""
+        return self.derived(("watching", signal_type), lambda: [
+            (playbook, monitor) for _version, playbook in self.playbooks() for monitor in playbook.monitors
+            if monitor.signal == signal_type])
 
 
 class StepBudgetExceeded(Exception):

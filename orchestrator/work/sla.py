@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from orchestrator import audit
 from orchestrator.calendars import BusinessCalendar, calendar_from_config
 from orchestrator.config import Settings
-from orchestrator.db import insert_ignoring
+from orchestrator.db import collecting, insert_ignoring
 from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.errors import Conflict
@@ -285,16 +285,8 @@ def record_event(session: Session, *, task: Task, kind: SlaEventKind, at: dateti
 @contextmanager
 def buffered_events(session: Session) -> Iterator[None]:
     """SLA events recorded in the block are written together when it ends without an error."""
-    if _BUFFER in session.info:  # nested: the outer block writes them
+    with collecting(session, _BUFFER, lambda rows: _insert_events(session, rows)):
         yield
-        return
-    buffer: list[dict[str, Any]] = []
-    session.info[_BUFFER] = buffer
-    try:
-        yield
-    finally:
-        session.info.pop(_BUFFER, None)
-    _insert_events(session, buffer)
 
 
 def _insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
