@@ -31,7 +31,7 @@ from orchestrator.models.journeys import Journey, StepRun
 __all__ = ["assign_id"]
 
 PREASSIGNED: tuple[type[Journey] | type[StepRun], ...] = (Journey, StepRun)
-_BLOCK = 32  # sequence values per round trip on PostgreSQL
+_BLOCK = 32  # at most this many sequence values per round trip on PostgreSQL
 _KEY = "handoff.ids"
 
 

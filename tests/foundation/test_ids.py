@@ -116,7 +116,7 @@ def test_on_sqlite_a_rolled_back_savepoint_gives_its_ids_back(session, backend):
     assert session.scalar(select(Journey.enrollment_key).where(Journey.id == after.id)) == "ids:after"
 
 
-def test_on_postgresql_a_session_leaves_no_more_ids_unused_than_it_used(session, backend, db_engine):
+def test_a_session_leaves_no_more_sequence_ids_unused_than_it_used(session, backend, db_engine):
     if backend != "postgresql":
         pytest.skip("sequences: PostgreSQL only (SQLite hands out one past the highest)")
     account, version = AccountFactory(), _version(session)
