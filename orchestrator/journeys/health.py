@@ -84,7 +84,7 @@ def preload(run: Run, batch: Sequence[Signal]) -> None:
     An account whose signal a measure counts is rescored on every measure: each window measure's
     latest window and the one before it, for each such account, one statement for the batch.
     """
-    found = active_model(run.playbooks()) if run.memo is not None else None
+    found = run.derived("health model", lambda: active_model(run.playbooks())) if run.memo is not None else None
     if found is None:
         return
     playbook_id, model = found

@@ -175,71 +175,68 @@ def test_a_reference_that_is_not_a_person_is_refused(session, clock):
         resolve_assignee(session, assignment=Assignment(to="the team"), account=AccountFactory(), now=clock.now())
 
 
-@pytest.mark.postgres
-def test_two_concurrent_round_robin_picks_take_different_people_on_postgres(backend, fresh_database, clock):
+@pytest.fixture
+def pg_engine(backend, fresh_database):
+    """A migrated PostgreSQL database of the test's own, for workers on separate sessions."""
     if backend != "postgresql":
         pytest.skip("row locks: PostgreSQL only (SQLite serialises writers)")
     engine = make_engine(fresh_database)
     schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_concurrent_round_robin_picks_take_different_people_on_postgres(pg_engine, clock):
+    with Session(pg_engine) as setup:
+        account = models.Account(name="Acme", domain="acme.example")
+        setup.add_all([account, models.Owner(email="a@acme.example", name="A", role="pool"),
+                       models.Owner(email="b@acme.example", name="B", role="pool")])
+        setup.commit()
+        account_id = account.id
+    first, second = Session(pg_engine), Session(pg_engine)
     try:
-        with Session(engine) as setup:
-            account = models.Account(name="Acme", domain="acme.example")
-            setup.add_all([account, models.Owner(email="a@acme.example", name="A", role="pool"),
-                           models.Owner(email="b@acme.example", name="B", role="pool")])
-            setup.commit()
-            account_id = account.id
-        first, second = Session(engine), Session(engine)
-        try:
-            # Fail fast instead of hanging should the pick ever wait on the other worker's lock.
-            second.execute(text("SET lock_timeout = '2s'"))
-            pool = Assignment(role="pool")
-            one = resolve_assignee(first, assignment=pool, account=first.get(models.Account, account_id),
-                                   now=clock.now())
-            # `first` still holds its lock: the second worker must skip that person, not wait or repeat.
-            two = resolve_assignee(second, assignment=pool, account=second.get(models.Account, account_id),
-                                   now=clock.now())
-            assert {one.owner.email, two.owner.email} == {"a@acme.example", "b@acme.example"}
-            first.commit()
-            second.commit()
-        finally:
-            first.close()
-            second.close()
+        # Fail fast instead of hanging should the pick ever wait on the other worker's lock.
+        second.execute(text("SET lock_timeout = '2s'"))
+        pool = Assignment(role="pool")
+        one = resolve_assignee(first, assignment=pool, account=first.get(models.Account, account_id),
+                               now=clock.now())
+        # `first` still holds its lock: the second worker must skip that person, not wait or repeat.
+        two = resolve_assignee(second, assignment=pool, account=second.get(models.Account, account_id),
+                               now=clock.now())
+        assert {one.owner.email, two.owner.email} == {"a@acme.example", "b@acme.example"}
+        first.commit()
+        second.commit()
     finally:
-        engine.dispose()
+        first.close()
+        second.close()
 
 
 @pytest.mark.postgres
 def test_a_pool_whose_only_free_person_is_held_elsewhere_is_busy_and_one_held_but_full_is_nobody(
-        backend, fresh_database, clock):
-    if backend != "postgresql":
-        pytest.skip("row locks: PostgreSQL only (SQLite serialises writers)")
+        pg_engine, clock):
     from orchestrator.db import RowBusy
 
-    engine = make_engine(fresh_database)
-    schema.upgrade(engine)
+    with Session(pg_engine) as setup:
+        account = models.Account(name="Acme", domain="acme.example")
+        free = models.Owner(email="free@acme.example", name="Free", role="pool")
+        full = models.Owner(email="full@acme.example", name="Full", role="full-pool", max_open_tasks=1)
+        setup.add_all([account, free, full])
+        setup.flush()
+        setup.add(models.Task(account_id=account.id, owner_id=full.id, title="t", due_at=clock.now()))
+        setup.commit()
+        account_id, free_id = account.id, free.id
+    holder, picker = Session(pg_engine), Session(pg_engine)
     try:
-        with Session(engine) as setup:
-            account = models.Account(name="Acme", domain="acme.example")
-            free = models.Owner(email="free@acme.example", name="Free", role="pool")
-            full = models.Owner(email="full@acme.example", name="Full", role="full-pool", max_open_tasks=1)
-            setup.add_all([account, free, full])
-            setup.flush()
-            setup.add(models.Task(account_id=account.id, owner_id=full.id, title="t", due_at=clock.now()))
-            setup.commit()
-            account_id, free_id = account.id, free.id
-        holder, picker = Session(engine), Session(engine)
-        try:
-            # Another worker is assigning the pool's only person, who could take the task: retry, not nobody.
-            holder.execute(text("SELECT id FROM owners WHERE id = :id FOR UPDATE"), {"id": free_id})
-            with pytest.raises(RowBusy, match="being assigned by another worker"):
-                resolve_assignee(picker, assignment=Assignment(role="pool"),
-                                 account=picker.get(models.Account, account_id), now=clock.now())
-            picker.rollback()
-            # The pool of one person at capacity, checked under its lock: nobody, whoever else is busy.
-            assert resolve_assignee(picker, assignment=Assignment(role="full-pool"),
-                                    account=picker.get(models.Account, account_id), now=clock.now()) is None
-        finally:
-            holder.close()
-            picker.close()
+        # Another worker is assigning the pool's only person, who could take the task: retry, not nobody.
+        holder.execute(text("SELECT id FROM owners WHERE id = :id FOR UPDATE"), {"id": free_id})
+        with pytest.raises(RowBusy, match="being assigned by another worker"):
+            resolve_assignee(picker, assignment=Assignment(role="pool"),
+                             account=picker.get(models.Account, account_id), now=clock.now())
+        picker.rollback()
+        # The pool of one person at capacity, checked under its lock: nobody, whoever else is busy.
+        assert resolve_assignee(picker, assignment=Assignment(role="full-pool"),
+                                account=picker.get(models.Account, account_id), now=clock.now()) is None
     finally:
-        engine.dispose()
+        holder.close()
+        picker.close()
