@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import QueryableAttribute, Session, SessionTransaction, sessionmaker
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
@@ -23,9 +38,8 @@ from orchestrator.database_url import DEFAULT_CONNECT_TIMEOUT, parse_database_ur
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "LOCK_TIMEOUT_MS", "JSONType", "RowBusy", "SESSION_CONNECTORS_KEY",
            "SESSION_DESCRIPTION_LIMITS_KEY", "UTCDateTime",
-           "connection_lost",
-           "describe_error", "dialect_insert", "insert_ignoring", "is_transient", "make_engine", "make_session_factory",
-           "parse_database_url", "skip_locked", "unit_of_work"]
+           "among", "connection_lost", "describe_error", "dialect_insert", "insert_ignoring", "insert_many",
+           "is_transient", "make_engine", "make_session_factory", "parse_database_url", "skip_locked", "unit_of_work"]
 
 # Session.info key under which the runtime puts the deployment's `[connectors.*]` sections, so the
 # outbox can route each message to its connector without importing the configuration machinery.
@@ -183,6 +197,80 @@ def insert_ignoring(session: Session, table: Any, *, conflict: Sequence[str],
     else:
         raise NotImplementedError(f"unsupported database {name!r}")
     return statement
+
+
+def among(session: Session, column: ColumnElement[Any] | QueryableAttribute[Any],
+          values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values` as a statement whose text does not depend on how many values there are.
+
+    On PostgreSQL that is `= ANY(array)`, one bound parameter; an IN list of a thousand ids is
+    a new statement each time (rendered, then parsed by the driver, then planned).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def insert_many(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, returning: Sequence[str],
+                conflict: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+    """INSERT `rows` (each with the same keys) [ON CONFLICT (conflict) DO NOTHING] RETURNING `returning`.
+
+    One statement for the batch, its rows returned in row order (those a conflict skipped
+    return nothing). On PostgreSQL the rows travel as one array per column through
+    `unnest`: the statement's text is the same for any number of rows, so SQLAlchemy, the
+    driver and the server each prepare it once, where a multi-row VALUES list of a thousand
+    rows is new text, compiled, parsed and planned again for every batch.
+    """
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    missing = _defaults_left_out(table, columns)
+    if missing:
+        # The arrays carry only what the rows name: a Python-side default would be skipped on PostgreSQL.
+        raise ValueError(f"insert_many into {table.name} needs {', '.join(missing)} (defaults set in Python)")
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        statement = insert_ignoring(session, table, conflict=conflict) if conflict else insert(table)
+        # A conflict skips rows, so there is no parameter order to keep; the caller matches on a key.
+        statement = statement.returning(*(table.c[name] for name in returning),
+                                        sort_by_parameter_order=not conflict)
+        return [tuple(row) for row in session.execute(statement, list(rows))]
+    arrays: dict[str, list[Any]] = {}
+    for i, name in enumerate(columns):
+        process = table.c[name].type.bind_processor(dialect)  # JSON to text, UTC checks: as a plain insert does
+        arrays[f"c{i}"] = [row[name] for row in rows] if process is None else [process(row[name]) for row in rows]
+    found = [tuple(row) for row in session.execute(
+        _unnest_insert(table, columns, tuple(conflict or ()), tuple(returning)), arrays)]
+    # Rows are inserted in ordinality order, so their sequence ids rise with it (as SQLAlchemy's
+    # own sorted multi-row insert assumes); RETURNING itself promises no order.
+    if "id" in returning:
+        position = list(returning).index("id")
+        found.sort(key=lambda row: row[position])
+    return found
+
+
+@functools.cache
+def _defaults_left_out(table: Table, columns: tuple[str, ...]) -> list[str]:
+    return [column.name for column in table.columns
+            if column.name not in columns and column.default is not None and column.server_default is None]
+
+
+@functools.cache
+def _unnest_insert(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...],
+                   returning: tuple[str, ...]) -> TextClause:
+    dialect = postgresql.dialect()
+    # Arrays of the unsized base type: CAST(x AS VARCHAR(40)) would truncate where the column refuses.
+    arrays = ", ".join(f"CAST(:c{i} AS {_SIZE.sub('', table.c[name].type.compile(dialect=dialect))}[])"
+                       for i, name in enumerate(columns))
+    names = ", ".join(f'"{name}"' for name in columns)
+    on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
+    returned = ", ".join(f'"{name}"' for name in returning)
+    return text(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM unnest({arrays}) '
+                f"WITH ORDINALITY AS handoff_rows({names}, handoff_ordinal) ORDER BY handoff_ordinal"
+                f"{on_conflict} RETURNING {returned}")
+
+
+_SIZE = re.compile(r"\(.*?\)")
 
 
 class SavepointBuffer:

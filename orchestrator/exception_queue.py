@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, inspect, select
+from sqlalchemy import Table, func, inspect, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit
 from orchestrator.config import Settings
-from orchestrator.db import insert_ignoring, skip_locked
+from orchestrator.db import insert_ignoring, insert_many, skip_locked
 from orchestrator.errors import NotFound
 from orchestrator.models import ExceptionItem, Journey, PlaybookVersion
 from orchestrator.models.exceptions import Category
@@ -156,7 +156,7 @@ def raise_items(session: Session, *, settings: Settings, items: Sequence[NewItem
             "first_seen_at": item.at, "last_seen_at": item.at, "sample_signal_ids": [],
         })
     table = cast(Table, ExceptionItem.__table__)
-    ids = list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+    ids = [item_id for (item_id,) in insert_many(session, table, rows, returning=["id"])]
     audit.record_many(session, [
         audit.row(at=item.at, action=audit.AuditAction.EXCEPTION_RAISED, rule=f"exception:{item.category}",
                   reason=item.message, account_id=item.account_id, journey_id=item.journey_id,

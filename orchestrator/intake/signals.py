@@ -15,16 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import ColumnElement, and_, exists, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from orchestrator import audit, exception_queue
 from orchestrator.config import Settings
-from orchestrator.db import insert_ignoring, skip_locked
+from orchestrator.db import among, insert_many, skip_locked
 from orchestrator.intake import values
 from orchestrator.intake.unknown_types import IncomingSignal, flag_unknown_types
 from orchestrator.models import Account, Deal, ExternalId, Signal
@@ -464,9 +464,8 @@ def _store(session: Session, *, valid: dict[int, _Valid], results: list[IntakeRe
                      "received_at": now})
     # Two processes receiving the same signal at once: exactly one insert wins, the other
     # gets no row back and reports a duplicate, with no IntegrityError to recover from.
-    statement = insert_ignoring(session, Signal.__table__, conflict=["dedupe_key"]) \
-        .returning(Signal.__table__.c.dedupe_key, Signal.__table__.c.id)
-    stored: dict[str, int] = dict(session.execute(statement, rows).tuples().all())
+    stored: dict[str, int] = dict(insert_many(session, cast(Table, Signal.__table__), rows, conflict=["dedupe_key"],
+                                              returning=["dedupe_key", "id"]))
     missing = [key for key in first if key not in stored]
     earlier: dict[str, int] = dict(session.execute(
         select(Signal.dedupe_key, Signal.id).where(Signal.dedupe_key.in_(missing))).tuples().all()) \
@@ -609,7 +608,7 @@ def mark_processed_many(session: Session, processed: Sequence[Signal], at: datet
     if not processed:
         return
     ids = [signal.id for signal in processed]
-    session.execute(update(Signal).where(Signal.id.in_(ids)).values(processed_at=at, retry_at=None)
+    session.execute(update(Signal).where(among(session, Signal.id, ids)).values(processed_at=at, retry_at=None)
                     .execution_options(synchronize_session=False))
     for signal in processed:
         # As stored, not as a pending change: the UPDATE above wrote it.
