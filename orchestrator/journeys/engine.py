@@ -256,7 +256,7 @@ def _process_signal(run: Run, signal: Signal) -> None:
         return  # intake already put it in the exception queue as unknown_account
     account = run.session.get(Account, signal.account_id)  # held by the pass, read fresh under its lock
     assert account is not None
-    journeys = _unfinished_journeys(run, account)
+    journeys = _unfinished_journeys(run, account, signal.type)
     # A signal wakes only waits that were already waiting when it arrived, not one a
     # journey reaches because of this very signal (a CRM task completion, say).
     waits = {j.id: j.current_step_id for j in journeys if j.status == JourneyStatus.WAITING}
@@ -304,17 +304,36 @@ def _complete_from_signal(run: Run, signal: Signal) -> None:
            sync_crm=False)  # the CRM already knows: do not echo the completion back
 
 
-def _unfinished_journeys(run: Run, account: Account) -> list[Journey]:
-    """The account's journeys that have not ended: active, waiting, or parked."""
+def _unfinished_journeys(run: Run, account: Account, signal_type: str) -> list[Journey]:
+    """The account's journeys that have not ended (active, waiting, or parked) and can react to this signal type.
+
+    A journey whose playbook neither exits on the type nor has a wait that could take it
+    cannot move on this signal, so it is not looked at (an account can have dozens open).
+    """
     if run.open_journeys is not None:
         # Loaded for the batch under the account lock; every change since went through these objects.
-        journeys = [journey for journey in run.open_journeys.setdefault(account.id, [])
-                    if journey.ended_at is None]
-        run.open_journeys[account.id] = journeys
-        return list(journeys)
-    return list(run.session.scalars(
+        # Ended ones stay in the list (it lasts one pass); once_per skips them too.
+        return [journey for journey in _reacting(run, run.open_journeys.setdefault(account.id, []), signal_type)
+                if journey.ended_at is None]
+    return _reacting(run, list(run.session.scalars(
         select(Journey).where(Journey.account_id == account.id, Journey.ended_at.is_(None))
-        .order_by(Journey.id).execution_options(populate_existing=True)))
+        .order_by(Journey.id).execution_options(populate_existing=True))), signal_type)
+
+
+def _reacting(run: Run, journeys: list[Journey], signal_type: str) -> list[Journey]:
+    """The journeys whose playbook version can exit or wake on this signal type (the others cannot move)."""
+    reacts: dict[int, bool] = run.derived(("reacts", signal_type), dict)  # by playbook version id
+    found = []
+    for journey in journeys:
+        version_id = journey.playbook_version_id
+        known = reacts.get(version_id)
+        if known is None:
+            _, playbook = playbook_of(run, journey)
+            known = reacts[version_id] = signal_type in playbook.exit_on or any(
+                isinstance(step, WaitStep) and step.signal in (None, signal_type) for step in playbook.steps)
+        if known:
+            found.append(journey)
+    return found
 
 
 def _exit_journeys(run: Run, journeys: list[Journey], signal: Signal) -> None:

@@ -83,11 +83,12 @@ def _assign_new(session: Session, _context: Any, _instances: Any) -> None:
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_sqlite_ids(session: Session, _transaction: SessionTransaction) -> None:
+def _forget_sqlite_ids(session: Session, transaction: SessionTransaction) -> None:
     # On SQLite the next id is asked afresh after every transaction and savepoint: a rolled-back one
     # gives its ids back, and after a commit another process may write next. Sequence values are
-    # never given back, so PostgreSQL's blocks stay.
+    # never given back, so PostgreSQL's blocks stay. A flush's own inner transaction (neither a
+    # savepoint nor the outermost) ends at every flush and gives nothing back.
     handed = session.info.get(_KEY)
-    if handed:
+    if handed and (transaction.nested or transaction.parent is None):
         for name in [name for name, value in handed.items() if isinstance(value, int)]:
             del handed[name]

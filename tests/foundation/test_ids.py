@@ -129,3 +129,27 @@ def test_a_session_leaves_no_more_sequence_ids_unused_than_it_used(session, back
     with Session(db_engine) as other:
         taken = assign_id(other, Journey())
     assert taken - used[-1] <= len(used) + 1  # what this session holds unused is at most what it used
+
+
+def test_flushes_inside_one_transaction_do_not_make_sqlite_ask_for_the_highest_id_again(session):
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL takes ids from its sequence, in blocks")
+    account, version = AccountFactory(), _version(session)
+    asked: list[str] = []
+    event.listen(session.get_bind(), "before_cursor_execute",
+                 lambda _c, _cur, statement, *_rest: asked.append(statement) if "max(journeys.id)" in statement
+                 else None)
+
+    ids = []
+    for n in range(3):
+        journey = _journey(session, account, version, f"flushed:{n}")
+        ids.append(assign_id(session, journey))
+        session.flush()  # written, and the transaction goes on: the next id follows without asking
+
+    assert len(asked) == 1 and ids == [ids[0], ids[0] + 1, ids[0] + 2]
+    with session.begin_nested() as savepoint:
+        _journey(session, account, version, "undone")
+        session.flush()
+        savepoint.rollback()
+    assign_id(session, _journey(session, account, version, "after"))
+    assert len(asked) == 2  # a savepoint that rolled back may have given ids back: asked afresh
