@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, bindparam, case, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, case, event, func, or_, select
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, object_session
 
 from orchestrator.db import NO_AUTOFLUSH, RowBusy, flush_only
 from orchestrator.db import skip_locked as row_locks_skip
@@ -111,7 +111,7 @@ def eligibility_problem(session: Session, *, owner: Owner, now: datetime) -> str
         return f"{owner.name} is out of office until {until:%Y-%m-%d %H:%M} UTC" if until else \
             f"{owner.name} is unavailable"
     if owner.max_open_tasks is not None:
-        count = open_task_count(session, owner.id)
+        count = _open_tasks(session, owner.id)
         if count >= owner.max_open_tasks:
             return f"{owner.name} has {count} open tasks (cap {owner.max_open_tasks})"
     return None
@@ -205,18 +205,89 @@ def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:
     """Lock owner rows for this transaction; False if SKIP LOCKED found one held elsewhere.
 
     `populate_existing` refreshes the objects already in the session, so decisions
-    after the lock use the committed `last_assigned_at` and `active` values.
+    after the lock use the committed `last_assigned_at` and `active` values. A row this
+    transaction already holds is not asked for again: nobody else can have changed it.
     """
     if not row_locks_skip(session):
         return True  # SQLite: one writer at a time already serialises assignment
+    held = _held(session)
+    wanted = [owner_id for owner_id in owner_ids if owner_id not in held]
+    if not wanted:
+        return True
     query = (
         select(Owner)
-        .where(Owner.id.in_(owner_ids))
+        .where(Owner.id.in_(wanted))
         .with_for_update(skip_locked=skip_locked)
         .execution_options(populate_existing=True)
     )
     flush_only(session, Owner)
-    return len(session.scalars(query, execution_options=NO_AUTOFLUSH).all()) == len(owner_ids)
+    locked = [owner.id for owner in session.scalars(query, execution_options=NO_AUTOFLUSH)]
+    held.update(dict.fromkeys(locked))
+    return len(locked) == len(wanted)
+
+
+# -- what this transaction knows of the people it holds --------------------------------
+#
+# Assigning a batch's tasks asks about the same few people again and again. Once this
+# transaction holds a person's row lock (or the database has a single writer), nobody else
+# can assign them work until it ends, so the lock and the open-task count taken under it
+# stay true until this session itself changes a task, or a savepoint or the transaction ends
+# (a rolled-back savepoint gives its row locks back).
+
+_HELD = "handoff.assignment.held"  # owner id -> open-task count under the lock (None: not counted yet)
+
+
+def _held(session: Session) -> dict[int, int | None]:
+    held: dict[int, int | None] = session.info.setdefault(_HELD, {})
+    return held
+
+
+def _open_tasks(session: Session, owner_id: int) -> int:
+    held = _held(session)
+    if row_locks_skip(session) and owner_id not in held:
+        return open_task_count(session, owner_id)  # not under this transaction's lock: ask every time
+    count = held.get(owner_id)
+    if count is None:
+        count = held[owner_id] = open_task_count(session, owner_id)
+    return count
+
+
+def _forget_counts(session: Session | None) -> None:
+    held = session.info.get(_HELD) if session is not None else None
+    if held:
+        for owner_id in held:
+            held[owner_id] = None
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_held(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested or transaction.parent is None:  # a flush's inner transaction changes nothing
+        session.info.pop(_HELD, None)
+
+
+@event.listens_for(Session, "after_attach")
+def _task_added(session: Session, instance: object) -> None:
+    if isinstance(instance, Task):
+        _forget_counts(session)
+
+
+@event.listens_for(Session, "before_flush")
+def _task_deleted(session: Session, _context: object, _instances: object) -> None:
+    if any(isinstance(row, Task) for row in session.deleted):
+        _forget_counts(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _tasks_written(state: ORMExecuteState) -> None:
+    if (state.is_insert or state.is_update or state.is_delete) \
+            and getattr(getattr(state.statement, "table", None), "name", None) == Task.__tablename__:
+        _forget_counts(state.session)
+
+
+@event.listens_for(Task.status, "set")
+@event.listens_for(Task.owner_id, "set")
+def _task_changed(target: Task, _value: object, _old: object, _initiator: object) -> None:
+    _forget_counts(object_session(target))
 
 
 def find_owner(session: Session, *, email: str) -> Owner | None:

@@ -2,7 +2,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from orchestrator import models, schema
@@ -240,3 +240,91 @@ def test_a_pool_whose_only_free_person_is_held_elsewhere_is_busy_and_one_held_bu
     finally:
         holder.close()
         picker.close()
+
+
+def _counting(session, needle):
+    seen: list[str] = []
+    from sqlalchemy import event
+
+    event.listen(session.connection(), "before_cursor_execute",
+                 lambda _c, _cur, statement, *_rest: seen.append(statement) if needle in statement else None)
+    return seen
+
+
+def test_a_capped_person_is_counted_once_per_transaction_until_a_task_changes(session, clock):
+    now = clock.now()
+    account = AccountFactory()
+    capped = OwnerFactory(name="Capped", max_open_tasks=2)
+    account.owner = capped
+    _open_tasks(session, capped, account, 1, now)
+    counts = _counting(session, "count(tasks.id)")
+    ask = Assignment(to="account.owner")
+
+    assert resolve_assignee(session, assignment=ask, account=account, now=now).owner == capped
+    assert resolve_assignee(session, assignment=ask, account=account, now=now).owner == capped
+    assert len(counts) == 1  # nothing changed: the count under the lock still holds
+
+    # The second task, not yet flushed: the cap is reached, and the next check counts afresh.
+    session.add(models.Task(account_id=account.id, owner_id=capped.id, title="second", due_at=now))
+    assert resolve_assignee(session, assignment=ask, account=account, now=now) is None
+    assert len(counts) == 2
+
+    # Closing one (an attribute change) frees a slot again.
+    session.flush()
+    task = session.scalars(select(models.Task).where(models.Task.title == "second")).one()
+    task.status = "done"
+    assert resolve_assignee(session, assignment=ask, account=account, now=now).owner == capped
+    assert len(counts) == 3
+
+    # A statement that writes tasks directly: counted afresh again.
+    session.execute(update(models.Task).where(models.Task.id == task.id).values(status="open"))
+    assert resolve_assignee(session, assignment=ask, account=account, now=now) is None
+    assert len(counts) == 4
+
+
+def test_a_savepoint_that_rolls_back_makes_the_next_check_count_again(session, clock):
+    now = clock.now()
+    account = AccountFactory()
+    capped = OwnerFactory(name="Capped", max_open_tasks=1)
+    account.owner = capped
+    counts = _counting(session, "count(tasks.id)")
+    ask = Assignment(to="account.owner")
+
+    with session.begin_nested() as savepoint:
+        assert resolve_assignee(session, assignment=ask, account=account, now=now).owner == capped
+        savepoint.rollback()
+    assert resolve_assignee(session, assignment=ask, account=account, now=now).owner == capped
+    assert len(counts) == 2
+
+
+@pytest.mark.postgres
+def test_a_row_lock_this_transaction_holds_is_not_asked_for_again_until_a_savepoint_rolls_back(pg_engine, clock):
+    with Session(pg_engine) as setup:
+        account = models.Account(name="Acme", domain="acme.example")
+        owner = models.Owner(email="capped@acme.example", name="Capped", role="csm", max_open_tasks=3)
+        account.owner = owner
+        setup.add_all([account, owner])
+        setup.commit()
+        account_id, owner_id = account.id, owner.id
+    worker, other = Session(pg_engine), Session(pg_engine)
+    try:
+        locks = _counting(worker, "FOR UPDATE")
+        ask = Assignment(to="account.owner")
+        mine = worker.get(models.Account, account_id)
+        assert resolve_assignee(worker, assignment=ask, account=mine, now=clock.now()).owner.id == owner_id
+        assert resolve_assignee(worker, assignment=ask, account=mine, now=clock.now()).owner.id == owner_id
+        assert len(locks) == 1
+        # Still held: another worker skips the row.
+        assert other.execute(text("SELECT id FROM owners WHERE id = :id FOR UPDATE SKIP LOCKED"),
+                             {"id": owner_id}).all() == []
+        other.rollback()
+
+        savepoint = worker.begin_nested()
+        resolve_assignee(worker, assignment=ask, account=mine, now=clock.now())
+        savepoint.rollback()
+        assert len(locks) == 1  # held from before the savepoint, so not asked inside it
+        resolve_assignee(worker, assignment=ask, account=mine, now=clock.now())
+        assert len(locks) == 2  # after a rollback the lock is asked for again
+    finally:
+        worker.close()
+        other.close()
