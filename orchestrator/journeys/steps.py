@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, drafting, exception_queue
 from orchestrator.audit import AuditAction
 from orchestrator.calendars import CalendarError
 from orchestrator.config import Settings
-from orchestrator.db import NO_AUTOFLUSH, flush_only
+from orchestrator.db import NO_AUTOFLUSH
 from orchestrator.delivery import outbox
 from orchestrator.durations import Duration, parse_duration
 from orchestrator.exception_queue import Category
@@ -77,6 +77,7 @@ from orchestrator.work.tasks import complete_task, create_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R", Task, StepRun)
 
 # A journey that runs this many steps without waiting is looping; park it for a person.
 MAX_STEPS_PER_ADVANCE = 50
@@ -551,6 +552,28 @@ _WAITING_RUNS_OF_JOURNEY = select(StepRun).where(StepRun.journey_id == bindparam
                                                  StepRun.status == StepStatus.WAITING)
 
 
+def _of_journey(run: Run, model: type[R], query: Select[tuple[R]], journey: Journey,
+                keep: Callable[[R], bool]) -> list[R]:
+    """The journey's rows that `keep` takes as this session has them, written or not, without a flush.
+
+    `query` asks the database for the rows `keep` took as last written; each is judged again
+    as the session has it, and the rows the batch made or changed but has not written yet are
+    judged too. A flush here would write everything the batch had done so far, once per question.
+    """
+    session: Session = run.session
+    found: list[R] = []
+    if journey not in session.new:  # a journey made in this batch has nothing written yet
+        found = [row for row in session.scalars(query, {"journey_id": journey.id}, execution_options=NO_AUTOFLUSH)
+                 if keep(row)]
+    seen = set(map(id, found))
+    unwritten: list[Any] = [*session.dirty, *session.new]
+    found += [row for row in unwritten if isinstance(row, model) and id(row) not in seen
+              # Before the flush a new row may name its journey by the relationship alone.
+              and (row.journey_id == journey.id if row.journey_id is not None else row.journey is journey)
+              and keep(row)]
+    return found
+
+
 def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneyStatus, reason: str,
         rule: str = "") -> None:
     """End the journey; its open tasks are cancelled (in the CRM too, through the outbox)."""
@@ -560,12 +583,10 @@ def end(run: Run, journey: Journey, version: PlaybookVersion, status: JourneySta
     journey.wait_signal = journey.wait_until = None
     # Free the once_per slot so a later trigger can enroll the account again.
     journey.enrollment_key = f"{journey.enrollment_key}#{journey.id}"
-    flush_only(run.session, Journey, StepRun, Task)  # what the two questions below read
-    for task in run.session.scalars(_OPEN_TASKS_OF_JOURNEY, {"journey_id": journey.id},
-                                    execution_options=NO_AUTOFLUSH):
+    for task in _of_journey(run, Task, _OPEN_TASKS_OF_JOURNEY, journey, lambda task: task.status in OPEN_STATUSES):
         complete_task(run.session, task=task, actor="system", outcome="cancelled", now=run.now)
-    for step_run in run.session.scalars(_WAITING_RUNS_OF_JOURNEY, {"journey_id": journey.id},
-                                        execution_options=NO_AUTOFLUSH):
+    for step_run in _of_journey(run, StepRun, _WAITING_RUNS_OF_JOURNEY, journey,
+                                lambda step_run: step_run.status == StepStatus.WAITING):
         finish(step_run, StepStatus.SKIPPED, run.now, f"the journey ended first: {reason}")
     run.count(f"journeys_{status}")
     record(run, journey, version,
@@ -600,18 +621,14 @@ def finish(step_run: StepRun, status: StepStatus, at: datetime, reason: str, **o
         step_run.outcome = {**step_run.outcome, **outcome}
 
 
-_WAITING_RUN = select(StepRun).where(StepRun.journey_id == bindparam("journey_id"),
-                                     StepRun.step_id == bindparam("step_id"),
-                                     StepRun.status == StepStatus.WAITING).order_by(StepRun.id.desc()).limit(1)
-
-
 def waiting_run(run: Run, journey: Journey) -> StepRun:
-    """The step run the journey is waiting on (a wait, a task, an approval)."""
-    flush_only(run.session, Journey, StepRun)  # what the question reads
-    step_run = run.session.scalar(_WAITING_RUN, {"journey_id": journey.id, "step_id": journey.current_step_id},
-                                  execution_options=NO_AUTOFLUSH)
-    assert step_run is not None, f"journey {journey.id} waits with no waiting step run"
-    return step_run
+    """The step run the journey is waiting on (a wait, a task, an approval): the newest waiting at its step."""
+    step_id = journey.current_step_id
+    waiting = _of_journey(run, StepRun, _WAITING_RUNS_OF_JOURNEY, journey,
+                          lambda step_run: step_run.status == StepStatus.WAITING and step_run.step_id == step_id)
+    assert waiting, f"journey {journey.id} waits with no waiting step run"
+    # Ids are given when a run is made (models/ids.py); one made elsewhere gets its id at the flush, and is newer.
+    return max(waiting, key=lambda step_run: (step_run.id is None, step_run.id or 0))
 
 
 def signal_of(run: Run, journey: Journey) -> Signal | None:

@@ -872,3 +872,41 @@ def test_step_runs_are_numbered_in_the_order_they_ran_whichever_of_them_needed_a
     journey = session.scalars(select(Journey).where(Journey.playbook_id == "ordered-steps")).one()
     runs = session.scalars(select(StepRun).where(StepRun.journey_id == journey.id).order_by(StepRun.id)).all()
     assert [run.step_id for run in runs] == ["first-stage", "second-stage", "flag-it", "wait-more"]
+
+
+def test_ending_a_journey_judges_its_step_runs_as_the_batch_has_them_without_a_flush(session, settings, clock):
+    from sqlalchemy import event
+
+    from orchestrator.journeys.steps import Run, end, waiting_run
+    from orchestrator.models import JourneyStatus, PlaybookVersion, assign_id
+
+    account = AccountFactory()
+    version = PlaybookVersion(playbook_id="ending", version=1, name="ending", stage="adopt", checksum="e",
+                              source_text="", source_path="ending.yaml")
+    session.add(version)
+    session.flush()
+    journey = Journey(account_id=account.id, playbook_id="ending", playbook_version_id=version.id,
+                      enrollment_key="ending:1", enrolled_at=clock.now(), context={}, status="waiting",
+                      current_step_id="wait")
+    session.add(journey)
+    written = StepRun(journey=journey, step_id="wait", kind="wait", status="waiting", reason="", outcome={},
+                      started_at=clock.now())
+    moved_on = StepRun(journey=journey, step_id="call", kind="human", status="waiting", reason="", outcome={},
+                       started_at=clock.now())
+    session.add_all([written, moved_on])
+    session.flush()
+    # The batch's unwritten changes: one run done in memory, one new waiting run named by relationship only.
+    moved_on.status = "done"
+    fresh = StepRun(journey=journey, step_id="wait", kind="wait", status="waiting", reason="", outcome={},
+                    started_at=clock.now())
+    session.add(fresh)
+    assign_id(session, fresh)
+    run = Run(session, settings, clock.now())
+    flushes: list[object] = []
+    event.listen(session, "before_flush", lambda *args: flushes.append(args))
+
+    assert waiting_run(run, journey) is fresh  # the newest waiting run at the journey's step
+    end(run, journey, version, JourneyStatus.EXITED, "test")
+
+    assert flushes == [] and fresh in session.new
+    assert (written.status, fresh.status, moved_on.status) == ("skipped", "skipped", "done")
