@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -45,6 +45,7 @@ from orchestrator.journeys.steps import (
     playbook_of,
     record,
     time_out,
+    version_of,
     waiting_run,
 )
 from orchestrator.models import (
@@ -129,20 +130,38 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
         run.held.extend(run.session.scalars(select(Deal).where(Deal.id.in_(deal_ids))
                                             .options(selectinload(Deal.owner))))
     if journeys:
-        run.open_journeys = _open_journeys(run.session, account_ids)
+        run.batch_types = frozenset(signal.type for signal in claimed)
+        run.open_journeys = _open_journeys(run, account_ids)
         run.memo = {}
         monitors.preload(run, claimed)
         health.preload(run, claimed)
 
 
-def _open_journeys(session: Session, account_ids: list[int]) -> dict[int, list[Journey]]:
-    """The unfinished journeys of these accounts, oldest first, as the database has them now."""
+def _open_journeys(run: Run, account_ids: list[int]) -> dict[int, list[Journey]]:
+    """The unfinished journeys of these accounts that the batch's signals can move, or collide with, oldest first.
+
+    That is the journeys whose playbook version exits or waits on one of the batch's signal
+    types (`_reacting`), and those of the playbooks that enroll on one (once_per is checked
+    against them). An account's other open journeys cannot change in this pass, however many
+    there are, so they are not read: first the versions open on these accounts, then the
+    journeys of the versions and playbooks that matter, as the database has them now.
+    """
     found: dict[int, list[Journey]] = {account_id: [] for account_id in account_ids}
-    if account_ids:
-        for journey in session.scalars(
-                select(Journey).where(Journey.account_id.in_(account_ids), Journey.ended_at.is_(None))
-                .order_by(Journey.id).execution_options(populate_existing=True)):
-            found[journey.account_id].append(journey)
+    if not account_ids:
+        return found
+    session = run.session
+    open_here = (Journey.account_id.in_(account_ids), Journey.ended_at.is_(None))
+    versions = session.scalars(select(Journey.playbook_version_id).where(*open_here).distinct()).all()
+    moving = sorted(version_id for version_id in versions
+                    if any(_reacts(run, version_id, signal_type) for signal_type in run.batch_types))
+    enrolling = sorted({playbook.id for signal_type in run.batch_types for _, playbook in run.enrolling(signal_type)})
+    if not moving and not enrolling:
+        return found
+    for journey in session.scalars(
+            select(Journey).where(*open_here, or_(Journey.playbook_version_id.in_(moving),
+                                                  Journey.playbook_id.in_(enrolling)))
+            .order_by(Journey.id).execution_options(populate_existing=True)):
+        found[journey.account_id].append(journey)
     return found
 
 
@@ -177,7 +196,7 @@ def _run_segment(run: Run, batch: list[Signal], held_back: set[int | None],
         savepoint.rollback()
         run.report.counts = counts
         # New journeys of the rolled-back work are gone, ended ones open again: read afresh.
-        run.open_journeys = _open_journeys(run.session, sorted(run.open_journeys or {}))
+        run.open_journeys = _open_journeys(run, sorted(run.open_journeys or {}))
         run.memo = {}
         if failed is None:  # the flush or the release failed: take the batch one by one
             for signal in batch:
@@ -239,7 +258,7 @@ def _isolated(run: Run, signal: Signal) -> BaseException | None:
         return exc
     finally:
         if cached is not None:  # what the savepoint did (or undid) is read back for the batch
-            run.open_journeys = _open_journeys(run.session, sorted(cached))
+            run.open_journeys = _open_journeys(run, sorted(cached))
         if memo is not None:
             run.memo = {}
 
@@ -322,18 +341,18 @@ def _unfinished_journeys(run: Run, account: Account, signal_type: str) -> list[J
 
 def _reacting(run: Run, journeys: list[Journey], signal_type: str) -> list[Journey]:
     """The journeys whose playbook version can exit or wake on this signal type (the others cannot move)."""
+    return [journey for journey in journeys if _reacts(run, journey.playbook_version_id, signal_type)]
+
+
+def _reacts(run: Run, version_id: int, signal_type: str) -> bool:
+    """Whether a journey of this playbook version can exit or wake on this signal type, worked out once a pass."""
     reacts: dict[int, bool] = run.derived(("reacts", signal_type), dict)  # by playbook version id
-    found = []
-    for journey in journeys:
-        version_id = journey.playbook_version_id
-        known = reacts.get(version_id)
-        if known is None:
-            _, playbook = playbook_of(run, journey)
-            known = reacts[version_id] = signal_type in playbook.exit_on or any(
-                isinstance(step, WaitStep) and step.signal in (None, signal_type) for step in playbook.steps)
-        if known:
-            found.append(journey)
-    return found
+    known = reacts.get(version_id)
+    if known is None:
+        _, playbook = version_of(run, version_id)
+        known = reacts[version_id] = signal_type in playbook.exit_on or any(
+            isinstance(step, WaitStep) and step.signal in (None, signal_type) for step in playbook.steps)
+    return known
 
 
 def _exit_journeys(run: Run, journeys: list[Journey], signal: Signal) -> None:

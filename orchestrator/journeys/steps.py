@@ -116,6 +116,8 @@ class Run:
     # Inside the engine's batch savepoint: a looping journey raises StepBudgetExceeded, so the
     # batch rolls back and the signal runs again on its own, where the loop guard parks it.
     in_batch: bool = False
+    # The signal types of the engine's batch: its open journeys are read for these (see engine._open_journeys).
+    batch_types: frozenset[str] = frozenset()
     _active: list[tuple[PlaybookVersion, Playbook]] | None = None
     # What the pass works out from its playbooks once (they do not change within a pass), by question.
     _derived: dict[Any, Any] = field(default_factory=dict)
@@ -191,11 +193,16 @@ def fresh(session: Session, model: type[T], ident: int) -> T | None:
 
 def playbook_of(run: Run, journey: Journey) -> tuple[PlaybookVersion, Playbook]:
     """The version the journey enrolled under (kept even after a newer one is applied), compiled."""
-    known = run._versions.get(journey.playbook_version_id)
+    return version_of(run, journey.playbook_version_id)
+
+
+def version_of(run: Run, version_id: int) -> tuple[PlaybookVersion, Playbook]:
+    """A stored playbook version by id, compiled; read once per pass."""
+    known = run._versions.get(version_id)
     if known is None:
-        version = run.session.get(PlaybookVersion, journey.playbook_version_id)
+        version = run.session.get(PlaybookVersion, version_id)
         assert version is not None
-        known = run._versions[journey.playbook_version_id] = (version, compiled(version))
+        known = run._versions[version_id] = (version, compiled(version))
     return known
 
 

@@ -910,3 +910,57 @@ def test_ending_a_journey_judges_its_step_runs_as_the_batch_has_them_without_a_f
 
     assert flushes == [] and fresh in session.new
     assert (written.status, fresh.status, moved_on.status) == ("skipped", "skipped", "done")
+
+
+PARKED_WAITERS = """
+    id: parked-waiters
+    name: Parked waiters
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: support.ticket_opened, once_per: signal}
+    steps:
+      - {id: hold, kind: wait, for: product.seat_limit_reached, timeout: 30d, on_timeout: {exit: true}}
+"""
+
+EXITS_ON_CHURN = """
+    id: exits-on-churn
+    name: Exits on churn
+    stage: adopt
+""" + HEADER + """
+    enroll: {on: deal.closed_won}
+    exit_on: [account.churned]
+    steps:
+      - {id: hold, kind: wait, for: product.seat_limit_reached, timeout: 30d, on_timeout: {exit: true}}
+"""
+
+
+def test_a_pass_reads_only_the_open_journeys_its_signals_can_move(session, feed):
+    from sqlalchemy import event
+
+    install_playbook(session, PARKED_WAITERS)
+    install_playbook(session, EXITS_ON_CHURN)
+    account = AccountFactory()
+    for n in range(5):
+        feed("support.ticket_opened", account, {"ticket_id": n})
+    feed("deal.closed_won", account)
+    journeys = session.scalars(select(Journey).where(Journey.account_id == account.id)).all()
+    assert sorted(journey.playbook_id for journey in journeys) == ["exits-on-churn"] + ["parked-waiters"] * 5
+    loaded: list[str] = []
+
+    def on_load(journey, _context, _keys=None):
+        loaded.append(journey.playbook_id)
+
+    event.listen(Journey, "load", on_load)
+    event.listen(Journey, "refresh", on_load)
+    try:
+        feed("account.churned", account)
+    finally:
+        event.remove(Journey, "load", on_load)
+        event.remove(Journey, "refresh", on_load)
+
+    # The churn ends the journey that exits on it; the five waiting for another signal are not even read.
+    assert loaded == ["exits-on-churn"]
+    session.expire_all()
+    statuses = {journey.playbook_id: journey.status for journey in
+                session.scalars(select(Journey).where(Journey.account_id == account.id))}
+    assert statuses == {"exits-on-churn": "exited", "parked-waiters": "waiting"}
