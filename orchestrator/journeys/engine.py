@@ -151,10 +151,11 @@ def _open_journeys(run: Run, account_ids: list[int]) -> dict[int, list[Journey]]
         return found
     session = run.session
     open_here = (Journey.account_id.in_(account_ids), Journey.ended_at.is_(None))
+    # The active versions first: read once for the pass, they are what most open journeys run on.
+    enrolling = sorted({playbook.id for signal_type in run.batch_types for _, playbook in run.enrolling(signal_type)})
     versions = session.scalars(select(Journey.playbook_version_id).where(*open_here).distinct()).all()
     moving = sorted(version_id for version_id in versions
                     if any(_reacts(run, version_id, signal_type) for signal_type in run.batch_types))
-    enrolling = sorted({playbook.id for signal_type in run.batch_types for _, playbook in run.enrolling(signal_type)})
     if not moving and not enrolling:
         return found
     for journey in session.scalars(

@@ -6,9 +6,11 @@ making them. Taking the id from the database meant a flush for each, and a flush
 other row the batch had changed too. Here the id is known when the row is made, and the batch is
 written with one flush at its end.
 
-PostgreSQL: the table's own sequence, a block of values per round trip (doubling from one up to
-32, so a session never leaves more ids unused than it used); an id not used by the time the
-session closes is skipped, as a rolled-back insert skips one. SQLite: one writer at a
+PostgreSQL: the table's own sequence, a block of values per round trip, shared by the process's
+sessions of one database (doubling from one up to 32, so the process never holds more ids unused
+than it used: each engine pass is a session of its own, and asking the sequence afresh in each cost
+a round trip for every few rows); the values the process still holds when it exits are skipped, as a
+rolled-back insert skips one. SQLite: one writer at a
 time (every write transaction begins IMMEDIATE), so the next id is one past the highest written
 or handed out; a rolled-back savepoint gives its ids back, as SQLite itself would.
 
@@ -19,11 +21,14 @@ two ways never hand out the same id.
 from __future__ import annotations
 
 import functools
+import os
+import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, bindparam, event, func, select
+from sqlalchemy import Engine, Select, bindparam, event, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from orchestrator.models.journeys import Journey, StepRun
@@ -43,16 +48,19 @@ def assign_id(session: Session, row: Journey | StepRun) -> int:
 
 
 def _next_id(session: Session, table: Any) -> int:
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        with _LOCK:
+            block = _POOLS.setdefault(bind.engine, {}).setdefault(table.name, _Block())
+            if not block.values:
+                # 1, 2, 4, ... values per round trip, up to _BLOCK: a process that makes one journey takes
+                # one id, and the ids it holds unused are never more than those it used.
+                size = min(_BLOCK, max(1, block.used))
+                block.values.extend(session.scalars(_nextvals(table.name), {"n": size},
+                                                    execution_options={"autoflush": False}))
+            block.used += 1
+            return block.values.popleft()
     handed: dict[str, Any] = session.info.setdefault(_KEY, {})
-    if session.get_bind().dialect.name == "postgresql":
-        block: _Block = handed.setdefault(table.name, _Block())
-        if not block.values:
-            # 1, 2, 4, ... values per round trip, up to _BLOCK: a pass that makes one journey takes one
-            # id, and the ids left unused when the session ends are never more than those it used.
-            size = min(_BLOCK, max(1, block.used))
-            block.values.extend(session.scalars(_nextvals(table.name), {"n": size}))
-        block.used += 1
-        return block.values.popleft()
     last: int | None = handed.get(table.name)
     if last is None:
         written = session.scalar(select(func.max(table.c.id)), execution_options={"autoflush": False}) or 0
@@ -63,10 +71,26 @@ def _next_id(session: Session, table: Any) -> int:
 
 @dataclass
 class _Block:
-    """Sequence values fetched ahead for one table, and how many this session has used."""
+    """Sequence values fetched ahead for one table, and how many the process has used."""
 
     values: deque[int] = field(default_factory=deque)
     used: int = 0
+
+
+# Per database (its engine), per table. A value is handed out once, under the lock; sequence values
+# are the database's, so any session of the engine may use any of them.
+_POOLS: weakref.WeakKeyDictionary[Engine, dict[str, _Block]] = weakref.WeakKeyDictionary()
+_LOCK = threading.RLock()
+
+
+def _forget_pools() -> None:
+    # A forked child would hand out the very values its parent still holds.
+    global _LOCK
+    _POOLS.clear()
+    _LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 @functools.cache

@@ -153,3 +153,30 @@ def test_flushes_inside_one_transaction_do_not_make_sqlite_ask_for_the_highest_i
         savepoint.rollback()
     assign_id(session, _journey(session, account, version, "after"))
     assert len(asked) == 2  # a savepoint that rolled back may have given ids back: asked afresh
+
+
+def test_on_postgres_the_next_session_takes_the_ids_the_last_one_left_without_asking(session, backend, db_engine):
+    if backend != "postgresql":
+        pytest.skip("sequences: PostgreSQL only (SQLite hands out one past the highest)")
+    asked: list[str] = []
+
+    def seen(_connection, _cursor, statement, *_rest):
+        if "nextval" in statement:
+            asked.append(statement)
+
+    event.listen(db_engine, "before_cursor_execute", seen)
+    try:
+        account, version = AccountFactory(), _version(session)
+        ids = []
+        for n in range(80):  # blocks grow to 32; stop right after one is fetched, so values are left over
+            before = len(asked)
+            ids.append(assign_id(session, _journey(session, account, version, f"pool:{n}")))
+            if len(asked) > before and n >= 40:
+                break
+        fetched = len(asked)
+        with Session(db_engine) as other:  # the next engine pass, a session of its own
+            taken = [assign_id(other, Journey()) for _ in range(3)]
+        assert len(asked) == fetched  # no round trip: the block the first session fetched serves it
+        assert taken == [ids[-1] + 1, ids[-1] + 2, ids[-1] + 3]
+    finally:
+        event.remove(db_engine, "before_cursor_execute", seen)
