@@ -342,12 +342,26 @@ def _unfinished_journeys(run: Run, account: Account, signal_type: str) -> list[J
 
 def _reacting(run: Run, journeys: list[Journey], signal_type: str) -> list[Journey]:
     """The journeys whose playbook version can exit or wake on this signal type (the others cannot move)."""
-    return [journey for journey in journeys if _reacts(run, journey.playbook_version_id, signal_type)]
+    reacts = _reactions(run, signal_type)
+    found = []
+    for journey in journeys:
+        version_id = journey.playbook_version_id
+        known = reacts.get(version_id)
+        if known is None:
+            known = _reacts(run, version_id, signal_type)
+        if known:
+            found.append(journey)
+    return found
+
+
+def _reactions(run: Run, signal_type: str) -> dict[int, bool]:
+    """`_reacts` for this signal type, by playbook version id, as worked out so far in the pass."""
+    return run.derived(("reacts", signal_type), dict)
 
 
 def _reacts(run: Run, version_id: int, signal_type: str) -> bool:
     """Whether a journey of this playbook version can exit or wake on this signal type, worked out once a pass."""
-    reacts: dict[int, bool] = run.derived(("reacts", signal_type), dict)  # by playbook version id
+    reacts = _reactions(run, signal_type)
     known = reacts.get(version_id)
     if known is None:
         _, playbook = version_of(run, version_id)

@@ -171,10 +171,19 @@ def _pick_from_pool(session: Session, *, role: str, strategy: str, now: datetime
 
 
 def _ranked_candidates(session: Session, *, role: str, strategy: str, now: datetime) -> Sequence[Owner]:
-    """Available people with `role`, best first; capacity is checked per person afterwards."""
-    flush_only(session, Owner, Task)  # what the ranking reads
-    return session.scalars(_candidates_query(strategy), {"role": role, "now": now},
-                           execution_options=NO_AUTOFLUSH).all()
+    """Available people with `role`, best first; capacity is checked per person afterwards.
+
+    Asked again only when this session has changed a person or a task since (a pick sets
+    `last_assigned_at`), or a savepoint or the transaction ended: a burst of tasks for a pool
+    that is full asks once. Whoever is tried is still locked and checked afresh.
+    """
+    ranked: dict[tuple[str, str, datetime], Sequence[Owner]] = session.info.setdefault(_RANKED, {})
+    key = (role, strategy, now)
+    if key not in ranked:
+        flush_only(session, Owner, Task)  # what the ranking reads
+        ranked[key] = session.scalars(_candidates_query(strategy), {"role": role, "now": now},
+                                      execution_options=NO_AUTOFLUSH).all()
+    return ranked[key]
 
 
 @functools.cache
@@ -235,6 +244,7 @@ def _lock(session: Session, owner_ids: list[int], *, skip_locked: bool) -> bool:
 # (a rolled-back savepoint gives its row locks back).
 
 _HELD = "handoff.assignment.held"  # owner id -> open-task count under the lock (None: not counted yet)
+_RANKED = "handoff.assignment.ranked"  # (role, strategy, now) -> the pool's ranking
 
 
 def _held(session: Session) -> dict[int, int | None]:
@@ -253,16 +263,20 @@ def _open_tasks(session: Session, owner_id: int) -> int:
 
 
 def _forget_counts(session: Session | None) -> None:
-    held = session.info.get(_HELD) if session is not None else None
+    if session is None:
+        return
+    held = session.info.get(_HELD)
     if held:
         for owner_id in held:
             held[owner_id] = None
+    session.info.pop(_RANKED, None)  # a pool's ranking counts open tasks too
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_held(session: Session, transaction: SessionTransaction) -> None:
     if transaction.nested or transaction.parent is None:  # a flush's inner transaction changes nothing
         session.info.pop(_HELD, None)
+        session.info.pop(_RANKED, None)
 
 
 @event.listens_for(Session, "after_attach")
@@ -279,15 +293,34 @@ def _task_deleted(session: Session, _context: object, _instances: object) -> Non
 
 @event.listens_for(Session, "do_orm_execute")
 def _tasks_written(state: ORMExecuteState) -> None:
-    if (state.is_insert or state.is_update or state.is_delete) \
-            and getattr(getattr(state.statement, "table", None), "name", None) == Task.__tablename__:
-        _forget_counts(state.session)
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(getattr(state.statement, "table", None), "name", None)
+        if table == Task.__tablename__:
+            _forget_counts(state.session)
+        elif table == Owner.__tablename__:
+            state.session.info.pop(_RANKED, None)
 
 
 @event.listens_for(Task.status, "set")
 @event.listens_for(Task.owner_id, "set")
 def _task_changed(target: Task, _value: object, _old: object, _initiator: object) -> None:
     _forget_counts(object_session(target))
+
+
+@event.listens_for(Owner.role, "set")
+@event.listens_for(Owner.active, "set")
+@event.listens_for(Owner.out_of_office_until, "set")
+@event.listens_for(Owner.last_assigned_at, "set")
+def _person_changed(target: Owner, _value: object, _old: object, _initiator: object) -> None:
+    session = object_session(target)
+    if session is not None:
+        session.info.pop(_RANKED, None)
+
+
+@event.listens_for(Session, "after_attach")
+def _person_added(session: Session, instance: object) -> None:
+    if isinstance(instance, Owner):
+        session.info.pop(_RANKED, None)
 
 
 def find_owner(session: Session, *, email: str) -> Owner | None:

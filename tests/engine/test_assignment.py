@@ -328,3 +328,35 @@ def test_a_row_lock_this_transaction_holds_is_not_asked_for_again_until_a_savepo
     finally:
         worker.close()
         other.close()
+
+
+def test_a_full_pool_is_ranked_once_for_a_burst_and_afresh_once_a_task_frees_a_place(session, clock):
+    role = _role()
+    now = clock.now()
+    account = AccountFactory()
+    people = [OwnerFactory(name=f"Full {n}", role=role, max_open_tasks=1) for n in range(3)]
+    for person in people:
+        _open_tasks(session, person, account, 1, now)
+    rankings = _counting(session, "ORDER BY")
+    pool = Assignment(role=role, strategy="least_loaded")
+
+    assert [resolve_assignee(session, assignment=pool, account=account, now=now) for _ in range(4)] == [None] * 4
+    assert len(rankings) == 1  # nobody changed: the pool's ranking still holds
+
+    task = session.scalars(select(models.Task).where(models.Task.owner_id == people[1].id)).one()
+    task.status = "done"
+    chosen = resolve_assignee(session, assignment=pool, account=account, now=now)
+    assert chosen.owner == people[1] and len(rankings) == 2
+
+
+def test_round_robin_rotates_within_one_transaction(session, clock):
+    role = _role()
+    now = clock.now()
+    account = AccountFactory()
+    first, second = OwnerFactory(name="First", role=role), OwnerFactory(name="Second", role=role)
+    pool = Assignment(role=role)
+
+    # One pass, one `now`: each pick changes who is next, so the ranking is asked afresh.
+    picks = [resolve_assignee(session, assignment=pool, account=account, now=now).owner for _ in range(3)]
+
+    assert picks == [first, second, first]
