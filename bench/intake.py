@@ -58,6 +58,7 @@ from orchestrator.models import Base
 from orchestrator.playbook.store import apply_playbooks
 from orchestrator.replay.samples import load_sample_data, sample_signals
 from orchestrator.resources import shipped_playbooks_dir
+from orchestrator.runtime import settle_heap
 
 START = datetime(2026, 10, 5, 13, 0, tzinfo=UTC)
 # Rows the product inserts land in these tables; the rest (accounts, playbooks) is set-up.
@@ -135,6 +136,8 @@ class Setup:
 
 
 def prepare(url: URL) -> Setup:
+    """A database with the shipped playbooks and the sample data, and the process settled as a worker's
+    is once started (`runtime.settle_heap`)."""
     db = make_engine(url)
     schema.upgrade(db)
     sessions = make_session_factory(db)
@@ -143,6 +146,7 @@ def prepare(url: URL) -> Setup:
         applied = apply_playbooks(session=session, paths=[shipped_playbooks_dir()], now=START, actor="bench")
         assert applied.applied, applied.findings
         load_sample_data(session=session)
+    settle_heap()
     return Setup(db=db, sessions=sessions, settings=settings, now=START + timedelta(days=1))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,6 +44,19 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     sessions.configure(info={SESSION_CONNECTORS_KEY: settings.connectors,
                              SESSION_DESCRIPTION_LIMITS_KEY: description_limits(settings.connectors)})
     return Runtime(settings=settings, engine=engine, sessions=sessions, clock=clock or SystemClock())
+
+
+def settle_heap() -> None:
+    """Keep what the process has made so far out of every later garbage collection (call it once started).
+
+    A full collection walks every long-lived object, and a service's are mostly those it made at
+    start (modules, settings, SQLAlchemy's metadata, compiled playbooks) and keeps for good: walking
+    them cost about a tenth of an engine pass. `gc.freeze` moves them where the collector does not
+    look (CPython's advice for long-running processes); what the process makes later is collected
+    as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def description_limits(connectors: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from orchestrator.db import dialect_insert, unit_of_work
 from orchestrator.errors import Invalid
 from orchestrator.models import JobRun
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, settle_heap
 from orchestrator.worker.jobs import Job, JobResult, all_jobs
 
 __all__ = ["JobOutcome", "build_scheduler", "job_history", "run_recorded", "run_until_stopped", "select_jobs",
@@ -140,6 +140,7 @@ def run_until_stopped(runtime: Runtime, *, only: Iterable[str] = (), stop: threa
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
+    settle_heap()
     scheduler.start()
     if ready is not None:
         ready()  # after the handlers: a SIGTERM from here on is a graceful stop

@@ -179,3 +179,30 @@ def test_tick_opens_due_playbook_reviews_and_reviews_done_closes_one(fresh_datab
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(PlaybookReview)) == 1
     engine.dispose()
+
+
+def test_a_started_worker_keeps_its_start_up_objects_out_of_later_collections(fresh_database):
+    import gc
+
+    assert _invoke(fresh_database, "db", "upgrade").exit_code == 0
+    settings = load_settings({"HANDOFF_DATABASE_URL": fresh_database.render_as_string(hide_password=False)})
+    runtime = build_runtime(settings)
+    stop = threading.Event()
+    frozen: list[int] = []
+    gc.unfreeze()  # as a fresh process: nothing frozen yet
+    thread = threading.Thread(target=run_until_stopped, kwargs={
+        "runtime": runtime, "only": ["sla.sweep"], "stop": stop,
+        "ready": lambda: frozen.append(gc.get_freeze_count())})
+    thread.start()
+    try:
+        for _ in range(200):
+            if frozen:
+                break
+            time.sleep(0.05)
+        # Modules, settings, the engine and its metadata: tens of thousands of objects no collection walks again.
+        assert frozen and frozen[0] > 10_000
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        runtime.close()
+        gc.unfreeze()
