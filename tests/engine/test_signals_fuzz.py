@@ -19,7 +19,8 @@ from tests.engine.ingest_files import IngestDatabase, normalized, signal
 # Rejections of a whole line; every other rejection starts with the field it names.
 LINE_LEVEL = re.compile(r"not valid JSON: .+|not valid UTF-8: .+|the signal is \d+ bytes; the limit is \d+"
                         r"|expected a JSON object, got \w+")
-FIELD_LEVEL = re.compile(r"(?P<field>[^ :]\S*?): (?P<reason>.+)")
+# A field is plain name characters and JSON-quoted keys, which may hold spaces (`payload." x": ...`).
+FIELD_LEVEL = re.compile(r'(?P<field>(?:[^ :"]|"(?:[^"\\]|\\.)*")+): (?P<reason>.+)')
 OUTCOME = re.compile(r"line (?P<number>\d+): (?:accepted signal \d+.*|duplicate of signal \d+|rejected: (?P<why>.+))")
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
