@@ -7,6 +7,7 @@ exception item, so nothing is silently dropped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -18,7 +19,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import ColumnElement, Table, and_, exists, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -536,24 +537,31 @@ RETRY_CAP = timedelta(minutes=5)
 MAX_TRANSIENT_ATTEMPTS = 12
 
 
-def _due(now: datetime | None) -> ColumnElement[bool]:
+def _due(now: bool) -> ColumnElement[bool]:
     pending = Signal.processed_at.is_(None)
-    if now is None:
+    if not now:
         return pending
-    return and_(pending, or_(Signal.retry_at.is_(None), Signal.retry_at <= now))
+    return and_(pending, or_(Signal.retry_at.is_(None), Signal.retry_at <= bindparam("now")))
 
 
 def pending_heads(session: Session, *, limit: int, now: datetime | None = None) -> list[int]:
     """Accounts whose oldest pending signal is due, in the order those signals arrived."""
+    params = {"limit": limit, "now": now} if now is not None else {"limit": limit}
+    return [account_id for account_id in session.scalars(_heads_query(now is not None), params)
+            if account_id is not None]
+
+
+# The work queue's statements are built once (with `now` or without): every engine pass asks each.
+@functools.cache
+def _heads_query(now: bool) -> Select[tuple[int | None]]:
     older = aliased(Signal)
     no_older_pending = ~exists().where(
         older.account_id == Signal.account_id, older.processed_at.is_(None),
         or_(older.received_at < Signal.received_at,
             and_(older.received_at == Signal.received_at, older.id < Signal.id)))
-    query = (select(Signal.account_id)
-             .where(_due(now), Signal.account_id.is_not(None), no_older_pending)
-             .order_by(Signal.received_at, Signal.id).limit(limit))
-    return [account_id for account_id in session.scalars(query) if account_id is not None]
+    return (select(Signal.account_id)
+            .where(_due(now), Signal.account_id.is_not(None), no_older_pending)
+            .order_by(Signal.received_at, Signal.id).limit(bindparam("limit")))
 
 
 def pending_for_accounts(session: Session, *, account_ids: Sequence[int], limit: int) -> list[Signal]:
@@ -564,19 +572,26 @@ def pending_for_accounts(session: Session, *, account_ids: Sequence[int], limit:
     """
     if not account_ids:
         return []
-    query = (select(Signal).where(Signal.processed_at.is_(None), Signal.account_id.in_(account_ids))
-             .order_by(Signal.received_at, Signal.id).limit(limit)
-             .execution_options(populate_existing=True))
-    return list(session.scalars(query))
+    return list(session.scalars(_FOR_ACCOUNTS, {"ids": list(account_ids), "limit": limit}))
+
+
+_FOR_ACCOUNTS = (select(Signal)
+                 .where(Signal.processed_at.is_(None), Signal.account_id.in_(bindparam("ids", expanding=True)))
+                 .order_by(Signal.received_at, Signal.id).limit(bindparam("limit"))
+                 .execution_options(populate_existing=True))
 
 
 def pending_without_account(session: Session, *, limit: int, now: datetime | None = None) -> list[Signal]:
     """Pending signals of unknown accounts (already in the exception queue); on PostgreSQL, held rows are skipped."""
+    params = {"limit": limit, "now": now} if now is not None else {"limit": limit}
+    return list(session.scalars(_without_account_query(now is not None, skip_locked(session)), params))
+
+
+@functools.cache
+def _without_account_query(now: bool, skip: bool) -> Select[tuple[Signal]]:
     query = (select(Signal).where(_due(now), Signal.account_id.is_(None))
-             .order_by(Signal.received_at, Signal.id).limit(limit))
-    if skip_locked(session):
-        query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+             .order_by(Signal.received_at, Signal.id).limit(bindparam("limit")))
+    return query.with_for_update(skip_locked=True) if skip else query
 
 
 def pending_signals(session: Session, *, limit: int, now: datetime | None = None) -> list[Signal]:
@@ -588,13 +603,15 @@ def pending_signals(session: Session, *, limit: int, now: datetime | None = None
     heads = pending_heads(session, limit=limit, now=now)
     if heads and skip_locked(session):
         # Read fresh with the lock, so the engine sees the account as committed.
-        locked = {account.id for account in session.scalars(
-            select(Account).where(Account.id.in_(heads)).order_by(Account.id)
-            .with_for_update(skip_locked=True).execution_options(populate_existing=True))}
+        locked = {account.id for account in session.scalars(_LOCK_HEADS, {"ids": heads})}
         heads = [account_id for account_id in heads if account_id in locked]
     claimed = pending_for_accounts(session, account_ids=heads, limit=limit)
     claimed += pending_without_account(session, limit=max(limit - len(claimed), 0), now=now)
     return sorted(claimed, key=lambda signal: (signal.received_at, signal.id))
+
+
+_LOCK_HEADS = (select(Account).where(Account.id.in_(bindparam("ids", expanding=True))).order_by(Account.id)
+               .with_for_update(skip_locked=True).execution_options(populate_existing=True))
 
 
 def mark_processed(signal: Signal, at: datetime) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from orchestrator import audit, exception_queue
 from orchestrator.audit import AuditAction
@@ -122,19 +122,23 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
     """
     account_ids = sorted({signal.account_id for signal in claimed if signal.account_id is not None})
     if account_ids:
-        run.held.extend(run.session.scalars(
-            select(Account).where(Account.id.in_(account_ids))
-            .options(selectinload(Account.owner), selectinload(Account.csm), selectinload(Account.health_state))))
+        run.held.extend(run.session.scalars(_BATCH_ACCOUNTS, {"ids": account_ids}).unique())
     deal_ids = sorted({signal.deal_id for signal in claimed if signal.deal_id is not None})
     if deal_ids:
-        run.held.extend(run.session.scalars(select(Deal).where(Deal.id.in_(deal_ids))
-                                            .options(selectinload(Deal.owner))))
+        run.held.extend(run.session.scalars(_BATCH_DEALS, {"ids": deal_ids}).unique())
     if journeys:
         run.batch_types = frozenset(signal.type for signal in claimed)
         run.open_journeys = _open_journeys(run, account_ids)
         run.memo = {}
         monitors.preload(run, claimed)
         health.preload(run, claimed)
+
+
+# Built once (a pass asks each of them once): the accounts with the people and health the engine reads,
+# joined in (each is one row per account), and the deals with their owners.
+_BATCH_ACCOUNTS = select(Account).where(Account.id.in_(bindparam("ids", expanding=True))).options(
+    joinedload(Account.owner), joinedload(Account.csm), joinedload(Account.health_state))
+_BATCH_DEALS = select(Deal).where(Deal.id.in_(bindparam("ids", expanding=True))).options(joinedload(Deal.owner))
 
 
 def _open_journeys(run: Run, account_ids: list[int]) -> dict[int, list[Journey]]:
