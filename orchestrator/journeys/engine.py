@@ -130,8 +130,7 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
         run.batch_types = frozenset(signal.type for signal in claimed)
         run.open_journeys = _open_journeys(run, account_ids)
         run.memo = {}
-        monitors.preload(run, claimed)
-        health.preload(run, claimed)
+        monitors.preload(run, claimed, windows=health.windows_to_preload(run, claimed))
 
 
 # Built once (a pass asks each of them once): the accounts with the people and health the engine reads,

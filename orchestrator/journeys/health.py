@@ -48,7 +48,7 @@ from orchestrator.worker.jobs import JobResult, job
 if TYPE_CHECKING:
     from orchestrator.runtime import Runtime
 
-__all__ = ["Scored", "active_model", "observe", "recompute_all", "rescore", "score", "standing"]
+__all__ = ["Scored", "active_model", "observe", "recompute_all", "rescore", "score", "standing", "windows_to_preload"]
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +78,21 @@ def measure_key(playbook_id: str, measure: HealthMeasure) -> str:
 # -- the engine's part ------------------------------------------------------------------------
 
 
-def preload(run: Run, batch: Sequence[Signal]) -> None:
-    """Read the measure windows the batch's accounts are scored on up front (`monitors.preload_windows`).
+def windows_to_preload(run: Run, batch: Sequence[Signal]) -> list[tuple[str, int]]:
+    """The measure windows the batch's accounts are scored on, as (key, account) pairs for `monitors.preload`.
 
     An account whose signal a measure counts is rescored on every measure: each window measure's
-    latest window and the one before it, for each such account, one statement for the batch.
+    latest window and the one before it, for each such account, read with the monitors' windows.
     """
     found = run.derived("health model", lambda: active_model(run.playbooks())) if run.memo is not None else None
     if found is None:
-        return
+        return []
     playbook_id, model = found
     types = model.signal_types()
     account_ids = sorted({signal.account_id for signal in batch
                           if signal.account_id is not None and signal.type in types})
-    monitors.preload_windows(run, [(measure_key(playbook_id, measure), account_id)
-                                   for measure in model.measures if measure.window is not None
-                                   for account_id in account_ids])
+    return [(measure_key(playbook_id, measure), account_id)
+            for measure in model.measures if measure.window is not None for account_id in account_ids]
 
 
 def observe(run: Run, account: Account, signal: Signal) -> None:

@@ -67,12 +67,13 @@ def observe(run: Run, account: Account, signal: Signal) -> None:
             _aggregate(run, key, monitor, account.id, signal)
 
 
-def preload(run: Run, batch: Sequence[Signal]) -> None:
+def preload(run: Run, batch: Sequence[Signal], *, windows: Sequence[tuple[str, int]] = ()) -> None:
     """Read the windows and silences this batch's signals fold into, one statement for each kind.
 
     What `_window_for`, `_aggregate` and `_seen` would ask per monitor and account (the latest
     window and the one before it, the silence) goes into the batch's memo up front; without a
-    memo (one signal at a time) nothing is read ahead.
+    memo (one signal at a time) nothing is read ahead. `windows` are other (key, account) pairs
+    to read with them (the health measures').
     """
     if run.memo is None:
         return
@@ -86,7 +87,7 @@ def preload(run: Run, batch: Sequence[Signal]) -> None:
         for monitor in playbook.monitors:
             for account_id in sorted(accounts_by_type.get(monitor.signal, ())):
                 (silent if monitor.absent else windowed).append((monitor_key(playbook, monitor), account_id))
-    preload_windows(run, windowed)
+    preload_windows(run, [*windowed, *windows])
     for first in range(0, len(silent), _PRELOAD_CHUNK):
         _preload_silences(run, silent[first:first + _PRELOAD_CHUNK])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from orchestrator import audit
 from orchestrator.errors import NotFound
@@ -367,8 +367,16 @@ def compiled(version: PlaybookVersion) -> Playbook:
 
 
 def active_playbooks(*, session: Session) -> list[tuple[PlaybookVersion, Playbook]]:
-    """Active versions with their compiled form."""
-    return [(version, compiled(version)) for version in list_playbooks(session=session)]
+    """Active versions with their compiled form.
+
+    Asked by every engine pass and intake batch: the text (and templates) of a version is read
+    only when it is not compiled yet, which in a running process is once.
+    """
+    return [(version, compiled(version)) for version in session.scalars(_ACTIVE_LIGHT)]
+
+
+_ACTIVE_LIGHT = (select(PlaybookVersion).where(PlaybookVersion.active).order_by(PlaybookVersion.playbook_id)
+                 .options(defer(PlaybookVersion.source_text), defer(PlaybookVersion.templates)))
 
 
 def playbook_history(*, session: Session, playbook_id: str) -> list[PlaybookVersion]:
