@@ -58,3 +58,23 @@ def test_catalog_types_and_types_an_active_playbook_reacts_to_are_not_flagged(se
     intake(_signal("product.usage", 1, active_users=3))
     intake(_signal("renewal.upcoming", 2, days_to_renewal=90))
     assert _items(session) == []
+
+
+def test_a_batch_of_catalogued_types_does_not_read_the_active_playbooks(session, intake):
+    from sqlalchemy import event
+
+    read: list[str] = []
+
+    def seen(_connection, _cursor, statement, *_rest):
+        if "playbook_versions" in statement:
+            read.append(statement)
+
+    bind = session.get_bind()
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        intake(_signal("product.usage", 1, active_users=3))
+        assert read == []  # a shipped type is known whatever the playbooks say
+        intake(_signal("trial.startd", 2))
+        assert len(read) == 1  # one the shipped catalog lacks: the playbooks' own types are read
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
