@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, or_, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -127,7 +127,11 @@ def _hold_batch(run: Run, claimed: list[Signal], *, journeys: bool) -> None:
     if deal_ids:
         run.held.extend(run.session.scalars(_BATCH_DEALS, {"ids": deal_ids}).unique())
     if journeys:
-        run.batch_types = frozenset(signal.type for signal in claimed)
+        types: dict[int, set[str]] = {}
+        for signal in claimed:
+            if signal.account_id is not None:
+                types.setdefault(signal.account_id, set()).add(signal.type)
+        run.batch_types = {account_id: frozenset(found) for account_id, found in types.items()}
         run.open_journeys = _open_journeys(run, account_ids)
         run.memo = {}
         monitors.preload(run, claimed, windows=health.windows_to_preload(run, claimed))
@@ -143,27 +147,31 @@ _BATCH_DEALS = select(Deal).where(Deal.id.in_(bindparam("ids", expanding=True)))
 def _open_journeys(run: Run, account_ids: list[int]) -> dict[int, list[Journey]]:
     """The unfinished journeys of these accounts that the batch's signals can move, or collide with, oldest first.
 
-    That is the journeys whose playbook version exits or waits on one of the batch's signal
-    types (`_reacting`), and those of the playbooks that enroll on one (once_per is checked
-    against them). An account's other open journeys cannot change in this pass, however many
-    there are, so they are not read: first the versions open on these accounts, then the
-    journeys of the versions and playbooks that matter, as the database has them now.
+    For each account, the journeys whose playbook version exits or waits on one of the types of
+    that account's signals in the batch (`_reacting`), and those of the playbooks that enroll on
+    one of them with once_per account or deal (once_per is checked against them; a per-signal key
+    cannot collide with an open journey). An account's other open journeys cannot change in this
+    pass, however many there are, so they are not read: first the versions open on these
+    accounts, then the journeys that matter, as the database has them now.
     """
     found: dict[int, list[Journey]] = {account_id: [] for account_id in account_ids}
     if not account_ids:
         return found
     session = run.session
     open_here = (Journey.account_id.in_(account_ids), Journey.ended_at.is_(None))
+    types = {account_id: run.batch_types.get(account_id, frozenset()) for account_id in account_ids}
     # The active versions first: read once for the pass, they are what most open journeys run on.
-    enrolling = sorted({playbook.id for signal_type in run.batch_types for _, playbook in run.enrolling(signal_type)})
-    versions = session.scalars(select(Journey.playbook_version_id).where(*open_here).distinct()).all()
-    moving = sorted(version_id for version_id in versions
-                    if any(_reacts(run, version_id, signal_type) for signal_type in run.batch_types))
+    enrolling = sorted({(account_id, playbook.id) for account_id in account_ids for signal_type in types[account_id]
+                        for _, playbook in run.enrolling(signal_type) if playbook.enroll.once_per != "signal"})
+    open_versions = session.execute(
+        select(Journey.account_id, Journey.playbook_version_id).where(*open_here).distinct()).tuples().all()
+    moving = sorted((account_id, version_id) for account_id, version_id in open_versions
+                    if any(_reacts(run, version_id, signal_type) for signal_type in types[account_id]))
     if not moving and not enrolling:
         return found
     for journey in session.scalars(
-            select(Journey).where(*open_here, or_(Journey.playbook_version_id.in_(moving),
-                                                  Journey.playbook_id.in_(enrolling)))
+            select(Journey).where(*open_here, or_(tuple_(Journey.account_id, Journey.playbook_version_id).in_(moving),
+                                                  tuple_(Journey.account_id, Journey.playbook_id).in_(enrolling)))
             .order_by(Journey.id).execution_options(populate_existing=True)):
         found[journey.account_id].append(journey)
     return found

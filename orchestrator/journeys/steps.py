@@ -116,8 +116,9 @@ class Run:
     # Inside the engine's batch savepoint: a looping journey raises StepBudgetExceeded, so the
     # batch rolls back and the signal runs again on its own, where the loop guard parks it.
     in_batch: bool = False
-    # The signal types of the engine's batch: its open journeys are read for these (see engine._open_journeys).
-    batch_types: frozenset[str] = frozenset()
+    # The signal types of the engine's batch, by account: its open journeys are read for these
+    # (see engine._open_journeys).
+    batch_types: dict[int, frozenset[str]] = field(default_factory=dict)
     _active: list[tuple[PlaybookVersion, Playbook]] | None = None
     # What the pass works out from its playbooks once (they do not change within a pass), by question.
     _derived: dict[Any, Any] = field(default_factory=dict)

@@ -964,3 +964,59 @@ def test_a_pass_reads_only_the_open_journeys_its_signals_can_move(session, feed)
     statuses = {journey.playbook_id: journey.status for journey in
                 session.scalars(select(Journey).where(Journey.account_id == account.id))}
     assert statuses == {"exits-on-churn": "exited", "parked-waiters": "waiting"}
+
+
+def test_an_enrollment_once_per_signal_does_not_read_the_playbooks_open_journeys(session, feed):
+    from sqlalchemy import event
+
+    install_playbook(session, PARKED_WAITERS)  # enrolls on support.ticket_opened, once_per: signal
+    account, other = AccountFactory(), AccountFactory()
+    for n in range(4):
+        feed("support.ticket_opened", account, {"ticket_id": n})
+    feed("deal.closed_won", other)
+    loaded: list[int] = []
+
+    def on_load(journey, _context, _keys=None):
+        loaded.append(journey.id)
+
+    event.listen(Journey, "load", on_load)
+    event.listen(Journey, "refresh", on_load)
+    try:
+        report = feed("support.ticket_opened", account, {"ticket_id": 9})
+    finally:
+        event.remove(Journey, "load", on_load)
+        event.remove(Journey, "refresh", on_load)
+
+    assert report.counts["enrolled"] == 1 and loaded == []  # a new signal's key cannot collide with theirs
+    assert session.scalar(select(func.count()).select_from(Journey).where(
+        Journey.account_id == account.id, Journey.ended_at.is_(None))) == 5
+
+
+def test_an_accounts_journeys_are_read_for_its_own_signals_in_the_batch_not_the_others(session, feed, settings, clock):
+    from sqlalchemy import event
+
+    install_playbook(session, EXITS_ON_CHURN)
+    churning, staying = AccountFactory(), AccountFactory()
+    feed("deal.closed_won", churning)
+    feed("deal.closed_won", staying)
+    for account, kind in ((churning, "account.churned"), (staying, "product.usage")):
+        result = signals.ingest(session=session, raw={"type": kind, "account": {"id": account.id},
+                                                      "occurred_at": clock.now().isoformat(), "payload": {}},
+                                source="test", now=clock.now(), settings=settings)
+        assert result.status == "accepted"
+    loaded: list[int] = []
+
+    def on_load(journey, _context, _keys=None):
+        loaded.append(journey.account_id)
+
+    event.listen(Journey, "load", on_load)
+    event.listen(Journey, "refresh", on_load)
+    try:
+        report = feed.process()  # one pass, both signals
+    finally:
+        event.remove(Journey, "load", on_load)
+        event.remove(Journey, "refresh", on_load)
+
+    assert report.signals == 2 and loaded == [churning.id]
+    statuses = dict(session.execute(select(Journey.account_id, Journey.status)).tuples().all())
+    assert statuses == {churning.id: "exited", staying.id: "waiting"}
