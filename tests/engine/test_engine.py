@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -934,9 +935,26 @@ EXITS_ON_CHURN = """
 """
 
 
-def test_a_pass_reads_only_the_open_journeys_its_signals_can_move(session, feed):
+@contextmanager
+def _journeys_read(attribute):
+    """`attribute` of every journey the block reads from the database (loaded or refreshed)."""
     from sqlalchemy import event
 
+    read: list = []
+
+    def on_load(journey, _context, _keys=None):
+        read.append(getattr(journey, attribute))
+
+    event.listen(Journey, "load", on_load)
+    event.listen(Journey, "refresh", on_load)
+    try:
+        yield read
+    finally:
+        event.remove(Journey, "load", on_load)
+        event.remove(Journey, "refresh", on_load)
+
+
+def test_a_pass_reads_only_the_open_journeys_its_signals_can_move(session, feed):
     install_playbook(session, PARKED_WAITERS)
     install_playbook(session, EXITS_ON_CHURN)
     account = AccountFactory()
@@ -945,18 +963,8 @@ def test_a_pass_reads_only_the_open_journeys_its_signals_can_move(session, feed)
     feed("deal.closed_won", account)
     journeys = session.scalars(select(Journey).where(Journey.account_id == account.id)).all()
     assert sorted(journey.playbook_id for journey in journeys) == ["exits-on-churn"] + ["parked-waiters"] * 5
-    loaded: list[str] = []
-
-    def on_load(journey, _context, _keys=None):
-        loaded.append(journey.playbook_id)
-
-    event.listen(Journey, "load", on_load)
-    event.listen(Journey, "refresh", on_load)
-    try:
+    with _journeys_read("playbook_id") as loaded:
         feed("account.churned", account)
-    finally:
-        event.remove(Journey, "load", on_load)
-        event.remove(Journey, "refresh", on_load)
 
     # The churn ends the journey that exits on it; the five waiting for another signal are not even read.
     assert loaded == ["exits-on-churn"]
@@ -967,25 +975,13 @@ def test_a_pass_reads_only_the_open_journeys_its_signals_can_move(session, feed)
 
 
 def test_an_enrollment_once_per_signal_does_not_read_the_playbooks_open_journeys(session, feed):
-    from sqlalchemy import event
-
     install_playbook(session, PARKED_WAITERS)  # enrolls on support.ticket_opened, once_per: signal
     account, other = AccountFactory(), AccountFactory()
     for n in range(4):
         feed("support.ticket_opened", account, {"ticket_id": n})
     feed("deal.closed_won", other)
-    loaded: list[int] = []
-
-    def on_load(journey, _context, _keys=None):
-        loaded.append(journey.id)
-
-    event.listen(Journey, "load", on_load)
-    event.listen(Journey, "refresh", on_load)
-    try:
+    with _journeys_read("id") as loaded:
         report = feed("support.ticket_opened", account, {"ticket_id": 9})
-    finally:
-        event.remove(Journey, "load", on_load)
-        event.remove(Journey, "refresh", on_load)
 
     assert report.counts["enrolled"] == 1 and loaded == []  # a new signal's key cannot collide with theirs
     assert session.scalar(select(func.count()).select_from(Journey).where(
@@ -993,8 +989,6 @@ def test_an_enrollment_once_per_signal_does_not_read_the_playbooks_open_journeys
 
 
 def test_an_accounts_journeys_are_read_for_its_own_signals_in_the_batch_not_the_others(session, feed, settings, clock):
-    from sqlalchemy import event
-
     install_playbook(session, EXITS_ON_CHURN)
     churning, staying = AccountFactory(), AccountFactory()
     feed("deal.closed_won", churning)
@@ -1004,18 +998,8 @@ def test_an_accounts_journeys_are_read_for_its_own_signals_in_the_batch_not_the_
                                                       "occurred_at": clock.now().isoformat(), "payload": {}},
                                 source="test", now=clock.now(), settings=settings)
         assert result.status == "accepted"
-    loaded: list[int] = []
-
-    def on_load(journey, _context, _keys=None):
-        loaded.append(journey.account_id)
-
-    event.listen(Journey, "load", on_load)
-    event.listen(Journey, "refresh", on_load)
-    try:
+    with _journeys_read("account_id") as loaded:
         report = feed.process()  # one pass, both signals
-    finally:
-        event.remove(Journey, "load", on_load)
-        event.remove(Journey, "refresh", on_load)
 
     assert report.signals == 2 and loaded == [churning.id]
     statuses = dict(session.execute(select(Journey.account_id, Journey.status)).tuples().all())
