@@ -39,7 +39,8 @@ from orchestrator.database_url import DEFAULT_CONNECT_TIMEOUT, parse_database_ur
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "LOCK_TIMEOUT_MS", "JSONType", "RowBusy", "SESSION_CONNECTORS_KEY",
            "SESSION_DESCRIPTION_LIMITS_KEY", "UTCDateTime",
            "among", "connection_lost", "describe_error", "dialect_insert", "insert_ignoring", "insert_many",
-           "is_transient", "make_engine", "make_session_factory", "parse_database_url", "skip_locked", "unit_of_work"]
+           "is_transient", "make_engine", "make_session_factory", "parse_database_url", "skip_locked", "undoes_or_ends",
+           "unit_of_work"]
 
 # Session.info key under which the runtime puts the deployment's `[connectors.*]` sections, so the
 # outbox can route each message to its connector without importing the configuration machinery.
@@ -336,6 +337,15 @@ def collecting(session: Session, key: str, write: Callable[[list[Any]], None]) -
         finally:
             session.info.pop(key, None)
         write(buffer.take())
+
+
+def undoes_or_ends(transaction: SessionTransaction) -> bool:
+    """True for a savepoint or the outermost transaction (what `after_transaction_end` hooks care about).
+
+    A flush opens an inner transaction of its own and ends it at every flush; that one neither
+    rolls anything back nor releases a lock, so what a session remembers for its transaction stays.
+    """
+    return transaction.nested or transaction.parent is None
 
 
 def flush_only(session: Session, *models: type) -> None:

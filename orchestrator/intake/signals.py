@@ -537,9 +537,10 @@ RETRY_CAP = timedelta(minutes=5)
 MAX_TRANSIENT_ATTEMPTS = 12
 
 
-def _due(now: bool) -> ColumnElement[bool]:
+def _due(with_retries: bool) -> ColumnElement[bool]:
+    # with_retries: leave out the signals waiting out a retry (`:now` is bound at execution).
     pending = Signal.processed_at.is_(None)
-    if not now:
+    if not with_retries:
         return pending
     return and_(pending, or_(Signal.retry_at.is_(None), Signal.retry_at <= bindparam("now")))
 
@@ -553,14 +554,14 @@ def pending_heads(session: Session, *, limit: int, now: datetime | None = None) 
 
 # The work queue's statements are built once (with `now` or without): every engine pass asks each.
 @functools.cache
-def _heads_query(now: bool) -> Select[tuple[int | None]]:
+def _heads_query(with_retries: bool) -> Select[tuple[int | None]]:
     older = aliased(Signal)
     no_older_pending = ~exists().where(
         older.account_id == Signal.account_id, older.processed_at.is_(None),
         or_(older.received_at < Signal.received_at,
             and_(older.received_at == Signal.received_at, older.id < Signal.id)))
     return (select(Signal.account_id)
-            .where(_due(now), Signal.account_id.is_not(None), no_older_pending)
+            .where(_due(with_retries), Signal.account_id.is_not(None), no_older_pending)
             .order_by(Signal.received_at, Signal.id).limit(bindparam("limit")))
 
 
@@ -588,8 +589,8 @@ def pending_without_account(session: Session, *, limit: int, now: datetime | Non
 
 
 @functools.cache
-def _without_account_query(now: bool, skip: bool) -> Select[tuple[Signal]]:
-    query = (select(Signal).where(_due(now), Signal.account_id.is_(None))
+def _without_account_query(with_retries: bool, skip: bool) -> Select[tuple[Signal]]:
+    query = (select(Signal).where(_due(with_retries), Signal.account_id.is_(None))
              .order_by(Signal.received_at, Signal.id).limit(bindparam("limit")))
     return query.with_for_update(skip_locked=True) if skip else query
 

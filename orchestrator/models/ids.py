@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, bindparam, event, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from orchestrator.db import undoes_or_ends
 from orchestrator.models.journeys import Journey, StepRun
 
 __all__ = ["assign_id"]
@@ -60,7 +61,7 @@ def _next_id(session: Session, table: Any) -> int:
                                                     execution_options={"autoflush": False}))
             block.used += 1
             return block.values.popleft()
-    handed: dict[str, Any] = session.info.setdefault(_KEY, {})
+    handed: dict[str, int] = session.info.setdefault(_KEY, {})  # SQLite: the last id handed out, by table
     last: int | None = handed.get(table.name)
     if last is None:
         written = session.scalar(select(func.max(table.c.id)), execution_options={"autoflush": False}) or 0
@@ -109,10 +110,8 @@ def _assign_new(session: Session, _context: Any, _instances: Any) -> None:
 @event.listens_for(Session, "after_transaction_end")
 def _forget_sqlite_ids(session: Session, transaction: SessionTransaction) -> None:
     # On SQLite the next id is asked afresh after every transaction and savepoint: a rolled-back one
-    # gives its ids back, and after a commit another process may write next. Sequence values are
-    # never given back, so PostgreSQL's blocks stay. A flush's own inner transaction (neither a
-    # savepoint nor the outermost) ends at every flush and gives nothing back.
+    # gives its ids back, and after a commit another process may write next. (PostgreSQL's sequence
+    # values are never given back; its blocks are the process's, not the session's.)
     handed = session.info.get(_KEY)
-    if handed and (transaction.nested or transaction.parent is None):
-        for name in [name for name, value in handed.items() if isinstance(value, int)]:
-            del handed[name]
+    if handed and undoes_or_ends(transaction):
+        handed.clear()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Select, bindparam, case, event, func, or_, select
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, object_session
 
-from orchestrator.db import NO_AUTOFLUSH, RowBusy, flush_only
+from orchestrator.db import NO_AUTOFLUSH, RowBusy, flush_only, undoes_or_ends
 from orchestrator.db import skip_locked as row_locks_skip
 from orchestrator.models import OPEN_STATUSES, Account, Deal, Owner, Task
 from orchestrator.work.tasks import open_task_count
@@ -274,15 +274,17 @@ def _forget_counts(session: Session | None) -> None:
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_held(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.nested or transaction.parent is None:  # a flush's inner transaction changes nothing
+    if undoes_or_ends(transaction):
         session.info.pop(_HELD, None)
         session.info.pop(_RANKED, None)
 
 
 @event.listens_for(Session, "after_attach")
-def _task_added(session: Session, instance: object) -> None:
+def _row_added(session: Session, instance: object) -> None:
     if isinstance(instance, Task):
         _forget_counts(session)
+    elif isinstance(instance, Owner):
+        session.info.pop(_RANKED, None)
 
 
 @event.listens_for(Session, "before_flush")
@@ -316,11 +318,6 @@ def _person_changed(target: Owner, _value: object, _old: object, _initiator: obj
     if session is not None:
         session.info.pop(_RANKED, None)
 
-
-@event.listens_for(Session, "after_attach")
-def _person_added(session: Session, instance: object) -> None:
-    if isinstance(instance, Owner):
-        session.info.pop(_RANKED, None)
 
 
 def find_owner(session: Session, *, email: str) -> Owner | None:
